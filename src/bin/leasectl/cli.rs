@@ -1,0 +1,151 @@
+//! The command line (clap): global flags, one subcommand each, and the value parsers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  leasectl run --instance us-east-1 --region us-east     race for the demo lease and work 15s
+  leasectl run --instance eu-west-1 --region eu-west --wait 1m
+  leasectl inspect                                      who holds critical-section-lock
+  leasectl inspect --all --json                         every lease under the key prefix
+  leasectl release critical-section-lock --force --yes  free a stuck lease
+
+Settings: appsettings.json, appsettings.Local.json (here or in ~/.config/leasectl/),
+RedisLeasing__<Field> environment variables, then flags. With none, redis://127.0.0.1:6379.
+Exit codes: 0 ok, 1 Redis error, 2 usage or settings error, 3 held by someone else, 4 lease lost.";
+
+/// Distributed leases (locks with a time to live) on Redis.
+#[derive(Parser, Debug)]
+#[command(name = "leasectl", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Read this settings file instead of looking up appsettings.json and appsettings.Local.json.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Redis endpoint: redis:// or rediss:// URL, or host:port[,password=...,ssl=True].
+    #[arg(long = "endpoint", global = true, value_name = "URL")]
+    pub endpoints: Vec<String>,
+    /// Prefix of the lease keys (default `lease:`).
+    #[arg(long, global = true, value_name = "P")]
+    pub key_prefix: Option<String>,
+    /// More detail on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// No colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Seed 002's lock competition: take the lease and work, or show who holds it.
+    #[command(
+        after_help = "Example:\n  leasectl run --instance us-east-1 --region us-east --work 15s"
+    )]
+    Run(RunArgs),
+    /// Show who holds a lease (or every lease), with its TTL left.
+    #[command(
+        after_help = "Examples:\n  leasectl inspect\n  leasectl inspect my-job --json\n  leasectl inspect --all --watch"
+    )]
+    Inspect(InspectArgs),
+    /// Release a lease by its lease id, or force-release it.
+    #[command(
+        after_help = "Examples:\n  leasectl release my-job --lease-id 4f1c...\n  leasectl release my-job --force --yes"
+    )]
+    Release(ReleaseArgs),
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  leasectl completions bash > /etc/bash_completion.d/leasectl"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// This instance's id, stored as meta_instanceId.
+    #[arg(long)]
+    pub instance: String,
+    /// This instance's region, stored as meta_region.
+    #[arg(long)]
+    pub region: String,
+    /// The lease to compete for.
+    #[arg(long, default_value = "critical-section-lock")]
+    pub lease: String,
+    /// How long the winner works.
+    #[arg(long, default_value = "15s", value_parser = positive_duration)]
+    pub work: Duration,
+    /// The lease's time to live (default: the settings' DefaultLeaseDuration).
+    #[arg(long, value_parser = positive_duration)]
+    pub ttl: Option<Duration>,
+    /// Wait up to this long for the lease instead of failing fast.
+    #[arg(long, value_parser = duration)]
+    pub wait: Option<Duration>,
+    /// More metadata, stored as meta_<key>.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub meta: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The lease to show.
+    #[arg(default_value = "critical-section-lock", conflicts_with = "all")]
+    pub name: String,
+    /// Every lease under the key prefix.
+    #[arg(long)]
+    pub all: bool,
+    /// JSON: one object per lease (an array with --all).
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every second until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The lease to release.
+    pub name: String,
+    /// Release only if this is the current lease id.
+    #[arg(long, value_name = "ID", conflicts_with = "force")]
+    pub lease_id: Option<String>,
+    /// Delete the lease whoever holds it (asks first).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before a forced release.
+    #[arg(long, short = 'y', requires = "force")]
+    pub yes: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    leasectl::duration::parse(text)
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    leasectl::duration::parse_positive(text)
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}

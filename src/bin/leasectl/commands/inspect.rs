@@ -1,0 +1,81 @@
+//! `leasectl inspect`: who holds a lease (or every lease), as text or SPEC 4's JSON;
+//! `--watch` refreshes every second until Ctrl-C.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use colored::Colorize;
+use leasectl::{LeaseClient, LeaseInfo};
+
+use super::Interrupts;
+use crate::cli::InspectArgs;
+use crate::output::{holder_table, LeaseJson, Printer};
+
+const REFRESH: Duration = Duration::from_secs(1);
+
+pub async fn run(
+    client: LeaseClient,
+    args: InspectArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    if !args.watch {
+        print!("{}", render(&client, &args).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut interrupts = Interrupts::install()?;
+    let mut shown = String::new();
+    loop {
+        let text = render(&client, &args).await?;
+        if printer.stdout_is_terminal && !args.json {
+            // Redraw in place: clear the screen, then the current state.
+            print!(
+                "\x1b[2J\x1b[H{text}{}",
+                format!("\nrefreshing every second; Ctrl-C to stop\n").dimmed()
+            );
+        } else if text != shown {
+            print!("{text}");
+        }
+        shown = text;
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = interrupts.recv() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+async fn render(client: &LeaseClient, args: &InspectArgs) -> anyhow::Result<String> {
+    let infos = if args.all {
+        client.inspect_all().await?
+    } else {
+        vec![client.inspect(&args.name).await?]
+    };
+    if args.json {
+        let json: Vec<LeaseJson> = infos.iter().map(LeaseJson::from).collect();
+        let text = if args.all {
+            serde_json::to_string(&json)?
+        } else {
+            serde_json::to_string(&json[0])?
+        };
+        return Ok(format!("{text}\n"));
+    }
+    if args.all && infos.is_empty() {
+        return Ok(format!(
+            "no leases under '{}'\n",
+            client.settings().key_prefix
+        ));
+    }
+    Ok(infos.iter().map(describe).collect::<Vec<_>>().join("\n"))
+}
+
+fn describe(info: &LeaseInfo) -> String {
+    match &info.holder {
+        None => format!("{} {} is free\n", "○".green(), info.name.bold()),
+        Some(holder) => format!(
+            "{} {} is held by {}\n{}",
+            "●".red(),
+            info.name.bold(),
+            holder.display_name().bold(),
+            holder_table(&info.key, holder)
+        ),
+    }
+}

@@ -1,0 +1,190 @@
+//! `leasectl run`: seed 002's lock competition. The winner works with ticks, auto-renews and
+//! releases; a loser shows who holds the lease. Ctrl-C or SIGTERM releases before exit.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use colored::Colorize;
+use indicatif::{ProgressBar, ProgressStyle};
+use leasectl::duration::human;
+use leasectl::{Acquire, LeaseClient, LeaseOptions};
+use tokio::time::{interval_at, sleep, Instant};
+
+use super::Interrupts;
+use crate::cli::RunArgs;
+use crate::output::{exit, holder_table, ttl_text, Printer};
+
+/// How often the winner reports that it is working.
+const TICK: Duration = Duration::from_secs(3);
+
+pub async fn run(
+    client: LeaseClient,
+    args: RunArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let mut interrupts = Interrupts::install()?;
+    let tag = format!("[{}]", args.instance).bold();
+    let rule = "=".repeat(80);
+    println!(
+        "{rule}\nDISTRIBUTED LOCK DEMO - REDIS\nInstance ID: {}\nRegion: {}\n{rule}\n",
+        args.instance, args.region
+    );
+    println!("{tag} Attempting lock | Region: {}", args.region);
+
+    let options = lease_options(&client, &args);
+    let outcome = match args.wait {
+        None => client.try_acquire(&args.lease, &options).await?,
+        Some(wait) => {
+            let progress = WaitProgress::new(printer, &tag, wait);
+            let waiting = client
+                .acquire_observed(&args.lease, &options, wait, |holder| progress.show(holder));
+            tokio::select! {
+                outcome = waiting => { progress.finish(); outcome? }
+                code = interrupts.recv() => {
+                    progress.finish();
+                    println!("{tag} Interrupted while waiting");
+                    return Ok(ExitCode::from(code));
+                }
+            }
+        }
+    };
+    let lease = match outcome {
+        Acquire::Acquired(lease) => lease,
+        Acquire::Held(holder) => {
+            println!(
+                "{tag} {} | Held by: {}",
+                "✗ Lock unavailable".red().bold(),
+                holder.display_name()
+            );
+            print!(
+                "{}",
+                holder_table(&client.settings().key_for(&args.lease), &holder)
+            );
+            return Ok(ExitCode::from(exit::HELD));
+        }
+    };
+    let short_id: String = lease.id().chars().take(8).collect();
+    println!(
+        "{tag} {} | Lease: {short_id} | Duration: {}",
+        "✓ Lock acquired".green().bold(),
+        human(args.work)
+    );
+    tracing::info!(
+        token = lease.fencing_token(),
+        id = lease.id(),
+        "lease acquired"
+    );
+
+    let started = Instant::now();
+    let lost = lease.lost();
+    tokio::pin!(lost);
+    let finished = sleep(args.work);
+    tokio::pin!(finished);
+    let mut ticks = interval_at(started + TICK, TICK);
+    let mut worked = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut finished => break,
+            error = &mut lost => {
+                println!("{tag} {} | {error}", "✗ Lock lost".red().bold());
+                return Ok(ExitCode::from(exit::LOST));
+            }
+            code = interrupts.recv() => {
+                let renewals = lease.renewals();
+                lease.release().await?;
+                println!("{tag} Interrupted | Renewals: {renewals} | Lock released");
+                return Ok(ExitCode::from(code));
+            }
+            _ = ticks.tick() => {
+                worked += TICK;
+                println!("{tag} Working... [{}s]", worked.as_secs());
+            }
+        }
+    }
+    let took = Duration::from_secs(started.elapsed().as_secs_f64().round() as u64);
+    println!(
+        "{tag} Completed | Duration: {} | Renewals: {}",
+        human(took),
+        lease.renewals()
+    );
+    if lease.release().await? {
+        println!("{tag} Lock released");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{tag} {} | it was no longer ours when releasing",
+            "✗ Lock lost".red().bold()
+        );
+        Ok(ExitCode::from(exit::LOST))
+    }
+}
+
+/// TTL and renewal from the settings (or `--ttl`), and the metadata of seed 002.
+fn lease_options(client: &LeaseClient, args: &RunArgs) -> LeaseOptions {
+    let mut options = LeaseOptions::from_settings(client.settings());
+    if let Some(ttl) = args.ttl {
+        options.ttl = ttl;
+    }
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let start_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    options = options
+        .meta("instanceId", &args.instance)
+        .meta("region", &args.region)
+        .meta("hostname", hostname)
+        .meta("startTime", start_time);
+    for (key, value) in &args.meta {
+        options = options.meta(key, value);
+    }
+    options
+}
+
+/// While waiting: a spinner with the holder and TTL left on a terminal, one line otherwise.
+struct WaitProgress {
+    spinner: Option<ProgressBar>,
+    line: String,
+    said: std::cell::Cell<bool>,
+}
+
+impl WaitProgress {
+    fn new(printer: &Printer, tag: &colored::ColoredString, wait: Duration) -> WaitProgress {
+        let line = format!("{tag} Waiting up to {} for the lock", human(wait));
+        let spinner = (!printer.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .then(|| {
+                let spinner = ProgressBar::new_spinner();
+                spinner.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                        .expect("valid template"),
+                );
+                spinner.enable_steady_tick(Duration::from_millis(100));
+                spinner
+            });
+        WaitProgress {
+            spinner,
+            line,
+            said: std::cell::Cell::new(false),
+        }
+    }
+
+    fn show(&self, holder: &leasectl::Holder) {
+        let message = format!(
+            "{} | Held by: {} | TTL left: {}",
+            self.line,
+            holder.display_name(),
+            ttl_text(holder.ttl)
+        );
+        match &self.spinner {
+            Some(spinner) => spinner.set_message(message),
+            None if !self.said.replace(true) => println!("{message}"),
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(spinner) = &self.spinner {
+            spinner.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! How the binary speaks: colour policy, notes and errors on stderr, exit codes, the holder
+//! table and the JSON shape of `inspect`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use colored::Colorize;
+use leasectl::{Error, Holder, LeaseInfo};
+use serde::Serialize;
+
+use crate::cli::Global;
+
+/// Exit codes of SPEC 4.
+pub mod exit {
+    pub const REDIS: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const HELD: u8 = 3;
+    pub const LOST: u8 = 4;
+    /// Ended by Ctrl-C (128 + SIGINT), after cleaning up.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A usage mistake found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Where and how output goes.
+pub struct Printer {
+    pub quiet: bool,
+    pub stdout_is_terminal: bool,
+}
+
+impl Printer {
+    /// Sets the colour policy (terminal, no `NO_COLOR`, no `--no-color`) and the log level.
+    pub fn new(global: &Global) -> Printer {
+        let stdout_is_terminal = std::io::stdout().is_terminal();
+        let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        colored::control::set_override(stdout_is_terminal && !no_color_env && !global.no_color);
+        let level = match (global.quiet, global.verbose) {
+            (true, _) => "error",
+            (_, 0) => "warn",
+            (_, 1) => "info",
+            (_, 2) => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::new(format!(
+            "leasectl={level},{}",
+            if global.verbose > 2 {
+                "redis=debug"
+            } else {
+                "warn"
+            }
+        ));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal() && !no_color_env && !global.no_color)
+            .with_target(false)
+            .init();
+        Printer {
+            quiet: global.quiet,
+            stdout_is_terminal,
+        }
+    }
+
+    /// A note on stderr (not with `--quiet`).
+    pub fn note(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{} {message}", "leasectl:".dimmed());
+        }
+    }
+
+    /// Prints `error` as one line on stderr and answers its exit code.
+    pub fn fail(&self, error: &anyhow::Error) -> ExitCode {
+        eprintln!("{} {}", "leasectl: error:".red().bold(), one_line(error));
+        ExitCode::from(exit_code(error))
+    }
+}
+
+/// The exit code of an error: by the library's kind, 2 for usage, else 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<UsageError>().is_some() {
+        return exit::USAGE;
+    }
+    match error.downcast_ref::<Error>() {
+        Some(Error::Settings(_)) => exit::USAGE,
+        Some(Error::Lost { .. }) => exit::LOST,
+        _ => exit::REDIS,
+    }
+}
+
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// `27.3s`, `1m 5s`, or `no expiry`.
+pub fn ttl_text(ttl: Option<Duration>) -> String {
+    match ttl {
+        None => "no expiry".into(),
+        Some(ttl) if ttl < Duration::from_secs(60) => format!("{:.1}s", ttl.as_secs_f64()),
+        Some(ttl) => humantime::format_duration(Duration::from_secs(ttl.as_secs())).to_string(),
+    }
+}
+
+/// The holder's details as an aligned table: the key, TTL left, then every stored field.
+pub fn holder_table(key: &str, holder: &Holder) -> String {
+    let mut rows: Vec<(String, String)> = vec![
+        ("key".into(), key.to_string()),
+        ("held by".into(), holder.display_name()),
+        ("ttl left".into(), ttl_text(holder.ttl)),
+    ];
+    if holder.fencing_token.is_none() && holder.format == leasectl::KeyFormat::Hash {
+        rows.push((
+            "fencingToken".into(),
+            "(none: written by another tool)".into(),
+        ));
+    }
+    match &holder.format {
+        leasectl::KeyFormat::Hash => {}
+        leasectl::KeyFormat::Json => rows.push((
+            "format".into(),
+            "JSON string (DistributedLeasing package)".into(),
+        )),
+        leasectl::KeyFormat::Token => {
+            rows.push(("format".into(), "plain token (another lock library)".into()))
+        }
+        leasectl::KeyFormat::Other(kind) => {
+            rows.push(("format".into(), format!("a Redis {kind}, not a lease")))
+        }
+    }
+    rows.extend(holder.fields.iter().cloned());
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("    {}  {v}\n", format!("{k:<width$}").cyan()))
+        .collect()
+}
+
+/// One lease in `inspect --json` (SPEC 4). Only `lease`, `key`, `held` when free.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseJson<'a> {
+    lease: &'a str,
+    key: &'a str,
+    held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acquired_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fencing_token: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
+    fn from(info: &'a LeaseInfo) -> Self {
+        let holder = info.holder.as_ref();
+        LeaseJson {
+            lease: &info.name,
+            key: &info.key,
+            held: holder.is_some(),
+            lease_id: holder.and_then(|h| h.lease_id.as_deref()),
+            owner_id: holder.and_then(|h| h.owner_id.as_deref()),
+            acquired_at: holder.and_then(|h| h.acquired_at.as_deref()),
+            ttl_ms: holder.and_then(|h| h.ttl).map(|t| t.as_millis() as u64),
+            fencing_token: holder.and_then(|h| h.fencing_token),
+            metadata: holder.map(|h| &h.metadata),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The library's error type: one variant per way a lease operation can fail.
+//!
+//! A lease held by someone else is *not* an error: `try_acquire` answers
+//! [`crate::Acquire::Held`]. Everything here is a failure the caller may want to
+//! tell apart (the binary maps each to its own exit code).
+
+use std::time::Duration;
+
+/// Why a held lease stopped being ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostReason {
+    /// The key is gone or now carries another lease id (deleted, force-released, taken over).
+    NotOwner,
+    /// Renewal could not be confirmed before the lease's validity ran out.
+    Expired,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LostReason::NotOwner => "the key was deleted or taken over by another holder",
+            LostReason::Expired => "renewal was not confirmed before the lease's validity ran out",
+        })
+    }
+}
+
+/// Every failure of a lease operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The lease we held is no longer ours.
+    #[error("lease '{name}' lost: {reason}")]
+    Lost { name: String, reason: LostReason },
+    /// Redis could not be reached or the connection broke.
+    #[error("cannot reach Redis at {endpoint}: {detail}")]
+    Connection { endpoint: String, detail: String },
+    /// Redis refused our credentials.
+    #[error("authentication failed at {endpoint}: {detail}")]
+    Auth { endpoint: String, detail: String },
+    /// Redis did not answer in time.
+    #[error("Redis at {endpoint} did not answer within {}", humantime::format_duration(*after))]
+    Timeout { endpoint: String, after: Duration },
+    /// Redis answered with an error (wrong type on a key, a script error, ...).
+    #[error("Redis at {endpoint} answered with an error: {detail}")]
+    Redis { endpoint: String, detail: String },
+    /// The settings, or an argument, are not usable.
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Classifies a redis-rs error met while talking to `endpoint`.
+    ///
+    /// redis-rs does not put passwords into its errors; we still build our own text so that no
+    /// connection detail beyond `host:port` can leak.
+    pub(crate) fn from_redis(endpoint: &str, err: &redis::RedisError) -> Error {
+        let endpoint = endpoint.to_string();
+        let code = err.code().unwrap_or_default();
+        if err.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+        {
+            let detail = match code {
+                "NOAUTH" => "the server requires a password and none was given".to_string(),
+                "NOPERM" => "the user lacks a permission this operation needs".to_string(),
+                _ => "invalid username-password pair or user is disabled".to_string(),
+            };
+            return Error::Auth { endpoint, detail };
+        }
+        if err.is_timeout() {
+            return Error::Timeout {
+                endpoint,
+                after: Duration::ZERO,
+            };
+        }
+        if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
+            let detail = if err.is_connection_refusal() {
+                "connection refused".to_string()
+            } else {
+                err.detail()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| err.to_string())
+            };
+            return Error::Connection { endpoint, detail };
+        }
+        Error::Redis {
+            endpoint,
+            detail: err.to_string(),
+        }
+    }
+
+    /// True for failures that a retry may cure (connection, timeout), false for answers.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Connection { .. } | Error::Timeout { .. })
+    }
+}

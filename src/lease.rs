@@ -1,0 +1,241 @@
+//! A held lease: its id, fencing token and validity, with extend, release and the lost signal.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::client::Shared;
+use crate::error::{Error, LostReason, Result};
+
+/// The part of a lease that its renewal task shares: validity, renewals, the lost signal.
+pub(crate) struct LeaseState {
+    pub(crate) name: String,
+    /// The instant (monotonic) before which the server cannot have expired the key.
+    valid_until: Mutex<Instant>,
+    renewals: AtomicU64,
+    lost: watch::Sender<Option<Error>>,
+}
+
+impl LeaseState {
+    pub(crate) fn valid_until(&self) -> Instant {
+        *self.valid_until.lock().expect("lease state lock")
+    }
+
+    /// Records a confirmed extension sent at `sent_at`.
+    pub(crate) fn confirm(&self, sent_at: Instant, ttl: Duration, renewal: bool) {
+        let mut until = self.valid_until.lock().expect("lease state lock");
+        *until = (*until).max(validity_end(sent_at, ttl));
+        if renewal {
+            self.renewals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Fires the lost signal once; later calls keep the first reason.
+    pub(crate) fn mark_lost(&self, reason: LostReason) -> Error {
+        let error = Error::Lost {
+            name: self.name.clone(),
+            reason,
+        };
+        self.lost.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            tracing::warn!(lease = %self.name, %error, "lease lost");
+            *current = Some(error.clone());
+            true
+        });
+        self.lost.borrow().clone().unwrap_or(error)
+    }
+
+    pub(crate) fn lost_error(&self) -> Option<Error> {
+        self.lost.borrow().clone()
+    }
+}
+
+/// The end of a lease's validity when the request that set its TTL left at `sent_at`:
+/// TTL minus the clock drift allowance (1% of the TTL + 2 ms), on the monotonic clock.
+pub(crate) fn validity_end(sent_at: Instant, ttl: Duration) -> Instant {
+    let drift = ttl / 100 + Duration::from_millis(2);
+    sent_at + ttl.saturating_sub(drift)
+}
+
+/// A lease we hold. Dropping it stops renewal and releases it in the background.
+///
+/// The lease may be lost while held (deleted, taken over, or renewal not confirmed in time):
+/// [`Lease::lost`] resolves then, always before the TTL can have run out on the server.
+pub struct Lease {
+    shared: Arc<Shared>,
+    state: Arc<LeaseState>,
+    key: String,
+    id: String,
+    fencing_token: u64,
+    acquired_at: String,
+    ttl: Duration,
+    watchdog: JoinHandle<()>,
+    released: AtomicBool,
+}
+
+impl Lease {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        name: &str,
+        key: String,
+        id: String,
+        fencing_token: u64,
+        acquired_at: String,
+        ttl: Duration,
+        sent_at: Instant,
+        renew_every: Option<Duration>,
+    ) -> Lease {
+        let state = Arc::new(LeaseState {
+            name: name.to_string(),
+            valid_until: Mutex::new(validity_end(sent_at, ttl)),
+            renewals: AtomicU64::new(0),
+            lost: watch::channel(None).0,
+        });
+        let watchdog = crate::renew::spawn(
+            shared.clone(),
+            state.clone(),
+            key.clone(),
+            id.clone(),
+            ttl,
+            renew_every,
+        );
+        Lease {
+            shared,
+            state,
+            key,
+            id,
+            fencing_token,
+            acquired_at,
+            ttl,
+            watchdog,
+            released: AtomicBool::new(false),
+        }
+    }
+
+    /// The lease's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The Redis key that holds it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// This acquisition's id (a UUID v4).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Strictly greater than the token of every earlier acquisition of this name.
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+
+    /// When it was acquired, RFC 3339 UTC with milliseconds.
+    pub fn acquired_at(&self) -> &str {
+        &self.acquired_at
+    }
+
+    /// The time to live set on each acquisition and renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The monotonic instant before which the lease is surely still ours on the server.
+    pub fn valid_until(&self) -> Instant {
+        self.state.valid_until()
+    }
+
+    /// How many automatic renewals succeeded.
+    pub fn renewals(&self) -> u64 {
+        self.state.renewals.load(Ordering::Relaxed)
+    }
+
+    /// The loss, if the lease was lost.
+    pub fn lost_error(&self) -> Option<Error> {
+        self.state.lost_error()
+    }
+
+    /// Resolves with [`Error::Lost`] when the lease is lost; never resolves while it is held.
+    ///
+    /// The future owns what it needs, so it can be moved into another task.
+    pub fn lost(&self) -> impl Future<Output = Error> + Send + 'static {
+        let mut receiver = self.state.lost.subscribe();
+        async move {
+            let lost = receiver
+                .wait_for(Option::is_some)
+                .await
+                .map(|lost| lost.clone());
+            match lost {
+                Ok(Some(error)) => error,
+                _ => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Extends the lease by its TTL, now.
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when it is no longer ours (and the lost signal fires), or a
+    /// connection error; an already lost lease is never extended.
+    pub async fn extend(&self) -> Result<()> {
+        if let Some(lost) = self.state.lost_error() {
+            return Err(lost);
+        }
+        let sent_at = Instant::now();
+        if self.shared.extend(&self.key, &self.id, self.ttl).await? {
+            self.state.confirm(sent_at, self.ttl, false);
+            Ok(())
+        } else {
+            Err(self.state.mark_lost(LostReason::NotOwner))
+        }
+    }
+
+    /// Stops renewal, then releases the lease if it is still ours.
+    ///
+    /// Answers `false` when the key was already gone or held by someone else.
+    ///
+    /// # Errors
+    /// A connection error; the lease then ends when its TTL runs out.
+    pub async fn release(self) -> Result<bool> {
+        self.watchdog.abort();
+        self.released.store(true, Ordering::Relaxed);
+        self.shared.release(&self.key, &self.id).await
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+        if self.released.load(Ordering::Relaxed) {
+            return;
+        }
+        // Never block in drop: release in the background when a runtime is still there.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (shared, key, id) = (self.shared.clone(), self.key.clone(), self.id.clone());
+            runtime.spawn(async move {
+                let _ = shared.release(&key, &id).await;
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("name", &self.state.name)
+            .field("id", &self.id)
+            .field("fencing_token", &self.fencing_token)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}

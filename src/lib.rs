@@ -1,0 +1,51 @@
+//! leasectl: leases — locks with a time to live — on Redis.
+//!
+//! A lease named `NAME` is a hash at `{KeyPrefix}NAME` (`leaseId`, `acquiredAt`,
+//! `fencingToken`, `meta_*`) whose TTL is the lease's; a counter beside it makes every
+//! acquisition's fencing token larger than the last. Each operation is one Lua script.
+//!
+//! The layout:
+//! - [`settings`]: the settings files, environment and flags, resolved into [`Settings`];
+//! - [`LeaseClient`] (`client.rs`): connect, try-acquire, acquire with a wait, inspect, release;
+//! - [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost signal, fed by the
+//!   watchdog in `renew.rs` that renews it and notices loss before the TTL can run out;
+//! - [`Holder`] (`holder.rs`): who holds a lease, read from any of the key formats in use;
+//! - [`Error`] (`error.rs`): one variant per kind of failure. A held lease is not an error.
+//!
+//! ```no_run
+//! use leasectl::{Acquire, LeaseClient, LeaseOptions, Settings};
+//!
+//! # async fn example() -> leasectl::Result<()> {
+//! let client = LeaseClient::connect(Settings::default()).await?; // redis://127.0.0.1:6379
+//! let options = LeaseOptions::from_settings(client.settings()).meta("instanceId", "worker-1");
+//! match client.try_acquire("nightly-report", &options).await? {
+//!     Acquire::Acquired(lease) => {
+//!         let lost = lease.lost();
+//!         tokio::select! {
+//!             _ = do_the_work(lease.fencing_token()) => {}
+//!             error = lost => eprintln!("stopped: {error}"),
+//!         }
+//!         lease.release().await?;
+//!     }
+//!     Acquire::Held(holder) => println!("held by {}", holder.display_name()),
+//! }
+//! # Ok(()) }
+//! # async fn do_the_work(_token: u64) {}
+//! ```
+
+mod client;
+pub mod duration;
+mod endpoint;
+mod error;
+mod holder;
+mod lease;
+mod renew;
+mod scripts;
+pub mod settings;
+
+pub use client::{Acquire, LeaseClient, LeaseOptions, MAX_NAME_LEN};
+pub use endpoint::Endpoint;
+pub use error::{Error, LostReason, Result};
+pub use holder::{Holder, KeyFormat, LeaseInfo};
+pub use lease::Lease;
+pub use settings::{Overrides, Settings};

@@ -1,0 +1,72 @@
+//! The watchdog behind every lease: renews it at its interval (when asked to) and fires the
+//! lost signal as soon as the lease is gone on the server or its validity runs out unconfirmed.
+//! It ends on release or drop (the lease aborts it), or once it has fired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::client::Shared;
+use crate::error::LostReason;
+use crate::lease::LeaseState;
+
+/// The longest wait before retrying a renewal that failed on a connection error.
+const RETRY_AT_MOST: Duration = Duration::from_millis(500);
+
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    state: Arc<LeaseState>,
+    key: String,
+    id: String,
+    ttl: Duration,
+    renew_every: Option<Duration>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let reason = watch(&shared, &state, &key, &id, ttl, renew_every).await;
+        state.mark_lost(reason);
+    })
+}
+
+/// Runs until the lease is lost, and answers why.
+async fn watch(
+    shared: &Shared,
+    state: &LeaseState,
+    key: &str,
+    id: &str,
+    ttl: Duration,
+    renew_every: Option<Duration>,
+) -> LostReason {
+    let mut next_renewal = renew_every.map(|every| Instant::now() + every);
+    loop {
+        let valid_until = state.valid_until();
+        let wake = next_renewal.map_or(valid_until, |at| at.min(valid_until));
+        sleep_until(wake).await;
+        let now = Instant::now();
+        let valid_until = state.valid_until();
+        if now >= valid_until {
+            return LostReason::Expired;
+        }
+        let (Some(at), Some(every)) = (next_renewal, renew_every) else {
+            continue;
+        };
+        if now < at {
+            continue;
+        }
+        match timeout(valid_until - now, shared.extend(key, id, ttl)).await {
+            Ok(Ok(true)) => {
+                state.confirm(now, ttl, true);
+                next_renewal = Some(now + every);
+                tracing::debug!(lease = %state.name, "renewed");
+            }
+            Ok(Ok(false)) => return LostReason::NotOwner,
+            Ok(Err(error)) => {
+                let retry = ((valid_until - now) / 4).min(RETRY_AT_MOST);
+                tracing::warn!(lease = %state.name, %error, "renewal failed; retrying in {retry:?}");
+                next_renewal = Some(now + retry);
+            }
+            Err(_) => return LostReason::Expired,
+        }
+    }
+}

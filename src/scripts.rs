@@ -1,0 +1,30 @@
+//! The Lua scripts, one per operation, each built once (redis-rs `Script` hashes it and runs
+//! EVALSHA, falling back to EVAL on NOSCRIPT).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Take a free lease, or answer its holder. `holder.lua` is prepended for `read_holder`.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/holder.lua"),
+        include_str!("scripts/acquire.lua")
+    ))
+});
+/// Extend our own lease.
+pub(crate) static EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+/// Release our own lease and notify waiters.
+pub(crate) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+/// Delete any lease key and notify waiters.
+pub(crate) static FORCE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/force_release.lua")));
+/// Read a lease key of any format.
+pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/holder.lua"),
+        include_str!("scripts/inspect.lua")
+    ))
+});

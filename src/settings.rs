@@ -1,0 +1,446 @@
+//! The settings of SPEC section 3: `appsettings.json`, `appsettings.Local.json`, environment
+//! variables `RedisLeasing__<Field>` and command-line flags, each layer overriding the one
+//! before. The `config` crate reads each layer; we then take every field from the highest
+//! layer that sets it, so that a bad value can name the file (or variable) it came from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Map, Value};
+
+use crate::duration;
+use crate::endpoint::{Defaults, Endpoint};
+use crate::error::{Error, Result};
+
+/// The settings section's name in the JSON files and the environment variables' prefix.
+pub const SECTION: &str = "RedisLeasing";
+/// The template file, committed with defaults.
+pub const TEMPLATE_FILE: &str = "appsettings.json";
+/// The file with credentials, written by `configure`, never committed.
+pub const LOCAL_FILE: &str = "appsettings.Local.json";
+/// The endpoint used when nothing is configured anywhere.
+pub const LOCAL_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+/// Resolved settings: every field has its value, every endpoint is parsed.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// One endpoint (single mode) or several (quorum mode).
+    pub endpoints: Vec<Endpoint>,
+    pub key_prefix: String,
+    pub database: i64,
+    pub lease_duration: Duration,
+    pub auto_renew: bool,
+    pub auto_renew_interval: Duration,
+    pub connect_timeout: Duration,
+    pub sync_timeout: Duration,
+    /// A PEM bundle trusted besides the system's roots for TLS endpoints.
+    pub tls_ca_certificate: Option<PathBuf>,
+    /// Where the values came from, for messages.
+    pub origin: Origin,
+}
+
+/// Which layers gave the settings.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// Files read, in order.
+    pub files: Vec<PathBuf>,
+    /// True when no layer named an endpoint and the local default is used.
+    pub defaulted_endpoint: bool,
+}
+
+/// What the command line adds on top of the files and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--config PATH`: read this file instead of looking up the two standard ones.
+    pub config_file: Option<PathBuf>,
+    /// `--endpoint URL` (repeatable).
+    pub endpoints: Vec<String>,
+    /// `--key-prefix P`.
+    pub key_prefix: Option<String>,
+}
+
+impl Default for Settings {
+    /// Seed 002's template values with the local default endpoint.
+    fn default() -> Self {
+        Settings {
+            endpoints: vec![
+                Endpoint::parse(LOCAL_DEFAULT, DEFAULT_ENDPOINT).expect("valid default")
+            ],
+            key_prefix: "lease:".into(),
+            database: 0,
+            lease_duration: Duration::from_secs(30),
+            auto_renew: true,
+            auto_renew_interval: Duration::from_secs(20),
+            connect_timeout: Duration::from_millis(5000),
+            sync_timeout: Duration::from_millis(5000),
+            tls_ca_certificate: None,
+            origin: Origin {
+                files: Vec::new(),
+                defaulted_endpoint: true,
+            },
+        }
+    }
+}
+
+const DEFAULT_ENDPOINT: Defaults = Defaults {
+    use_ssl: true,
+    port: 6380,
+};
+
+/// The fields of the section, as spelled in the files (matched without regard to case).
+const FIELDS: &[&str] = &[
+    "ConnectionString",
+    "Endpoint",
+    "Endpoints",
+    "KeyPrefix",
+    "Database",
+    "UseSsl",
+    "Port",
+    "TlsCaCertificate",
+    "EntraId",
+    "ClientId",
+    "DefaultLeaseDuration",
+    "AutoRenew",
+    "AutoRenewInterval",
+    "ConnectTimeout",
+    "SyncTimeout",
+];
+
+/// One source of values: a file, the environment or the command line.
+struct Layer {
+    name: String,
+    values: Map<String, Value>,
+}
+
+impl Layer {
+    fn get(&self, field: &str) -> Option<&Value> {
+        self.values.get(&field.to_ascii_lowercase())
+    }
+
+    fn error(&self, field: &str, message: impl std::fmt::Display) -> Error {
+        Error::Settings(format!("{}: {SECTION}.{field}: {message}", self.name))
+    }
+}
+
+impl Settings {
+    /// Reads every layer: files (from `--config`, or looked up in the current directory and
+    /// then `~/.config/leasectl/`), the environment, then `overrides`.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] naming the file or variable, the field and what was expected.
+    pub fn load(overrides: &Overrides) -> Result<Settings> {
+        let files = match &overrides.config_file {
+            Some(path) if !path.is_file() => {
+                return Err(Error::Settings(format!(
+                    "{}: no such settings file",
+                    path.display()
+                )))
+            }
+            Some(path) => vec![path.clone()],
+            None => [TEMPLATE_FILE, LOCAL_FILE]
+                .iter()
+                .filter_map(|name| find_file(name))
+                .collect(),
+        };
+        let mut layers = Vec::new();
+        for file in &files {
+            layers.push(read_file(file)?);
+        }
+        layers.push(read_environment()?);
+        layers.push(command_line_layer(overrides));
+        let mut settings = Self::from_layers(&layers)?;
+        settings.origin.files = files;
+        Ok(settings)
+    }
+
+    fn from_layers(layers: &[Layer]) -> Result<Settings> {
+        for layer in layers {
+            for key in layer.values.keys() {
+                if !FIELDS.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                    tracing::warn!("{}: unknown setting {SECTION}.{key} ignored", layer.name);
+                }
+            }
+        }
+        let mut s = Settings::default();
+        if let Some(prefix) = pick(layers, "KeyPrefix", string)? {
+            s.key_prefix = prefix;
+        }
+        if let Some(db) = pick(layers, "Database", non_negative)? {
+            s.database = db;
+        }
+        if let Some(d) = pick(layers, "DefaultLeaseDuration", positive_duration)? {
+            s.lease_duration = d;
+        }
+        if let Some(renew) = pick(layers, "AutoRenew", boolean)? {
+            s.auto_renew = renew;
+        }
+        if let Some(d) = pick(layers, "AutoRenewInterval", positive_duration)? {
+            s.auto_renew_interval = d;
+        }
+        if let Some(ms) = pick(layers, "ConnectTimeout", milliseconds)? {
+            s.connect_timeout = ms;
+        }
+        if let Some(ms) = pick(layers, "SyncTimeout", milliseconds)? {
+            s.sync_timeout = ms;
+        }
+        s.tls_ca_certificate = pick(layers, "TlsCaCertificate", string)?.map(PathBuf::from);
+        let defaults = Defaults {
+            use_ssl: pick(layers, "UseSsl", boolean)?.unwrap_or(DEFAULT_ENDPOINT.use_ssl),
+            port: pick(layers, "Port", port)?.unwrap_or(DEFAULT_ENDPOINT.port),
+        };
+        if let Some(endpoints) = pick_endpoints(layers, defaults)? {
+            s.endpoints = endpoints;
+            s.origin.defaulted_endpoint = false;
+        }
+        Ok(s)
+    }
+
+    /// The name of one lease's key: the prefix and the name.
+    pub fn key_for(&self, name: &str) -> String {
+        format!("{}{name}", self.key_prefix)
+    }
+}
+
+/// The endpoints from the highest layer that names any: `Endpoints` (quorum) before
+/// `ConnectionString` before `Endpoint` within one layer.
+fn pick_endpoints(layers: &[Layer], defaults: Defaults) -> Result<Option<Vec<Endpoint>>> {
+    for layer in layers.iter().rev() {
+        let parse = |field: &str, text: &str| {
+            Endpoint::parse(text, defaults).map_err(|e| layer.error(field, e))
+        };
+        if let Some(value) = layer.get("Endpoints") {
+            let list = string_list(value).map_err(|e| layer.error("Endpoints", e))?;
+            if !list.is_empty() {
+                return list
+                    .iter()
+                    .map(|text| parse("Endpoints", text))
+                    .collect::<Result<_>>()
+                    .map(Some);
+            }
+        }
+        if let Some(value) = layer.get("ConnectionString") {
+            let text = string(value).map_err(|e| layer.error("ConnectionString", e))?;
+            if !text.trim().is_empty() {
+                return Ok(Some(vec![parse("ConnectionString", &text)?]));
+            }
+        }
+        if let Some(value) = layer.get("Endpoint") {
+            let text = string(value).map_err(|e| layer.error("Endpoint", e))?;
+            if !text.trim().is_empty() {
+                return Err(layer.error(
+                    "Endpoint",
+                    "Microsoft Entra ID authentication is not available in this build yet; \
+                     use ConnectionString (with password=...) instead",
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The value of `field` from the highest layer that sets it, parsed by `parse`.
+fn pick<T>(
+    layers: &[Layer],
+    field: &str,
+    parse: fn(&Value) -> Result<T, String>,
+) -> Result<Option<T>> {
+    for layer in layers.iter().rev() {
+        if let Some(value) = layer.get(field) {
+            return parse(value).map(Some).map_err(|e| layer.error(field, e));
+        }
+    }
+    Ok(None)
+}
+
+fn string(value: &Value) -> Result<String, String> {
+    match &value.kind {
+        config::ValueKind::Table(_) | config::ValueKind::Array(_) => {
+            Err("expected a string".into())
+        }
+        _ => value
+            .clone()
+            .into_string()
+            .map_err(|_| "expected a string".into()),
+    }
+}
+
+fn string_list(value: &Value) -> Result<Vec<String>, String> {
+    match &value.kind {
+        config::ValueKind::Array(items) => items.iter().map(string).collect(),
+        // `RedisLeasing__Endpoints__0=...` arrives as a table keyed by index.
+        config::ValueKind::Table(table) => {
+            let mut entries: Vec<(u32, &Value)> = table
+                .iter()
+                .map(|(k, v)| {
+                    k.parse()
+                        .map(|i| (i, v))
+                        .map_err(|_| format!("unexpected key '{k}' in a list"))
+                })
+                .collect::<Result<_, _>>()?;
+            entries.sort_by_key(|(i, _)| *i);
+            entries.into_iter().map(|(_, v)| string(v)).collect()
+        }
+        // One string: URLs separated by commas, or any form separated by semicolons.
+        _ => {
+            let text = string(value)?;
+            let by_comma = text.split(',').all(|part| part.contains("://"));
+            let parts = if by_comma {
+                text.split(',').collect::<Vec<_>>()
+            } else {
+                text.split(';').collect()
+            };
+            Ok(parts
+                .into_iter()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        }
+    }
+}
+
+fn boolean(value: &Value) -> Result<bool, String> {
+    value
+        .clone()
+        .into_bool()
+        .map_err(|_| format!("expected true or false, got {}", shown(value)))
+}
+
+fn non_negative(value: &Value) -> Result<i64, String> {
+    match value.clone().into_int() {
+        Ok(n) if n >= 0 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of 0 or more, got {}",
+            shown(value)
+        )),
+    }
+}
+
+fn port(value: &Value) -> Result<u16, String> {
+    match value.clone().into_int() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(format!(
+            "expected a port number from 1 to 65535, got {}",
+            shown(value)
+        )),
+    }
+}
+
+fn milliseconds(value: &Value) -> Result<Duration, String> {
+    match value.clone().into_int() {
+        Ok(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
+        _ => Err(format!(
+            "expected a number of milliseconds greater than 0, got {}",
+            shown(value)
+        )),
+    }
+}
+
+fn positive_duration(value: &Value) -> Result<Duration, String> {
+    duration::parse_positive(&string(value)?)
+}
+
+fn shown(value: &Value) -> String {
+    match &value.kind {
+        config::ValueKind::String(s) => format!("'{s}'"),
+        _ => value.to_string(),
+    }
+}
+
+/// The first of `./NAME` and `<config dir>/leasectl/NAME` that exists.
+fn find_file(name: &str) -> Option<PathBuf> {
+    let here = PathBuf::from(name);
+    if here.is_file() {
+        return Some(here);
+    }
+    user_config_dir()
+        .map(|dir| dir.join(name))
+        .filter(|p| p.is_file())
+}
+
+/// `$XDG_CONFIG_HOME/leasectl` or `~/.config/leasectl`.
+pub fn user_config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("leasectl"))
+}
+
+fn read_file(path: &Path) -> Result<Layer> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Settings(format!("{name}: cannot read: {e}")))?;
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+        return Err(Error::Settings(format!("{name}: not valid JSON: {e}")));
+    }
+    let config = Config::builder()
+        .add_source(File::from_str(&text, FileFormat::Json))
+        .build()
+        .map_err(|e| Error::Settings(format!("{name}: {e}")))?;
+    let top: Map<String, Value> = config
+        .try_deserialize()
+        .map_err(|e| Error::Settings(format!("{name}: {e}")))?;
+    let section = top
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(SECTION))
+        .map(|(_, v)| v);
+    let values = match section {
+        None => Map::new(),
+        Some(v) => v
+            .into_table()
+            .map_err(|_| Error::Settings(format!("{name}: {SECTION}: expected an object")))?,
+    };
+    Ok(Layer {
+        name,
+        values: lowercase_keys(values),
+    })
+}
+
+fn read_environment() -> Result<Layer> {
+    let config = Config::builder()
+        .add_source(
+            Environment::with_prefix(SECTION)
+                .prefix_separator("__")
+                .separator("__"),
+        )
+        .build()
+        .map_err(|e| Error::Settings(format!("environment: {e}")))?;
+    let values: Map<String, Value> = config
+        .try_deserialize()
+        .map_err(|e| Error::Settings(format!("environment: {e}")))?;
+    Ok(Layer {
+        name: format!("environment ({SECTION}__*)"),
+        values: lowercase_keys(values),
+    })
+}
+
+fn command_line_layer(overrides: &Overrides) -> Layer {
+    let mut values = Map::new();
+    if !overrides.endpoints.is_empty() {
+        let list: Vec<Value> = overrides
+            .endpoints
+            .iter()
+            .map(|e| Value::from(e.as_str()))
+            .collect();
+        values.insert("endpoints".into(), Value::from(list));
+    }
+    if let Some(prefix) = &overrides.key_prefix {
+        values.insert("keyprefix".into(), Value::from(prefix.as_str()));
+    }
+    Layer {
+        name: "command line".into(),
+        values,
+    }
+}
+
+fn lowercase_keys(values: Map<String, Value>) -> Map<String, Value> {
+    values
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
