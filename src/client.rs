@@ -18,9 +18,8 @@ use crate::settings::Settings;
 
 /// The longest a lease name may be, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
-/// How often a waiter polls when no release notification arrives (±25% jitter). A waiter
-/// never sleeps past the holder's remaining TTL, so expiry is seen at once anyway.
-const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// How often a waiter polls by default when no release notification arrives.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// What to ask for when acquiring a lease.
 #[derive(Clone, Debug)]
@@ -31,6 +30,10 @@ pub struct LeaseOptions {
     pub auto_renew: Option<Duration>,
     /// Stored as `meta_<key>` hash fields.
     pub metadata: Vec<(String, String)>,
+    /// While waiting, how often to try again when no release notification arrives (±25%
+    /// jitter). A waiter never sleeps past the holder's remaining TTL, so an expiry is seen
+    /// at once anyway; this only bounds the cost of a lost notification.
+    pub fallback_poll: Duration,
 }
 
 impl LeaseOptions {
@@ -40,6 +43,7 @@ impl LeaseOptions {
             ttl: settings.lease_duration,
             auto_renew: settings.auto_renew.then_some(settings.auto_renew_interval),
             metadata: Vec::new(),
+            fallback_poll: FALLBACK_POLL,
         }
     }
 
@@ -233,7 +237,7 @@ impl LeaseClient {
                 continue;
             }
             let jitter = 0.75 + fastrand::f64() / 2.0;
-            let mut pause = FALLBACK_POLL.mul_f64(jitter).min(deadline - now);
+            let mut pause = options.fallback_poll.mul_f64(jitter).min(deadline - now);
             if let Some(ttl) = holder.ttl {
                 pause = pause.min(ttl + Duration::from_millis(1));
             }

@@ -195,6 +195,19 @@ impl Settings {
         Ok(s)
     }
 
+    /// The defaults with these endpoints (URLs or connection strings): one for single mode.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] when one does not parse.
+    pub fn for_endpoints(endpoints: &[impl AsRef<str>]) -> Result<Settings> {
+        let endpoints = endpoints
+            .iter()
+            .map(|text| Endpoint::parse(text.as_ref(), DEFAULT_ENDPOINT).map_err(Error::Settings))
+            .collect::<Result<Vec<_>>>()?;
+        let origin = Origin { files: Vec::new(), defaulted_endpoint: false };
+        Ok(Settings { endpoints, origin, ..Settings::default() })
+    }
+
     /// The name of one lease's key: the prefix and the name.
     pub fn key_for(&self, name: &str) -> String {
         format!("{}{name}", self.key_prefix)

@@ -1,1 +1,4 @@
+//! One integration-test binary (compiled once): real `redis-server` processes, real
+//! `leasectl` processes. Each area has its own module.
 
+mod support;

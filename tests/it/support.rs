@@ -1,0 +1,189 @@
+//! Test support: real `redis-server` processes on free loopback ports (killed on drop), and a
+//! `leasectl` command builder whose environment holds no settings of the developer's.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leasectl::Settings;
+
+/// A `redis-server` on a free loopback port, with its files in a temporary folder.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers PING.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer { port: 0, child: None, dir };
+        for _ in 0..20 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server (is it installed? see the README's test command)");
+    }
+
+    /// Starts redis-server on `self.port`; answers whether it came up.
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false; // it exited: most likely the port was taken meanwhile
+            }
+            if self.ping() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else { return false };
+        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200)) else { return false };
+        redis::cmd("PING").query::<String>(&mut connection).is_ok()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Settings for the library: this server, defaults otherwise.
+    pub fn settings(&self) -> Settings {
+        Settings::for_endpoints(&[self.url()]).expect("a valid URL")
+    }
+
+    /// A plain synchronous connection for looking at and changing keys from the test.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().expect("connect to test redis")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with empty memory.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
+    }
+
+    /// SIGSTOP: the server stops answering but keeps its connections.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+        self.kill();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Sends `kill -SIG pid`.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+}
+
+/// A `leasectl` command that sees no settings but what the test gives it: a fresh HOME and
+/// working folder, no `RedisLeasing__*` variables, no colour.
+pub struct Leasectl {
+    pub home: tempfile::TempDir,
+}
+
+impl Leasectl {
+    pub fn new() -> Leasectl {
+        Leasectl { home: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The working folder (also HOME) of the commands.
+    pub fn dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `leasectl ARGS` in the isolated environment.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            if key_text.to_ascii_lowercase().starts_with("redisleasing__") || key_text == "XDG_CONFIG_HOME" {
+                command.env_remove(&key);
+            }
+        }
+        command.env("HOME", self.dir()).env("NO_COLOR", "1").current_dir(self.dir()).stdin(Stdio::null());
+        command
+    }
+
+    /// `leasectl --endpoint URL ARGS`.
+    pub fn against(&self, server: &RedisServer) -> Command {
+        let mut command = self.command();
+        command.arg("--endpoint").arg(server.url());
+        command
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_leasectl"))
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes; answers whether it held.
+/// For waiting on other processes, never for asserting a duration.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
