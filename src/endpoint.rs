@@ -200,6 +200,25 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+/// Masks the password in a URL or connection string, keeping everything else as written.
+pub fn mask_password(text: &str) -> String {
+    if let Some((scheme, rest)) = text.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return text.to_string();
+    }
+    text.split(',')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.trim().eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn split_host_port(address: &str) -> Result<(String, Option<u16>), String> {
     let bad_port = |p: &str| format!("'{p}' is not a port number (1-65535)");
     let parse_port = |p: &str| {
@@ -298,6 +317,19 @@ mod tests {
         );
         let e = Endpoint::parse("localhost:6379,ssl=False", DEFAULTS).unwrap();
         assert_eq!((e.port, e.tls), (6379, false));
+    }
+
+    #[test]
+    fn masking_keeps_the_form() {
+        assert_eq!(
+            mask_password("h:6380,password=abc,ssl=True"),
+            "h:6380,password=***,ssl=True"
+        );
+        assert_eq!(
+            mask_password("rediss://u:p%40@h:1/2"),
+            "rediss://u:***@h:1/2"
+        );
+        assert_eq!(mask_password("redis://h:1"), "redis://h:1");
     }
 
     #[test]

@@ -35,7 +35,7 @@
 
 mod client;
 pub mod duration;
-mod endpoint;
+pub mod endpoint;
 mod error;
 mod holder;
 mod lease;
@@ -44,7 +44,7 @@ mod scripts;
 pub mod settings;
 
 pub use client::{Acquire, LeaseClient, LeaseOptions, FALLBACK_POLL, MAX_NAME_LEN};
-pub use endpoint::Endpoint;
+pub use endpoint::{mask_password, Endpoint};
 pub use error::{Error, LostReason, Result};
 pub use holder::{Holder, KeyFormat, LeaseInfo};
 pub use lease::Lease;

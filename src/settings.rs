@@ -204,8 +204,15 @@ impl Settings {
             .iter()
             .map(|text| Endpoint::parse(text.as_ref(), DEFAULT_ENDPOINT).map_err(Error::Settings))
             .collect::<Result<Vec<_>>>()?;
-        let origin = Origin { files: Vec::new(), defaulted_endpoint: false };
-        Ok(Settings { endpoints, origin, ..Settings::default() })
+        let origin = Origin {
+            files: Vec::new(),
+            defaulted_endpoint: false,
+        };
+        Ok(Settings {
+            endpoints,
+            origin,
+            ..Settings::default()
+        })
     }
 
     /// The name of one lease's key: the prefix and the name.

@@ -67,6 +67,13 @@ pub enum Command {
         after_help = "Examples:\n  leasectl release my-job --lease-id 4f1c...\n  leasectl release my-job --force --yes"
     )]
     Release(ReleaseArgs),
+    /// Write appsettings.Local.json through a few questions (or flags, with no terminal).
+    #[command(
+        after_help = "Examples:\n  leasectl configure\n  leasectl configure --auth local --endpoint 127.0.0.1:6379 --yes\n  \
+        leasectl configure --auth connection-string --connection-string 'mycache.redis.cache.windows.net:6380,password=KEY,ssl=True'\n\n\
+        The file goes to ./appsettings.Local.json (or --config PATH), mode 0600, and is added to .gitignore in a git work tree."
+    )]
+    Configure(ConfigureArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  leasectl completions bash > /etc/bash_completion.d/leasectl"
@@ -131,6 +138,45 @@ pub struct ReleaseArgs {
     /// Do not ask before a forced release.
     #[arg(long, short = 'y', requires = "force")]
     pub yes: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ConfigureArgs {
+    /// How to authenticate.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthMode>,
+    /// With --auth connection-string: `host:port,password=...,ssl=True` or a redis(s):// URL.
+    #[arg(long, value_name = "STRING")]
+    pub connection_string: Option<String>,
+    /// More instances for quorum mode (URLs or connection strings, separated by `;`; repeatable).
+    #[arg(long = "endpoints", value_name = "URL", value_delimiter = ';')]
+    pub more_endpoints: Vec<String>,
+    /// With --auth entra-id: ManagedIdentity, AzureCli or ServicePrincipal.
+    #[arg(long, value_name = "NAME")]
+    pub credential: Option<String>,
+    /// With --auth entra-id and a user-assigned managed identity: its client id.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Database number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub database: Option<i64>,
+    /// Replace an existing file without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Save without testing the connection.
+    #[arg(long)]
+    pub no_test: bool,
+}
+
+/// The wizard's authentication modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// A connection string (or URL) with a password or access key.
+    ConnectionString,
+    /// Microsoft Entra ID: an endpoint, no password stored.
+    EntraId,
+    /// A local Redis with no password.
+    Local,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

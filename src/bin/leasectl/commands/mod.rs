@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` resolves the settings and hands each its work.
 
+mod configure;
 mod inspect;
 mod release;
 mod run;
@@ -23,6 +24,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Release(args) => {
             release::run(connect(&cli.global, printer).await?, args, printer).await
         }
+        Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -43,9 +45,11 @@ async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClie
         endpoints: global.endpoints.clone(),
         key_prefix: global.key_prefix.clone(),
     };
-    let settings = Settings::load(&overrides)?;
-    let defaulted = settings.origin.defaulted_endpoint;
-    if defaulted {
+    let mut settings = Settings::load(&overrides)?;
+    if settings.origin.defaulted_endpoint && first_run_wizard(global, printer).await? {
+        settings = Settings::load(&overrides)?;
+    }
+    if settings.origin.defaulted_endpoint {
         printer.note(format!(
             "no Redis settings found; using local Redis at {} (run `leasectl configure` to set one)",
             leasectl::settings::LOCAL_DEFAULT
@@ -53,6 +57,34 @@ async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClie
     }
     tracing::info!(endpoints = ?settings.endpoints, files = ?settings.origin.files, "settings");
     Ok(LeaseClient::connect(settings).await?)
+}
+
+/// With no settings at all and a person at the terminal, offers the wizard first. Answers
+/// whether it wrote settings.
+async fn first_run_wizard(global: &Global, printer: &Printer) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if printer.quiet || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    eprintln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
+    let wanted = dialoguer::Confirm::with_theme(&dialoguer::theme::ColorfulTheme::default())
+        .with_prompt("Set up a connection now? (no: use the local Redis at 127.0.0.1:6379)")
+        .default(true)
+        .interact()?;
+    if !wanted {
+        return Ok(false);
+    }
+    let code = configure::run(Default::default(), global, printer, false).await?;
+    if code != ExitCode::SUCCESS {
+        return Err(crate::output::UsageError("configuration was not finished".into()).into());
+    }
+    Ok(std::path::Path::new(
+        global
+            .config
+            .as_deref()
+            .unwrap_or(leasectl::settings::LOCAL_FILE.as_ref()),
+    )
+    .exists())
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment this is made (so that neither can kill us

@@ -1,0 +1,540 @@
+//! `leasectl configure`: the first-run wizard. Asks the authentication mode, then only what
+//! that mode needs; tests the answers (PING and a test lease) before saving; writes
+//! `appsettings.Local.json` atomically with mode 0600 and keeps it out of git. Every question
+//! has a flag, so it also runs with no terminal.
+//!
+//! The prompts (dialoguer) block the thread; that is fine here: nothing else runs meanwhile.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use colored::Colorize;
+use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
+use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
+use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
+use serde_json::json;
+
+use crate::cli::{AuthMode, ConfigureArgs, Global};
+use crate::output::{exit, Printer, UsageError};
+
+/// The lease the connection test takes and releases.
+const TEST_LEASE: &str = "leasectl-configure-test";
+
+/// The answers, as they will be written.
+#[derive(Clone, Debug)]
+struct Answers {
+    mode: AuthMode,
+    /// Connection strings or URLs; several mean quorum mode. For Entra ID: `host:port`.
+    endpoints: Vec<String>,
+    /// `ManagedIdentity`, `AzureCli` or `ServicePrincipal` (Entra ID only).
+    credential: Option<String>,
+    client_id: Option<String>,
+    key_prefix: String,
+    database: i64,
+}
+
+impl Answers {
+    /// The file's JSON; `masked` hides passwords (for showing it).
+    fn to_json(&self, masked: bool) -> serde_json::Value {
+        let shown = |s: &String| if masked { mask_password(s) } else { s.clone() };
+        let mut section = serde_json::Map::new();
+        match (self.mode, self.endpoints.as_slice()) {
+            (AuthMode::EntraId, [endpoint, ..]) => {
+                section.insert("Endpoint".into(), json!(endpoint));
+                section.insert(
+                    "EntraId".into(),
+                    json!(self.credential.as_deref().unwrap_or("ManagedIdentity")),
+                );
+                if let Some(client_id) = &self.client_id {
+                    section.insert("ClientId".into(), json!(client_id));
+                }
+            }
+            (_, [one]) => {
+                section.insert("ConnectionString".into(), json!(shown(one)));
+            }
+            (_, many) => {
+                section.insert(
+                    "Endpoints".into(),
+                    json!(many.iter().map(shown).collect::<Vec<_>>()),
+                );
+            }
+        }
+        section.insert("KeyPrefix".into(), json!(self.key_prefix));
+        section.insert("Database".into(), json!(self.database));
+        json!({ SECTION: section })
+    }
+}
+
+/// Runs the wizard (or its flag-only form). Answers the exit code.
+pub async fn run(
+    args: ConfigureArgs,
+    global: &Global,
+    printer: &Printer,
+    show_next: bool,
+) -> anyhow::Result<ExitCode> {
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(LOCAL_FILE));
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    match configure(&args, global, &path, interactive).await {
+        Err(error) if is_interrupted(&error) => {
+            // dialoguer hides the cursor while a prompt is open.
+            let _ = console_show_cursor();
+            eprintln!("\nCancelled; nothing was written.");
+            Ok(ExitCode::from(exit::INTERRUPTED))
+        }
+        Err(error) => Err(error),
+        Ok(None) => {
+            printer.note("nothing was written");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(answers)) => {
+            println!("{} {}", "Saved".green().bold(), path.display());
+            println!("{}", serde_json::to_string_pretty(&answers.to_json(true))?);
+            if show_next {
+                println!("\nNext: leasectl run --instance us-east-1 --region us-east");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Asks, tests and writes; answers what was saved, or `None` when the user kept the old file
+/// or quit.
+async fn configure(
+    args: &ConfigureArgs,
+    global: &Global,
+    path: &Path,
+    interactive: bool,
+) -> anyhow::Result<Option<Answers>> {
+    if path.exists() && !keep_going_over(path, args.yes, interactive)? {
+        return Ok(None);
+    }
+    let mut answers = if interactive {
+        ask(args, global, None)?
+    } else {
+        from_flags(args, global)?
+    };
+    loop {
+        if args.no_test {
+            break;
+        }
+        eprintln!("Testing the connection...");
+        match test_connection(&answers).await {
+            Ok(()) => {
+                eprintln!("{} PING and a test lease worked", "✓".green());
+                break;
+            }
+            Err(error) if !interactive => return Err(error.context(
+                "the connection test failed; nothing was written (use --no-test to save anyway)",
+            )),
+            Err(error) => {
+                eprintln!("{} {error:#}", "✗ The connection test failed:".red());
+                let choice = Select::with_theme(&ColorfulTheme::default())
+                    .with_prompt("What now?")
+                    .items(["Edit the answers", "Save anyway", "Quit without saving"])
+                    .default(0)
+                    .interact()?;
+                match choice {
+                    0 => answers = ask(args, global, Some(&answers))?,
+                    1 => break,
+                    _ => return Ok(None),
+                }
+            }
+        }
+    }
+    write_atomically(
+        path,
+        &serde_json::to_string_pretty(&answers.to_json(false))?,
+    )?;
+    ignore_in_git(path);
+    Ok(Some(answers))
+}
+
+/// An existing file is shown and kept unless the user (or `--yes`) says to replace it.
+fn keep_going_over(path: &Path, yes: bool, interactive: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !interactive {
+        return Err(UsageError(format!(
+            "{} exists; pass --yes to replace it",
+            path.display()
+        ))
+        .into());
+    }
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    eprintln!(
+        "{} already exists:\n{}",
+        path.display(),
+        mask_file(&current)
+    );
+    Ok(Confirm::with_theme(&ColorfulTheme::default())
+        .with_prompt("Replace it?")
+        .default(false)
+        .interact()?)
+}
+
+/// The questions, skipping those a flag answered; `previous` gives the defaults on a retry.
+fn ask(
+    args: &ConfigureArgs,
+    global: &Global,
+    previous: Option<&Answers>,
+) -> anyhow::Result<Answers> {
+    let theme = ColorfulTheme::default();
+    let mode = match args.auth {
+        Some(mode) if previous.is_none() => mode,
+        _ => {
+            let modes = [
+                AuthMode::ConnectionString,
+                AuthMode::EntraId,
+                AuthMode::Local,
+            ];
+            let labels = [
+                "Connection string with a password or access key",
+                "Microsoft Entra ID (no password stored)",
+                "Local Redis with no password",
+            ];
+            let default =
+                previous.map_or(0, |p| modes.iter().position(|m| *m == p.mode).unwrap_or(0));
+            modes[Select::with_theme(&theme)
+                .with_prompt("How does leasectl authenticate to Redis?")
+                .items(labels)
+                .default(default)
+                .interact()?]
+        }
+    };
+    let previous_first = previous.and_then(|p| p.endpoints.first().cloned());
+    let mut answers = Answers {
+        mode,
+        endpoints: Vec::new(),
+        credential: None,
+        client_id: None,
+        key_prefix: String::new(),
+        database: 0,
+    };
+    let first = match mode {
+        AuthMode::ConnectionString => match (&args.connection_string, previous) {
+            (Some(given), None) => given.clone(),
+            _ => ask_connection_string(&theme, previous_first)?,
+        },
+        AuthMode::EntraId => {
+            let endpoint = match (global.endpoints.first(), previous) {
+                (Some(given), None) => expand_cache_name(given),
+                _ => expand_cache_name(&text(
+                    &theme,
+                    "Azure cache name or host:port",
+                    previous_first,
+                    false,
+                )?),
+            };
+            let credentials = ["ManagedIdentity", "AzureCli", "ServicePrincipal"];
+            let chosen = Select::with_theme(&theme)
+                .with_prompt("Which credential?")
+                .items(credentials)
+                .default(0)
+                .interact()?;
+            answers.credential = Some(credentials[chosen].to_string());
+            if chosen == 0 {
+                let client_id = text(
+                    &theme,
+                    "Client id of a user-assigned identity (empty: system-assigned)",
+                    None,
+                    true,
+                )?;
+                answers.client_id = Some(client_id).filter(|c| !c.is_empty());
+            }
+            endpoint
+        }
+        AuthMode::Local => match (global.endpoints.first(), previous) {
+            (Some(given), None) => local_url(given),
+            _ => local_url(&text(
+                &theme,
+                "Redis host:port",
+                previous_first.or(Some("127.0.0.1:6379".into())),
+                false,
+            )?),
+        },
+    };
+    answers.endpoints.push(first);
+    answers.key_prefix = match (&global.key_prefix, previous) {
+        (Some(prefix), None) => prefix.clone(),
+        _ => text(
+            &theme,
+            "Key prefix",
+            Some(previous.map_or("lease:".into(), |p| p.key_prefix.clone())),
+            false,
+        )?,
+    };
+    answers.database = match (args.database, previous) {
+        (Some(db), None) => db,
+        _ => Input::with_theme(&theme)
+            .with_prompt("Database number")
+            .default(previous.map_or(0, |p| p.database))
+            .interact_text()?,
+    };
+    if mode != AuthMode::EntraId {
+        if !args.more_endpoints.is_empty() && previous.is_none() {
+            answers
+                .endpoints
+                .extend(args.more_endpoints.iter().cloned());
+        } else if Confirm::with_theme(&theme)
+            .with_prompt("Add more Redis instances for quorum mode (Redlock)?")
+            .default(false)
+            .interact()?
+        {
+            loop {
+                let more = text(
+                    &theme,
+                    "Another instance (URL or connection string; empty when done)",
+                    None,
+                    true,
+                )?;
+                if more.is_empty() {
+                    break;
+                }
+                answers.endpoints.push(more);
+            }
+        }
+    }
+    Ok(answers)
+}
+
+/// A full connection string, or a cache name / host plus a hidden password.
+fn ask_connection_string(
+    theme: &ColorfulTheme,
+    previous: Option<String>,
+) -> anyhow::Result<String> {
+    let given = text(
+        theme,
+        "Azure cache name, host:port, or a full connection string",
+        previous.map(|p| address_of(&p)),
+        false,
+    )?;
+    if given.contains(',') || given.contains("://") {
+        return Ok(given);
+    }
+    let address = expand_cache_name(&given);
+    let password = Password::with_theme(theme)
+        .with_prompt("Password or access key")
+        .interact()?;
+    let user = text(theme, "ACL user (empty for the default user)", None, true)?;
+    let tls = Confirm::with_theme(theme)
+        .with_prompt("Use TLS?")
+        .default(address.ends_with(":6380"))
+        .interact()?;
+    let mut string = format!(
+        "{address},password={password},ssl={}",
+        if tls { "True" } else { "False" }
+    );
+    if !user.is_empty() {
+        string.push_str(&format!(",user={user}"));
+    }
+    Ok(string + ",abortConnect=False")
+}
+
+/// The answers from flags alone; a missing flag is a usage error that names it.
+fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> {
+    let missing = |flag: &str| UsageError(format!("no terminal to ask on: pass {flag}"));
+    let mode = args
+        .auth
+        .ok_or_else(|| missing("--auth (connection-string, entra-id or local)"))?;
+    let mut endpoints = match mode {
+        AuthMode::ConnectionString => vec![args
+            .connection_string
+            .clone()
+            .ok_or_else(|| missing("--connection-string"))?],
+        AuthMode::EntraId => vec![expand_cache_name(
+            global
+                .endpoints
+                .first()
+                .ok_or_else(|| missing("--endpoint"))?,
+        )],
+        AuthMode::Local => vec![local_url(
+            global
+                .endpoints
+                .first()
+                .map_or(LOCAL_DEFAULT, String::as_str),
+        )],
+    };
+    endpoints.extend(args.more_endpoints.iter().cloned());
+    Ok(Answers {
+        mode,
+        endpoints,
+        credential: (mode == AuthMode::EntraId)
+            .then(|| args.credential.clone().unwrap_or("ManagedIdentity".into())),
+        client_id: args.client_id.clone(),
+        key_prefix: global.key_prefix.clone().unwrap_or("lease:".into()),
+        database: args.database.unwrap_or(0),
+    })
+}
+
+/// Connects to each instance, PINGs, and takes and releases a test lease.
+async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
+    if answers.mode == AuthMode::EntraId {
+        anyhow::bail!("Microsoft Entra ID authentication is not available in this build yet");
+    }
+    for endpoint in &answers.endpoints {
+        let mut settings = Settings::for_endpoints(&[endpoint])?;
+        settings.key_prefix = answers.key_prefix.clone();
+        settings.database = answers.database;
+        settings.connect_timeout = Duration::from_secs(5);
+        let client = LeaseClient::connect(settings).await?;
+        let options = LeaseOptions {
+            ttl: Duration::from_secs(10),
+            auto_renew: None,
+            ..LeaseOptions::from_settings(client.settings())
+        };
+        match client.try_acquire(TEST_LEASE, &options).await? {
+            Acquire::Acquired(lease) => {
+                lease.release().await?;
+            }
+            // Another wizard is testing right now: reading and answering was test enough.
+            Acquire::Held(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a temporary file beside `path` (mode 0600), then renames it over
+/// `path`: readers see the old file or the new one, never half of one.
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?; // created with mode 0600
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Adds the file to the `.gitignore` beside it when it is inside a git work tree and not
+/// ignored yet.
+fn ignore_in_git(path: &Path) {
+    let Ok(absolute) = std::path::absolute(path) else {
+        return;
+    };
+    let Some(dir) = absolute.parent() else { return };
+    if !dir.ancestors().any(|d| d.join(".git").exists()) {
+        return;
+    }
+    let ignored = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["check-ignore", "-q"])
+        .arg(&absolute)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ignored {
+        return;
+    }
+    let name = absolute
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let gitignore = dir.join(".gitignore");
+    let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
+    let separator = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let line = format!("{separator}# Credentials written by leasectl configure\n{name}\n");
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&gitignore)
+    {
+        Ok(mut file) => {
+            if file.write_all(line.as_bytes()).is_ok() {
+                eprintln!("Added {name} to {}", gitignore.display());
+            }
+        }
+        Err(error) => tracing::warn!("cannot add {name} to {}: {error}", gitignore.display()),
+    }
+}
+
+fn text(
+    theme: &ColorfulTheme,
+    prompt: &str,
+    default: Option<String>,
+    allow_empty: bool,
+) -> anyhow::Result<String> {
+    let mut input = Input::<String>::with_theme(theme)
+        .with_prompt(prompt)
+        .allow_empty(allow_empty);
+    if let Some(default) = default {
+        input = input.default(default);
+    }
+    Ok(input.interact_text()?.trim().to_string())
+}
+
+/// `mycache` → `mycache.redis.cache.windows.net:6380`; anything with a dot or port is kept.
+fn expand_cache_name(given: &str) -> String {
+    let given = given.trim();
+    if given.contains('.') || given.contains(':') {
+        given.to_string()
+    } else {
+        format!("{given}.redis.cache.windows.net:6380")
+    }
+}
+
+/// `host:port` → `redis://host:port` (no TLS, no password); URLs are kept.
+fn local_url(given: &str) -> String {
+    if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("redis://{}", given.trim())
+    }
+}
+
+/// The address part of a connection string, as a default on a retry (never the password).
+fn address_of(connection_string: &str) -> String {
+    connection_string
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The existing file's text with any `password=`/URL password masked.
+fn mask_file(text: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return "    (not valid JSON)".into();
+    };
+    mask_strings(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn mask_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = mask_password(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_strings),
+        serde_json::Value::Object(map) => map.values_mut().for_each(mask_strings),
+        _ => {}
+    }
+}
+
+fn is_interrupted(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<dialoguer::Error>()
+            .is_some_and(|dialoguer::Error::IO(io)| io.kind() == std::io::ErrorKind::Interrupted)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+    })
+}
+
+fn console_show_cursor() -> std::io::Result<()> {
+    let mut stderr = std::io::stderr();
+    stderr.write_all(b"\x1b[?25h")?;
+    stderr.flush()
+}
