@@ -403,6 +403,8 @@ impl Shared {
 }
 
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
+    // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let info = endpoint
         .connection_info(settings.database)
         .map_err(|e| Error::Settings(e.to_string()))?;
