@@ -20,6 +20,9 @@ use crate::settings::Settings;
 pub const MAX_NAME_LEN: usize = 1024;
 /// How often a waiter polls by default when no release notification arrives.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// The longest TTL in milliseconds: PEXPIRE refuses one whose expiry instant overflows, and
+/// by then the acquire script has already written the key, which would then never expire.
+const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
 
 /// What to ask for when acquiring a lease.
 #[derive(Clone, Debug)]
@@ -133,12 +136,10 @@ impl LeaseClient {
     /// Takes the lease if it is free; otherwise answers its holder. One round trip.
     ///
     /// # Errors
-    /// [`Error::Settings`] for an empty or huge name or a zero TTL; connection errors.
+    /// [`Error::Settings`] for an empty or huge name or a zero or huge TTL; connection errors.
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
         check_name(name)?;
-        if options.ttl < Duration::from_millis(1) {
-            return Err(Error::Settings("the lease TTL must be at least 1ms".into()));
-        }
+        let ttl_ms = check_ttl(options.ttl)?;
         let key = self.shared.settings.key_for(name);
         let id = uuid::Uuid::new_v4().to_string();
         let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -146,7 +147,7 @@ impl LeaseClient {
         invocation
             .key(fence_key(&key))
             .arg(&id)
-            .arg(options.ttl.as_millis() as u64)
+            .arg(ttl_ms)
             .arg(&acquired_at);
         for (field, value) in &options.metadata {
             invocation.arg(format!("meta_{field}")).arg(value);
@@ -256,7 +257,13 @@ impl LeaseClient {
     /// [`Error::Settings`] for an empty or huge name; connection errors.
     pub async fn inspect(&self, name: &str) -> Result<LeaseInfo> {
         check_name(name)?;
-        let key = self.shared.settings.key_for(name);
+        self.inspect_key(name, self.shared.settings.key_for(name))
+            .await
+    }
+
+    /// Reads who holds `key`, the lease `name`. The name is not checked: `inspect_all` also
+    /// lists keys that other tools wrote under the prefix with names we would refuse.
+    async fn inspect_key(&self, name: &str, key: String) -> Result<LeaseInfo> {
         let reply: Value = self.shared.invoke(&scripts::INSPECT.key(&key)).await?;
         Ok(LeaseInfo {
             name: name.to_string(),
@@ -275,7 +282,7 @@ impl LeaseClient {
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<String>) = self
+            let (next, batch): (u64, Vec<Vec<u8>>) = self
                 .shared
                 .run(
                     redis::cmd("SCAN")
@@ -286,7 +293,9 @@ impl LeaseClient {
                         .arg(1000),
                 )
                 .await?;
-            keys.extend(batch.into_iter().filter(|k| !is_fence_key(k)));
+            // A key that is not UTF-8 cannot be named through this API: skip it.
+            let batch = batch.into_iter().filter_map(|k| String::from_utf8(k).ok());
+            keys.extend(batch.filter(|k| !is_fence_key(k)));
             cursor = next;
             if cursor == 0 {
                 break;
@@ -294,7 +303,9 @@ impl LeaseClient {
         }
         keys.sort();
         keys.dedup();
-        let reads = keys.iter().map(|key| self.inspect(&key[prefix.len()..]));
+        let reads = keys
+            .iter()
+            .map(|key| self.inspect_key(&key[prefix.len()..], key.clone()));
         let infos = futures_util::future::try_join_all(reads).await?;
         Ok(infos
             .into_iter()
@@ -425,6 +436,20 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
         _ => Client::open(info),
     };
     client.map_err(|e| Error::Settings(format!("{}: {e}", endpoint.address())))
+}
+
+/// The TTL in whole milliseconds, as PEXPIRE takes it.
+fn check_ttl(ttl: Duration) -> Result<u64> {
+    if ttl < Duration::from_millis(1) {
+        return Err(Error::Settings("the lease TTL must be at least 1ms".into()));
+    }
+    match u64::try_from(ttl.as_millis()) {
+        Ok(ms) if ms <= MAX_TTL_MS => Ok(ms),
+        _ => Err(Error::Settings(format!(
+            "the lease TTL of {} is too long for Redis",
+            humantime::format_duration(ttl)
+        ))),
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {

@@ -1,4 +1,5 @@
 //! One integration-test binary (compiled once): real `redis-server` processes, real
 //! `leasectl` processes. Each area has its own module.
 
+mod library;
 mod support;

@@ -21,7 +21,11 @@ impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer { port: 0, child: None, dir };
+        let mut server = RedisServer {
+            port: 0,
+            child: None,
+            dir,
+        };
         for _ in 0..20 {
             server.port = free_port();
             if server.spawn() {
@@ -34,7 +38,16 @@ impl RedisServer {
     /// Starts redis-server on `self.port`; answers whether it came up.
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -61,8 +74,13 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else { return false };
-        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200)) else { return false };
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200))
+        else {
+            return false;
+        };
         redis::cmd("PING").query::<String>(&mut connection).is_ok()
     }
 
@@ -77,7 +95,10 @@ impl RedisServer {
 
     /// A plain synchronous connection for looking at and changing keys from the test.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().expect("connect to test redis")
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .expect("connect to test redis")
     }
 
     /// Kills the server (SIGKILL) and waits for it.
@@ -91,7 +112,11 @@ impl RedisServer {
     /// Starts it again on the same port, with empty memory.
     pub fn restart(&mut self) {
         self.kill();
-        assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
     }
 
     /// SIGSTOP: the server stops answering but keeps its connections.
@@ -124,12 +149,19 @@ impl Drop for RedisServer {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Sends `kill -SIG pid`.
 pub fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A `leasectl` command that sees no settings but what the test gives it: a fresh HOME and
@@ -140,7 +172,9 @@ pub struct Leasectl {
 
 impl Leasectl {
     pub fn new() -> Leasectl {
-        Leasectl { home: tempfile::tempdir().expect("temp dir") }
+        Leasectl {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// The working folder (also HOME) of the commands.
@@ -153,11 +187,17 @@ impl Leasectl {
         let mut command = Command::new(binary());
         for (key, _) in std::env::vars_os() {
             let key_text = key.to_string_lossy();
-            if key_text.to_ascii_lowercase().starts_with("redisleasing__") || key_text == "XDG_CONFIG_HOME" {
+            if key_text.to_ascii_lowercase().starts_with("redisleasing__")
+                || key_text == "XDG_CONFIG_HOME"
+            {
                 command.env_remove(&key);
             }
         }
-        command.env("HOME", self.dir()).env("NO_COLOR", "1").current_dir(self.dir()).stdin(Stdio::null());
+        command
+            .env("HOME", self.dir())
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir())
+            .stdin(Stdio::null());
         command
     }
 
