@@ -25,9 +25,13 @@ Running it again reuses what is already there.
   --vm-size V            Azure: C0..C6 or P1..P5 (default: C0)
   --output PATH          where to write the settings (default: appsettings.Local.json in the
                          project folder)
+  --state-dir DIR        where local servers keep their files and pid files (default:
+                         $LEASECTL_STATE_DIR, else .leasectl/ in the project folder); pass the
+                         same folder to --stop
   -h, --help             this help
 
-Local servers keep their files and pid files under .leasectl/ in the project folder.
+Local servers keep their files and pid files under .leasectl/ in the project folder (or
+--state-dir DIR, or $LEASECTL_STATE_DIR).
 An existing settings file is kept as PATH.bak before it is replaced.
 The access key of an Azure cache is written to the settings file only, never printed.
 
@@ -46,7 +50,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 project="" local_mode=0 quorum=0 stop=0 ports=()
 name="" group="" location="eastus" sku="Basic" vm_size="C0"
 output="$root/appsettings.Local.json"
-state="$root/.leasectl"
+state="${LEASECTL_STATE_DIR:-$root/.leasectl}"
 
 die() { echo "setup-resources: error: $1" >&2; exit "${2:-1}"; }
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" 2; }
@@ -64,6 +68,7 @@ while [ $# -gt 0 ]; do
     --sku) need_value "$@"; sku=$2; shift 2 ;;
     --vm-size) need_value "$@"; vm_size=$2; shift 2 ;;
     --output) need_value "$@"; output=$2; shift 2 ;;
+    --state-dir) need_value "$@"; state=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" 2 ;;
   esac

@@ -452,7 +452,11 @@ fn check_ttl(ttl: Duration) -> Result<u64> {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Checks a lease name: not empty, at most [`MAX_NAME_LEN`] bytes.
+///
+/// # Errors
+/// [`Error::Settings`] saying what is wrong.
+pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::Settings("the lease name must not be empty".into()));
     }

@@ -43,7 +43,7 @@ mod renew;
 mod scripts;
 pub mod settings;
 
-pub use client::{Acquire, LeaseClient, LeaseOptions, FALLBACK_POLL, MAX_NAME_LEN};
+pub use client::{check_name, Acquire, LeaseClient, LeaseOptions, FALLBACK_POLL, MAX_NAME_LEN};
 pub use endpoint::{mask_password, Endpoint};
 pub use error::{Error, LostReason, Result};
 pub use holder::{Holder, KeyFormat, LeaseInfo};

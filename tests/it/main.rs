@@ -1,5 +1,7 @@
 //! One integration-test binary (compiled once): real `redis-server` processes, real
 //! `leasectl` processes. Each area has its own module.
 
+mod cli;
+mod configure;
 mod library;
 mod support;

@@ -95,14 +95,21 @@ pub struct RunArgs {
     /// The lease to compete for.
     #[arg(long, default_value = "critical-section-lock")]
     pub lease: String,
+    // The durations take values with a leading '-' so that `--ttl -5s` is refused as a
+    // negative duration, not as an unknown flag `-5`.
     /// How long the winner works.
-    #[arg(long, default_value = "15s", value_parser = positive_duration)]
+    #[arg(
+        long,
+        default_value = "15s",
+        value_parser = positive_duration,
+        allow_hyphen_values = true
+    )]
     pub work: Duration,
     /// The lease's time to live (default: the settings' DefaultLeaseDuration).
-    #[arg(long, value_parser = positive_duration)]
+    #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
     /// Wait up to this long for the lease instead of failing fast.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true)]
     pub wait: Option<Duration>,
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]

@@ -12,10 +12,11 @@ use leasectl::{LeaseClient, Overrides, Settings};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::cli::{Cli, Command, Global};
-use crate::output::Printer;
+use crate::output::{Printer, UsageError};
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
+    check(&cli.command)?;
     match cli.command {
         Command::Run(args) => run::run(connect(&cli.global, printer).await?, args, printer).await,
         Command::Inspect(args) => {
@@ -35,6 +36,22 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Usage mistakes that need no Redis to be seen: caught before connecting, so that they exit 2
+/// whether Redis is up or not, and before `run` prints its banner.
+fn check(command: &Command) -> Result<(), UsageError> {
+    match command {
+        Command::Run(args) => check_name(&args.lease),
+        Command::Inspect(args) if !args.all => check_name(&args.name),
+        Command::Release(args) => check_name(&args.name).and_then(|()| release::check(args)),
+        _ => Ok(()),
+    }
+}
+
+/// The library's rule for lease names, as a usage error.
+fn check_name(name: &str) -> Result<(), UsageError> {
+    leasectl::check_name(name).map_err(|error| UsageError(error.to_string()))
 }
 
 /// Resolves the settings layers and connects, saying which endpoint is used when nothing

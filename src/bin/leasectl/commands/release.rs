@@ -8,6 +8,17 @@ use leasectl::{KeyFormat, LeaseClient};
 use crate::cli::ReleaseArgs;
 use crate::output::{exit, Printer, UsageError};
 
+/// Refuses, before connecting, a release that names neither a lease id nor `--force`.
+pub fn check(args: &ReleaseArgs) -> Result<(), UsageError> {
+    if args.lease_id.is_none() && !args.force {
+        return Err(UsageError(
+            "name the lease to release with --lease-id ID, or use --force".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Releases by lease id, or (`--force`, checked by [`check`]) whoever holds it.
 pub async fn run(
     client: LeaseClient,
     args: ReleaseArgs,
@@ -29,12 +40,6 @@ pub async fn run(
             holder.display_name()
         );
         return Ok(ExitCode::from(exit::HELD));
-    }
-    if !args.force {
-        return Err(UsageError(
-            "name the lease to release with --lease-id ID, or use --force".into(),
-        )
-        .into());
     }
     if !args.yes && !confirm(&args.name, &holder.display_name(), printer)? {
         println!("Not released");
