@@ -20,6 +20,8 @@ use crate::settings::Settings;
 pub const MAX_NAME_LEN: usize = 1024;
 /// How often a waiter polls by default when no release notification arrives.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
+/// The shortest TTL: below it the drift allowance (1% + 2 ms) leaves hardly any validity.
+pub const MIN_TTL: Duration = Duration::from_millis(10);
 /// The longest TTL in milliseconds: PEXPIRE refuses one whose expiry instant overflows, and
 /// by then the acquire script has already written the key, which would then never expire.
 const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
@@ -440,8 +442,11 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
 
 /// The TTL in whole milliseconds, as PEXPIRE takes it.
 fn check_ttl(ttl: Duration) -> Result<u64> {
-    if ttl < Duration::from_millis(1) {
-        return Err(Error::Settings("the lease TTL must be at least 1ms".into()));
+    if ttl < MIN_TTL {
+        return Err(Error::Settings(format!(
+            "the lease TTL must be at least {}ms, more than its clock-drift allowance",
+            MIN_TTL.as_millis()
+        )));
     }
     match u64::try_from(ttl.as_millis()) {
         Ok(ms) if ms <= MAX_TTL_MS => Ok(ms),

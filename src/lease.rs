@@ -45,7 +45,7 @@ impl LeaseState {
             if current.is_some() {
                 return false;
             }
-            tracing::warn!(lease = %self.name, %error, "lease lost");
+            tracing::info!(lease = %self.name, %error, "lease lost");
             *current = Some(error.clone());
             true
         });
@@ -192,6 +192,10 @@ impl Lease {
             return Err(lost);
         }
         let sent_at = Instant::now();
+        // Past its validity the key may already belong to someone else: never extend then.
+        if sent_at >= self.state.valid_until() {
+            return Err(self.state.mark_lost(LostReason::Expired));
+        }
         if self.shared.extend(&self.key, &self.id, self.ttl).await? {
             self.state.confirm(sent_at, self.ttl, false);
             Ok(())

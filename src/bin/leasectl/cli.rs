@@ -87,10 +87,10 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// This instance's id, stored as meta_instanceId.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     pub instance: String,
     /// This instance's region, stored as meta_region.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     pub region: String,
     /// The lease to compete for.
     #[arg(long, default_value = "critical-section-lock")]
@@ -147,7 +147,7 @@ pub struct ReleaseArgs {
     pub yes: bool,
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct ConfigureArgs {
     /// How to authenticate.
     #[arg(long, value_enum)]
@@ -192,6 +192,13 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
     leasectl::duration::parse_positive(text)
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("expected a non-empty value".into()),
+        trimmed => Ok(trimmed.to_string()),
+    }
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -10,7 +10,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap prints them; a mistake is one line and exit 2.
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            let text = error.render().to_string();
+            eprintln!(
+                "leasectl: {} (see --help)",
+                text.lines().next().unwrap_or_default()
+            );
+            return ExitCode::from(output::exit::USAGE);
+        }
+    };
     let printer = output::Printer::new(&cli.global);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

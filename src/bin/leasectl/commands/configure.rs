@@ -16,8 +16,9 @@ use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use serde_json::json;
 
+use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
-use crate::output::{exit, Printer, UsageError};
+use crate::output::{Printer, UsageError};
 
 /// The lease the connection test takes and releases.
 const TEST_LEASE: &str = "leasectl-configure-test";
@@ -79,13 +80,8 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| PathBuf::from(LOCAL_FILE));
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    match configure(&args, global, &path, interactive).await {
-        Err(error) if is_interrupted(&error) => {
-            // dialoguer hides the cursor while a prompt is open.
-            let _ = console_show_cursor();
-            eprintln!("\nCancelled; nothing was written.");
-            Ok(ExitCode::from(exit::INTERRUPTED))
-        }
+    let outcome = guarded(configure(&args, global, &path, interactive)).await;
+    match outcome {
         Err(error) => Err(error),
         Ok(None) => {
             printer.note("nothing was written");
@@ -110,11 +106,14 @@ async fn configure(
     path: &Path,
     interactive: bool,
 ) -> anyhow::Result<Option<Answers>> {
-    if path.exists() && !keep_going_over(path, args.yes, interactive)? {
-        return Ok(None);
+    if path.exists() {
+        let (path, yes) = (path.to_path_buf(), args.yes);
+        if !blocking(move || keep_going_over(&path, yes, interactive)).await? {
+            return Ok(None);
+        }
     }
     let mut answers = if interactive {
-        ask(args, global, None)?
+        ask_blocking(args, global, None).await?
     } else {
         from_flags(args, global)?
     };
@@ -133,13 +132,16 @@ async fn configure(
             )),
             Err(error) => {
                 eprintln!("{} {error:#}", "✗ The connection test failed:".red());
-                let choice = Select::with_theme(&ColorfulTheme::default())
-                    .with_prompt("What now?")
-                    .items(["Edit the answers", "Save anyway", "Quit without saving"])
-                    .default(0)
-                    .interact()?;
+                let choice = blocking(|| {
+                    Ok(Select::with_theme(&ColorfulTheme::default())
+                        .with_prompt("What now?")
+                        .items(["Edit the answers", "Save anyway", "Quit without saving"])
+                        .default(0)
+                        .interact()?)
+                })
+                .await?;
                 match choice {
-                    0 => answers = ask(args, global, Some(&answers))?,
+                    0 => answers = ask_blocking(args, global, Some(answers)).await?,
                     1 => break,
                     _ => return Ok(None),
                 }
@@ -152,6 +154,74 @@ async fn configure(
     )?;
     ignore_in_git(path);
     Ok(Some(answers))
+}
+
+/// With no settings at all and a person at the terminal, offers the wizard before a command
+/// that needs Redis. Answers whether it wrote settings.
+pub async fn offer_first_run(global: &Global, printer: &Printer) -> anyhow::Result<bool> {
+    if printer.quiet || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    eprintln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
+    let wanted = guarded(blocking(|| {
+        Ok(Confirm::with_theme(&ColorfulTheme::default())
+            .with_prompt("Set up a connection now? (no: use the local Redis at 127.0.0.1:6379)")
+            .default(true)
+            .interact()?)
+    }))
+    .await?;
+    if !wanted {
+        return Ok(false);
+    }
+    let code = run(ConfigureArgs::default(), global, printer, false).await?;
+    if code != ExitCode::SUCCESS {
+        return Err(UsageError("configuration was not finished".into()).into());
+    }
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(LOCAL_FILE));
+    Ok(path.exists())
+}
+
+/// Runs `work` until it ends or Ctrl-C/SIGTERM comes. dialoguer leaves the terminal raw
+/// (no echo, hidden cursor) when interrupted mid-prompt, so on a signal the terminal's
+/// mode is restored before leaving; nothing is written by then (the file is written last,
+/// atomically).
+async fn guarded<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, SetArg};
+    let saved = tcgetattr(std::io::stdin()).ok();
+    let mut interrupts = Interrupts::install()?;
+    tokio::select! {
+        result = work => result,
+        code = interrupts.recv() => {
+            if let Some(saved) = saved {
+                let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+            }
+            let _ = console_show_cursor();
+            eprintln!("\nCancelled; nothing was written.");
+            // The prompt's thread is still blocked reading the terminal: leave without it.
+            std::process::exit(i32::from(code));
+        }
+    }
+}
+
+/// Runs a blocking prompt off the async thread, so that `guarded` sees signals meanwhile.
+async fn blocking<T: Send + 'static>(
+    prompt: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(prompt).await?
+}
+
+async fn ask_blocking(
+    args: &ConfigureArgs,
+    global: &Global,
+    previous: Option<Answers>,
+) -> anyhow::Result<Answers> {
+    let (args, global) = (args.clone(), global.clone());
+    blocking(move || ask(&args, &global, previous.as_ref())).await
 }
 
 /// An existing file is shown and kept unless the user (or `--yes`) says to replace it.
@@ -520,17 +590,6 @@ fn mask_strings(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => map.values_mut().for_each(mask_strings),
         _ => {}
     }
-}
-
-fn is_interrupted(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<dialoguer::Error>()
-            .is_some_and(|dialoguer::Error::IO(io)| io.kind() == std::io::ErrorKind::Interrupted)
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
-    })
 }
 
 fn console_show_cursor() -> std::io::Result<()> {

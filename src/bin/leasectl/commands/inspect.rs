@@ -30,7 +30,7 @@ pub async fn run(
             // Redraw in place: clear the screen, then the current state.
             print!(
                 "\x1b[2J\x1b[H{text}{}",
-                format!("\nrefreshing every second; Ctrl-C to stop\n").dimmed()
+                "\nrefreshing every second; Ctrl-C to stop\n".dimmed()
             );
         } else if text != shown {
             print!("{text}");

@@ -63,7 +63,7 @@ async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClie
         key_prefix: global.key_prefix.clone(),
     };
     let mut settings = Settings::load(&overrides)?;
-    if settings.origin.defaulted_endpoint && first_run_wizard(global, printer).await? {
+    if settings.origin.defaulted_endpoint && configure::offer_first_run(global, printer).await? {
         settings = Settings::load(&overrides)?;
     }
     if settings.origin.defaulted_endpoint {
@@ -74,34 +74,6 @@ async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClie
     }
     tracing::info!(endpoints = ?settings.endpoints, files = ?settings.origin.files, "settings");
     Ok(LeaseClient::connect(settings).await?)
-}
-
-/// With no settings at all and a person at the terminal, offers the wizard first. Answers
-/// whether it wrote settings.
-async fn first_run_wizard(global: &Global, printer: &Printer) -> anyhow::Result<bool> {
-    use std::io::IsTerminal;
-    if printer.quiet || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Ok(false);
-    }
-    eprintln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
-    let wanted = dialoguer::Confirm::with_theme(&dialoguer::theme::ColorfulTheme::default())
-        .with_prompt("Set up a connection now? (no: use the local Redis at 127.0.0.1:6379)")
-        .default(true)
-        .interact()?;
-    if !wanted {
-        return Ok(false);
-    }
-    let code = configure::run(Default::default(), global, printer, false).await?;
-    if code != ExitCode::SUCCESS {
-        return Err(crate::output::UsageError("configuration was not finished".into()).into());
-    }
-    Ok(std::path::Path::new(
-        global
-            .config
-            .as_deref()
-            .unwrap_or(leasectl::settings::LOCAL_FILE.as_ref()),
-    )
-    .exists())
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment this is made (so that neither can kill us

@@ -8,7 +8,7 @@ use colored::Colorize;
 use indicatif::{ProgressBar, ProgressStyle};
 use leasectl::duration::human;
 use leasectl::{Acquire, LeaseClient, LeaseOptions};
-use tokio::time::{interval_at, sleep, Instant};
+use tokio::time::{interval_at, sleep_until, Instant};
 
 use super::Interrupts;
 use crate::cli::RunArgs;
@@ -78,7 +78,7 @@ pub async fn run(
     let started = Instant::now();
     let lost = lease.lost();
     tokio::pin!(lost);
-    let finished = sleep(args.work);
+    let finished = sleep_until(started + args.work);
     tokio::pin!(finished);
     let mut ticks = interval_at(started + TICK, TICK);
     let mut worked = Duration::ZERO;
