@@ -1,30 +1,26 @@
-//! `LeaseClient`: the connection to Redis and every lease operation on it — try-acquire,
-//! acquire with a bounded wait (woken by the release notification), inspect, release.
+//! `LeaseClient`: every lease operation — try-acquire, acquire with a bounded wait (woken
+//! by the release notification), inspect, release — on one Redis instance or, in quorum
+//! mode (Redlock), on a majority of several independent ones.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Value};
+use redis::Value;
 use tokio::time::{timeout, Instant};
 
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::holder::{Holder, LeaseInfo};
-use crate::lease::Lease;
+use crate::holder::{Holder, InstanceView, LeaseInfo};
+use crate::keys::{check_name, check_ttl, escape_glob, fence_key, is_fence_key, release_channel};
+use crate::lease::{validity_end, Lease};
+use crate::nodes::{Call, Node, Nodes, Pending, Vote};
+use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
 use crate::settings::Settings;
 
-/// The longest a lease name may be, in bytes.
-pub const MAX_NAME_LEN: usize = 1024;
 /// How often a waiter polls by default when no release notification arrives.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
-/// The shortest TTL: below it the drift allowance (1% + 2 ms) leaves hardly any validity.
-pub const MIN_TTL: Duration = Duration::from_millis(10);
-/// The longest TTL in milliseconds: PEXPIRE refuses one whose expiry instant overflows, and
-/// by then the acquire script has already written the key, which would then never expire.
-const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
 
 /// What to ask for when acquiring a lease.
 #[derive(Clone, Debug)]
@@ -66,7 +62,7 @@ pub enum Acquire {
     Held(Holder),
 }
 
-/// A connection to one Redis endpoint and the settings of its leases.
+/// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
 #[derive(Clone)]
 pub struct LeaseClient {
     shared: Arc<Shared>,
@@ -74,54 +70,21 @@ pub struct LeaseClient {
 
 /// What a client and its leases share.
 pub(crate) struct Shared {
-    connection: ConnectionManager,
-    client: Client,
-    endpoint: String,
+    nodes: Nodes,
     settings: Settings,
 }
 
 impl LeaseClient {
-    /// Connects to the settings' endpoint (PING included), within `ConnectTimeout`.
+    /// Connects to the settings' endpoints and PINGs them, within `ConnectTimeout`; in quorum
+    /// mode a majority must answer (the others are retried as they are used).
     ///
     /// # Errors
     /// [`Error::Connection`], [`Error::Auth`] or [`Error::Timeout`] naming the endpoint;
-    /// [`Error::Settings`] for quorum settings (not in this version) or an unreadable CA file.
+    /// [`Error::NoQuorum`] in quorum mode; [`Error::Settings`] for an unreadable CA file.
     pub async fn connect(settings: Settings) -> Result<LeaseClient> {
-        let endpoint = match settings.endpoints.as_slice() {
-            [one] => one.clone(),
-            _ => {
-                return Err(Error::Settings(
-                    "quorum mode (several Endpoints) is not available in this version; name one endpoint".into(),
-                ))
-            }
-        };
-        let address = endpoint.address();
-        let client = open_client(&endpoint, &settings)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.sync_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connect = ConnectionManager::new_with_config(client.clone(), config);
-        let connection = match timeout(settings.connect_timeout, connect).await {
-            Ok(result) => result.map_err(|e| Error::from_redis(&address, &e))?,
-            Err(_) => {
-                return Err(Error::Timeout {
-                    endpoint: address,
-                    after: settings.connect_timeout,
-                })
-            }
-        };
-        let shared = Shared {
-            connection,
-            client,
-            endpoint: address,
-            settings,
-        };
-        let _: String = shared.run(&redis::cmd("PING")).await?;
+        let nodes = Nodes::connect(&settings).await?;
         Ok(LeaseClient {
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared { nodes, settings }),
         })
     }
 
@@ -130,62 +93,122 @@ impl LeaseClient {
         &self.shared.settings
     }
 
-    /// `host:port` of the endpoint, for messages.
-    pub fn endpoint(&self) -> &str {
-        &self.shared.endpoint
+    /// `host:port` of each instance, for messages.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.shared
+            .nodes
+            .list
+            .iter()
+            .map(|node| node.address.as_str())
+            .collect()
     }
 
-    /// Takes the lease if it is free; otherwise answers its holder. One round trip.
+    /// Takes the lease if it is free; otherwise answers its holder. One round trip to each
+    /// instance in the usual case.
+    ///
+    /// In quorum mode the lease is ours when a majority granted it within its validity; the
+    /// fencing token is then one that a majority's counters stand at (raised first when the
+    /// instances' counters disagreed), and what a failed attempt was granted is undone.
     ///
     /// # Errors
-    /// [`Error::Settings`] for an empty or huge name or a zero or huge TTL; connection errors.
+    /// [`Error::Settings`] for an empty or huge name or a too short or huge TTL; connection
+    /// errors; [`Error::NoQuorum`] when too few instances answered.
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
         check_name(name)?;
         let ttl_ms = check_ttl(options.ttl)?;
-        let key = self.shared.settings.key_for(name);
+        let shared = &self.shared;
+        let key = shared.settings.key_for(name);
         let id = uuid::Uuid::new_v4().to_string();
         let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let mut invocation = scripts::ACQUIRE.key(&key);
-        invocation
+        let mut call = Call::new(&scripts::ACQUIRE)
+            .key(&key)
             .key(fence_key(&key))
             .arg(&id)
             .arg(ttl_ms)
             .arg(&acquired_at);
         for (field, value) in &options.metadata {
-            invocation.arg(format!("meta_{field}")).arg(value);
+            call = call.arg(format!("meta_{field}")).arg(value);
         }
+        let call = Arc::new(call);
+        let total = shared.nodes.list.len();
         let sent_at = Instant::now();
-        let reply: Value = self.shared.invoke(&invocation).await?;
-        match reply {
-            Value::Array(parts) if parts.first() == Some(&Value::Int(1)) => {
-                let token = match parts.get(1) {
-                    Some(Value::Int(t)) => *t as u64,
-                    _ => return Err(self.shared.unexpected("acquire")),
-                };
-                let renew_every = options
-                    .auto_renew
-                    .map(|every| every.min(options.ttl * 2 / 3));
-                Ok(Acquire::Acquired(Lease::new(
-                    self.shared.clone(),
-                    name,
-                    key,
-                    id,
-                    token,
-                    acquired_at,
-                    options.ttl,
-                    sent_at,
-                    renew_every,
-                )))
-            }
-            Value::Array(parts) => {
-                let holder = parts.get(1).and_then(Holder::from_reply);
-                // The key may expire between the check and the read: then it is simply free now.
-                match holder {
-                    Some(holder) => Ok(Acquire::Held(holder)),
-                    None => Box::pin(self.try_acquire(name, options)).await,
+        let (votes, pending) = shared
+            .nodes
+            .gather(
+                |node| grant(node, &call),
+                |votes| Tally::of(votes).decides(total),
+            )
+            .await;
+        let tally = Tally::of(&votes);
+        if tally.granted >= quorum::majority(total) {
+            let token = shared.settle_token(&key, &id, &votes, pending).await;
+            let in_time = Instant::now() < validity_end(sent_at, options.ttl);
+            return match token {
+                Ok(token) if in_time => {
+                    let renew_every = options
+                        .auto_renew
+                        .map(|every| every.min(options.ttl * 2 / 3));
+                    let lease = Lease::new(
+                        shared.clone(),
+                        name,
+                        key,
+                        id,
+                        token,
+                        acquired_at,
+                        options.ttl,
+                        sent_at,
+                        renew_every,
+                    );
+                    Ok(Acquire::Acquired(lease))
                 }
+                outcome => {
+                    shared.undo(&key, &id).await;
+                    Err(outcome.err().unwrap_or_else(|| {
+                        shared.no_quorum(
+                            &votes,
+                            tally.granted,
+                            "the lease's validity ran out while acquiring",
+                        )
+                    }))
+                }
+            };
+        }
+        if total == 1 {
+            return match votes.into_iter().next().map(|vote| vote.answer) {
+                Some(Ok(Grant::Held {
+                    holder: Some(holder),
+                    ..
+                })) => Ok(Acquire::Held(holder)),
+                // Held, but the key vanished between the check and the read: it is free now.
+                Some(Ok(Grant::Held { holder: None, .. })) => {
+                    Box::pin(self.try_acquire(name, options)).await
+                }
+                Some(Err(error)) => Err(error),
+                _ => Err(shared.unexpected("acquire")),
+            };
+        }
+        // Quorum mode: undo what may have been granted, here or by calls still under way.
+        if tally.granted > 0 || tally.failed > 0 || !pending.is_empty() {
+            shared.undo(&key, &id).await;
+        }
+        let holders: Vec<&Holder> = votes
+            .iter()
+            .filter_map(|v| match &v.answer {
+                Ok(Grant::Held {
+                    holder: Some(holder),
+                    ..
+                }) => Some(holder),
+                _ => None,
+            })
+            .collect();
+        let majority = quorum::majority(total);
+        match holders.first() {
+            Some(first) if tally.granted + tally.held >= majority => {
+                let holder =
+                    quorum::agreed_holder(holders.iter().copied(), majority).unwrap_or(first);
+                Ok(Acquire::Held(holder.clone()))
             }
-            _ => Err(self.shared.unexpected("acquire")),
+            _ => Err(shared.no_quorum(&votes, tally.granted, "")),
         }
     }
 
@@ -204,11 +227,12 @@ impl LeaseClient {
         self.acquire_observed(name, options, wait, |_| {}).await
     }
 
-    /// Takes the lease, waiting up to `wait`; `observe` sees the holder after every failed try.
+    /// Takes the lease, waiting up to `wait`; `observe` sees the holder after each failed try
+    /// that leaves time to wait.
     ///
-    /// A release wakes the waiter at once (PUBLISH on the lease's release channel); otherwise
-    /// it polls with jitter, never sleeping past the holder's remaining TTL.
-    /// Answers [`Acquire::Held`] with the last holder seen when `wait` runs out.
+    /// A release wakes the waiter at once (PUBLISH on the lease's release channel, from any
+    /// instance); otherwise it polls with jitter, never sleeping past the holder's remaining
+    /// TTL. Answers [`Acquire::Held`] with the last holder seen when `wait` runs out.
     ///
     /// # Errors
     /// As [`LeaseClient::try_acquire`].
@@ -236,7 +260,7 @@ impl LeaseClient {
                 // Subscribe, then try again at once: a release between the two is not missed.
                 subscribed = true;
                 let channel = release_channel(&self.shared.settings.key_for(name));
-                notifications = self.shared.subscribe(&channel).await;
+                notifications = self.shared.nodes.subscribe(&channel).await;
                 continue;
             }
             let jitter = 0.75 + fastrand::f64() / 2.0;
@@ -253,10 +277,12 @@ impl LeaseClient {
         }
     }
 
-    /// Reads who holds `name`, in any of the formats of SPEC 2.
+    /// Reads who holds `name`, in any of the formats of SPEC 2 (in quorum mode: the holder a
+    /// majority agrees on, and each instance's view).
     ///
     /// # Errors
-    /// [`Error::Settings`] for an empty or huge name; connection errors.
+    /// [`Error::Settings`] for an empty or huge name; connection errors;
+    /// [`Error::NoQuorum`] when too few instances answered.
     pub async fn inspect(&self, name: &str) -> Result<LeaseInfo> {
         check_name(name)?;
         self.inspect_key(name, self.shared.settings.key_for(name))
@@ -266,43 +292,58 @@ impl LeaseClient {
     /// Reads who holds `key`, the lease `name`. The name is not checked: `inspect_all` also
     /// lists keys that other tools wrote under the prefix with names we would refuse.
     async fn inspect_key(&self, name: &str, key: String) -> Result<LeaseInfo> {
-        let reply: Value = self.shared.invoke(&scripts::INSPECT.key(&key)).await?;
+        let call = Arc::new(Call::new(&scripts::INSPECT).key(&key).key(fence_key(&key)));
+        let nodes = &self.shared.nodes;
+        let votes = nodes.all(|node| node.script::<Value>(&call)).await;
+        let views: Vec<InstanceView> = votes
+            .iter()
+            .map(|vote| view_of(&nodes.list[vote.node], &vote.answer))
+            .collect();
+        let answered = views.iter().filter(|v| v.error.is_none()).count();
+        let majority = nodes.majority();
+        if answered < majority {
+            let first = votes.into_iter().find_map(|v| v.answer.err());
+            return Err(match first {
+                Some(error) if nodes.list.len() == 1 => error,
+                _ => self.shared.no_quorum_of(&views, answered),
+            });
+        }
+        let holder =
+            quorum::agreed_holder(views.iter().filter_map(|v| v.holder.as_ref()), majority)
+                .cloned();
+        let mut instances = views;
+        instances.sort_by_key(|v| nodes.list.iter().position(|n| n.address == v.address));
+        if nodes.list.len() == 1 {
+            instances.clear();
+        }
         Ok(LeaseInfo {
             name: name.to_string(),
-            holder: Holder::from_reply(&reply),
             key,
+            holder,
+            instances,
         })
     }
 
-    /// Every lease under the key prefix (SCAN), sorted by name.
+    /// Every lease under the key prefix (SCAN on every instance), sorted by name.
     ///
     /// # Errors
-    /// Connection errors.
+    /// Connection errors; [`Error::NoQuorum`] when too few instances answered.
     pub async fn inspect_all(&self) -> Result<Vec<LeaseInfo>> {
         let prefix = &self.shared.settings.key_prefix;
         let pattern = format!("{}*", escape_glob(prefix));
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .shared
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            // A key that is not UTF-8 cannot be named through this API: skip it.
-            let batch = batch.into_iter().filter_map(|k| String::from_utf8(k).ok());
-            keys.extend(batch.filter(|k| !is_fence_key(k)));
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
+        let nodes = &self.shared.nodes;
+        let votes = nodes.all(|node| node.scan(&pattern)).await;
+        let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
+        if answered < nodes.majority() {
+            let mut errors = votes.into_iter().filter_map(|v| v.answer.err());
+            return Err(errors.next().expect("some instance failed"));
         }
+        let mut keys: Vec<String> = votes
+            .into_iter()
+            .filter_map(|v| v.answer.ok())
+            .flatten()
+            .filter(|key| !is_fence_key(key))
+            .collect();
         keys.sort();
         keys.dedup();
         let reads = keys
@@ -311,11 +352,14 @@ impl LeaseClient {
         let infos = futures_util::future::try_join_all(reads).await?;
         Ok(infos
             .into_iter()
-            .filter(|info| info.holder.is_some())
+            .filter(|info| {
+                info.holder.is_some() || info.instances.iter().any(|i| i.holder.is_some())
+            })
             .collect())
     }
 
-    /// Releases `name` if its current lease id is `lease_id`. Answers whether it did.
+    /// Releases `name` if its current lease id is `lease_id`. Answers whether it did (on any
+    /// instance).
     ///
     /// # Errors
     /// [`Error::Settings`] for a bad name; connection errors.
@@ -326,207 +370,286 @@ impl LeaseClient {
             .await
     }
 
-    /// Deletes `name`'s key whoever holds it (an operator's action). Answers whether a key was there.
+    /// Deletes `name`'s key whoever holds it (an operator's action), on every instance.
+    /// Answers whether a key was there.
     ///
     /// # Errors
     /// [`Error::Settings`] for a bad name; connection errors.
     pub async fn force_release(&self, name: &str) -> Result<bool> {
         check_name(name)?;
         let key = self.shared.settings.key_for(name);
-        let deleted: i64 = self
-            .shared
-            .invoke(scripts::FORCE_RELEASE.key(&key).arg(release_channel(&key)))
-            .await?;
-        Ok(deleted == 1)
+        let call = Arc::new(
+            Call::new(&scripts::FORCE_RELEASE)
+                .key(&key)
+                .arg(release_channel(&key)),
+        );
+        self.shared.any(&call).await
     }
 }
 
 impl Shared {
-    /// Runs a script invocation, mapping errors to ours.
-    async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T> {
-        let mut connection = self.connection.clone();
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| self.error(&e))
-    }
-
-    /// Runs one command, mapping errors to ours.
-    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
-        let mut connection = self.connection.clone();
-        command
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| self.error(&e))
-    }
-
+    /// Extends the lease on a majority. `Ok(false)`: it is no longer ours.
     pub(crate) async fn extend(&self, key: &str, id: &str, ttl: Duration) -> Result<bool> {
-        let extended: i64 = self
-            .invoke(scripts::EXTEND.key(key).arg(id).arg(ttl.as_millis() as u64))
-            .await?;
-        Ok(extended == 1)
-    }
-
-    pub(crate) async fn release(&self, key: &str, id: &str) -> Result<bool> {
-        let released: i64 = self
-            .invoke(scripts::RELEASE.key(key).arg(id).arg(release_channel(key)))
-            .await?;
-        Ok(released == 1)
-    }
-
-    /// A stream of release notifications; `None` (the waiter then polls) when it cannot subscribe.
-    async fn subscribe(
-        &self,
-        channel: &str,
-    ) -> Option<impl futures_util::Stream<Item = redis::Msg> + Unpin> {
-        let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok::<_, redis::RedisError>(pubsub.into_on_message())
-        };
-        match timeout(self.settings.connect_timeout, subscribe).await {
-            Ok(Ok(stream)) => Some(stream),
-            Ok(Err(error)) => {
-                tracing::debug!(error = %self.error(&error), "cannot subscribe to releases; polling");
-                None
+        let call = Arc::new(
+            Call::new(&scripts::EXTEND)
+                .key(key)
+                .arg(id)
+                .arg(check_ttl(ttl)?),
+        );
+        let total = self.nodes.list.len();
+        let (votes, _) = self
+            .nodes
+            .gather(
+                |node| node.script::<i64>(&call),
+                |votes| quorum::extension(votes, total).is_some(),
+            )
+            .await;
+        match quorum::extension(&votes, total) {
+            Some(extended) => Ok(extended),
+            None if total == 1 => Err(votes
+                .into_iter()
+                .find_map(|v| v.answer.err())
+                .unwrap_or_else(|| self.unexpected("extend"))),
+            None => {
+                let confirmed = votes.iter().filter(|v| matches!(v.answer, Ok(1))).count();
+                let described = votes
+                    .iter()
+                    .map(|v| {
+                        self.nodes.describe(v, |n| {
+                            if *n == 1 {
+                                "confirmed".into()
+                            } else {
+                                "not ours".into()
+                            }
+                        })
+                    })
+                    .collect();
+                Err(Error::NoQuorum {
+                    agreed: confirmed,
+                    needed: self.nodes.majority(),
+                    total,
+                    outcome: "confirmed",
+                    votes: described,
+                })
             }
-            Err(_) => None,
         }
     }
 
-    fn error(&self, error: &redis::RedisError) -> Error {
-        match Error::from_redis(&self.endpoint, error) {
-            Error::Timeout { endpoint, .. } => Error::Timeout {
-                endpoint,
-                after: self.settings.sync_timeout,
-            },
-            other => other,
+    /// Releases our lease on every instance; answers whether any instance held it.
+    pub(crate) async fn release(&self, key: &str, id: &str) -> Result<bool> {
+        let call = Arc::new(
+            Call::new(&scripts::RELEASE)
+                .key(key)
+                .arg(id)
+                .arg(release_channel(key)),
+        );
+        self.any(&call).await
+    }
+
+    /// Runs `call` on every instance; answers whether any answered 1. An error only when no
+    /// instance answered at all.
+    async fn any(&self, call: &Arc<Call>) -> Result<bool> {
+        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
+        if votes.iter().any(|v| matches!(v.answer, Ok(1))) {
+            return Ok(true);
+        }
+        if votes.iter().any(|v| v.answer.is_ok()) {
+            return Ok(false);
+        }
+        Err(votes
+            .into_iter()
+            .find_map(|v| v.answer.err())
+            .expect("no instance answered"))
+    }
+
+    /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
+    async fn undo(&self, key: &str, id: &str) {
+        if let Err(error) = self.release(key, id).await {
+            tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
+        }
+    }
+
+    /// Makes sure that a majority's fencing counters stand at the token before it is handed
+    /// out, so that no later acquisition — by any majority — can get a smaller one. When the
+    /// granting instances agree (the usual case) this costs nothing; otherwise the instances
+    /// behind are raised first. Instances still answering, or that answered behind, are raised
+    /// in the background.
+    async fn settle_token(
+        self: &Arc<Self>,
+        key: &str,
+        id: &str,
+        votes: &[Vote<Grant>],
+        pending: Pending<Grant>,
+    ) -> Result<u64> {
+        let (token, agreeing) = quorum::token_of(votes);
+        let raise = Arc::new(
+            Call::new(&scripts::RAISE)
+                .key(key)
+                .key(fence_key(key))
+                .arg(token)
+                .arg(id),
+        );
+        let mut behind = quorum::behind(votes, token);
+        let majority = self.nodes.majority();
+        if agreeing < majority {
+            let granting_behind: Vec<usize> = behind
+                .iter()
+                .copied()
+                .filter(|i| {
+                    votes
+                        .iter()
+                        .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted(_))))
+                })
+                .collect();
+            let raised = self
+                .nodes
+                .on(&granting_behind, |node| node.script::<i64>(&raise))
+                .await;
+            let standing = agreeing
+                + raised
+                    .iter()
+                    .filter(|v| v.answer.as_ref().is_ok_and(|c| *c as u64 >= token))
+                    .count();
+            if standing < majority {
+                return Err(self.no_quorum(
+                    votes,
+                    standing,
+                    "the instances could not agree on a fencing token",
+                ));
+            }
+            behind.retain(|i| !granting_behind.contains(i));
+        }
+        if !behind.is_empty() || !pending.is_empty() {
+            tokio::spawn(raise_stragglers(
+                self.clone(),
+                raise,
+                behind,
+                pending,
+                token,
+            ));
+        }
+        Ok(token)
+    }
+
+    fn no_quorum(&self, votes: &[Vote<Grant>], granted: usize, why: &str) -> Error {
+        let mut described: Vec<String> = votes
+            .iter()
+            .map(|vote| {
+                self.nodes.describe(vote, |grant| match grant {
+                    Grant::Granted(_) => "granted".into(),
+                    Grant::Held {
+                        holder: Some(holder),
+                        ..
+                    } => format!("held by {}", holder.display_name()),
+                    Grant::Held { holder: None, .. } => "held".into(),
+                })
+            })
+            .collect();
+        let answered: Vec<usize> = votes.iter().map(|v| v.node).collect();
+        for (_, node) in self
+            .nodes
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !answered.contains(i))
+        {
+            described.push(format!("{} undecided", node.address));
+        }
+        if !why.is_empty() {
+            described.push(why.to_string());
+        }
+        Error::NoQuorum {
+            agreed: granted,
+            needed: self.nodes.majority(),
+            total: self.nodes.list.len(),
+            outcome: "granted",
+            votes: described,
+        }
+    }
+
+    fn no_quorum_of(&self, views: &[InstanceView], answered: usize) -> Error {
+        let votes = views
+            .iter()
+            .map(|v| match &v.error {
+                Some(error) => format!("{} {error}", v.address),
+                None => format!("{} answered", v.address),
+            })
+            .collect();
+        Error::NoQuorum {
+            agreed: answered,
+            needed: self.nodes.majority(),
+            total: self.nodes.list.len(),
+            outcome: "answered",
+            votes,
         }
     }
 
     fn unexpected(&self, what: &str) -> Error {
+        let endpoint = self
+            .nodes
+            .list
+            .first()
+            .map(|n| n.address.clone())
+            .unwrap_or_default();
         Error::Redis {
-            endpoint: self.endpoint.clone(),
+            endpoint,
             detail: format!("unexpected answer to the {what} script"),
         }
     }
 }
 
-fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
-    // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let info = endpoint
-        .connection_info(settings.database)
-        .map_err(|e| Error::Settings(e.to_string()))?;
-    let client = match (&settings.tls_ca_certificate, endpoint.tls) {
-        (Some(path), true) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Settings(format!(
-                    "TlsCaCertificate {}: cannot read: {e}",
-                    path.display()
-                ))
-            })?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            Client::build_with_tls(info, certificates)
-        }
-        _ => Client::open(info),
+/// Runs the acquire script on one instance and reads its answer.
+fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
+    let request = node.script::<Value>(call);
+    let address = node.address.clone();
+    Box::pin(async move {
+        let reply = request.await?;
+        Grant::parse(&reply).ok_or_else(|| Error::Redis {
+            endpoint: address,
+            detail: "unexpected answer to the acquire script".into(),
+        })
+    })
+}
+
+/// Raises the instances that answered behind the token, and those whose answers were still
+/// under way when the acquire was decided.
+async fn raise_stragglers(
+    shared: Arc<Shared>,
+    raise: Arc<Call>,
+    mut behind: Vec<usize>,
+    mut pending: Pending<Grant>,
+    token: u64,
+) {
+    while let Some(late) = pending.next().await {
+        behind.extend(quorum::behind(std::slice::from_ref(&late), token));
+    }
+    let raised = shared
+        .nodes
+        .on(&behind, |node| node.script::<i64>(&raise))
+        .await;
+    for vote in raised.iter().filter(|v| v.answer.is_err()) {
+        tracing::debug!(node = %shared.nodes.list[vote.node].address, "raising the fencing counter failed");
+    }
+}
+
+/// One instance's answer to the inspect script, as a view.
+fn view_of(node: &Node, answer: &Result<Value>) -> InstanceView {
+    let mut view = InstanceView {
+        address: node.address.clone(),
+        holder: None,
+        counter: None,
+        error: None,
     };
-    client.map_err(|e| Error::Settings(format!("{}: {e}", endpoint.address())))
-}
-
-/// The TTL in whole milliseconds, as PEXPIRE takes it.
-fn check_ttl(ttl: Duration) -> Result<u64> {
-    if ttl < MIN_TTL {
-        return Err(Error::Settings(format!(
-            "the lease TTL must be at least {}ms, more than its clock-drift allowance",
-            MIN_TTL.as_millis()
-        )));
-    }
-    match u64::try_from(ttl.as_millis()) {
-        Ok(ms) if ms <= MAX_TTL_MS => Ok(ms),
-        _ => Err(Error::Settings(format!(
-            "the lease TTL of {} is too long for Redis",
-            humantime::format_duration(ttl)
-        ))),
-    }
-}
-
-/// Checks a lease name: not empty, at most [`MAX_NAME_LEN`] bytes.
-///
-/// # Errors
-/// [`Error::Settings`] saying what is wrong.
-pub fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::Settings("the lease name must not be empty".into()));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(Error::Settings(format!(
-            "the lease name is {} bytes long; at most {MAX_NAME_LEN} are allowed",
-            name.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The fencing counter's key: in the same Redis Cluster slot as the lease key, and outside
-/// the `KeyPrefix*` pattern when the key has no hash tag of its own.
-pub(crate) fn fence_key(key: &str) -> String {
-    if has_hash_tag(key) {
-        format!("{key}:fence")
-    } else {
-        format!("{{{key}}}:fence")
-    }
-}
-
-fn is_fence_key(key: &str) -> bool {
-    key.strip_suffix(":fence")
-        .is_some_and(|lease_key| fence_key(lease_key) == key)
-}
-
-/// True when Redis Cluster would hash only a `{...}` part of `key`.
-fn has_hash_tag(key: &str) -> bool {
-    key.find('{')
-        .is_some_and(|open| key[open + 1..].find('}').is_some_and(|len| len > 0))
-}
-
-/// The channel on which a release of `key` is announced.
-pub(crate) fn release_channel(key: &str) -> String {
-    format!("{key}:released")
-}
-
-fn escape_glob(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
+    match answer {
+        Ok(Value::Array(parts)) => {
+            view.holder = parts.first().and_then(Holder::from_reply);
+            view.counter = match parts.get(1) {
+                Some(Value::Int(counter)) => Some(*counter as u64),
+                _ => None,
+            };
         }
-        escaped.push(c);
+        Ok(_) => view.error = Some("unexpected answer to the inspect script".into()),
+        Err(error) => view.error = Some(error.short()),
     }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fence_keys_share_the_slot_and_stay_out_of_the_prefix() {
-        assert_eq!(fence_key("lease:job"), "{lease:job}:fence");
-        assert_eq!(fence_key("lease:{job}"), "lease:{job}:fence");
-        assert!(is_fence_key("lease:{job}:fence"));
-        assert!(!is_fence_key("lease:my:fence"));
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(check_name("").is_err());
-        assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
-        assert!(check_name("critical-section-lock").is_ok());
-    }
+    view
 }

@@ -42,6 +42,18 @@ pub enum Error {
     /// Redis answered with an error (wrong type on a key, a script error, ...).
     #[error("Redis at {endpoint} answered with an error: {detail}")]
     Redis { endpoint: String, detail: String },
+    /// Quorum mode: too few instances answered for a majority to decide. `votes` says what
+    /// each instance answered.
+    #[error("no quorum: {agreed} of {total} {outcome}, {needed} needed ({})", votes.join(", "))]
+    NoQuorum {
+        /// How many instances answered as needed.
+        agreed: usize,
+        needed: usize,
+        total: usize,
+        /// What the `agreed` ones did: `granted`, `confirmed`, `answered`.
+        outcome: &'static str,
+        votes: Vec<String>,
+    },
     /// The settings, or an argument, are not usable.
     #[error("{0}")]
     Settings(String),
@@ -55,7 +67,7 @@ impl Error {
     ///
     /// redis-rs does not put passwords into its errors; we still build our own text so that no
     /// connection detail beyond `host:port` can leak.
-    pub(crate) fn from_redis(endpoint: &str, err: &redis::RedisError) -> Error {
+    pub(crate) fn from_redis(endpoint: &str, err: &redis::RedisError, timeout: Duration) -> Error {
         let endpoint = endpoint.to_string();
         let code = err.code().unwrap_or_default();
         if err.kind() == redis::ErrorKind::AuthenticationFailed
@@ -71,7 +83,7 @@ impl Error {
         if err.is_timeout() {
             return Error::Timeout {
                 endpoint,
-                after: Duration::ZERO,
+                after: timeout,
             };
         }
         if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
@@ -90,8 +102,22 @@ impl Error {
         }
     }
 
+    /// A few words for a list of instances' answers: `connection refused`, `timed out`, ...
+    pub(crate) fn short(&self) -> String {
+        match self {
+            Error::Connection { detail, .. } => detail.clone(),
+            Error::Auth { .. } => "authentication failed".into(),
+            Error::Timeout { .. } => "timed out".into(),
+            Error::Redis { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// True for failures that a retry may cure (connection, timeout), false for answers.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Connection { .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Connection { .. } | Error::Timeout { .. } | Error::NoQuorum { .. }
+        )
     }
 }

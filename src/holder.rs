@@ -43,8 +43,23 @@ pub struct LeaseInfo {
     pub name: String,
     /// The Redis key.
     pub key: String,
-    /// `None` when the lease is free.
+    /// `None` when the lease is free (in quorum mode: when no majority agrees on a holder).
     pub holder: Option<Holder>,
+    /// Quorum mode: what each instance says, in the settings' order. Empty in single mode.
+    pub instances: Vec<InstanceView>,
+}
+
+/// Quorum mode: one instance's view of a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceView {
+    /// `host:port`.
+    pub address: String,
+    /// Who holds the lease there (`None`: free there, or no answer).
+    pub holder: Option<Holder>,
+    /// The fencing counter there (`None`: no answer).
+    pub counter: Option<u64>,
+    /// Why it did not answer.
+    pub error: Option<String>,
 }
 
 impl Holder {

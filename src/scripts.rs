@@ -21,6 +21,9 @@ pub(crate) static RELEASE: LazyLock<Script> =
 /// Delete any lease key and notify waiters.
 pub(crate) static FORCE_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/force_release.lua")));
+/// Raise the fencing counter to a token a majority agreed on (quorum mode).
+pub(crate) static RAISE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/raise.lua")));
 /// Read a lease key of any format.
 pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

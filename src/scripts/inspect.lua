@@ -1,2 +1,3 @@
--- Who holds a lease, in any format (see holder.lua). KEYS[1] lease key.
-return read_holder(KEYS[1])
+-- Who holds a lease, in any format (see holder.lua), and the fencing counter.
+-- KEYS[1] lease key, KEYS[2] fencing counter. Returns {{type, pttl, fields}, counter}.
+return {read_holder(KEYS[1]), read_counter(KEYS[2])}

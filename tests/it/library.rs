@@ -810,13 +810,6 @@ async fn an_unreachable_endpoint_is_a_connection_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quorum_settings_are_refused_in_single_mode() {
-    let settings = Settings::for_endpoints(&["redis://127.0.0.1:1", "redis://127.0.0.1:2"]);
-    let outcome = LeaseClient::connect(settings.unwrap()).await;
-    assert_settings_error("two endpoints", outcome.map(|_| ()));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_password_is_an_auth_error_that_hides_the_password() {
     let server = RedisServer::start();
     let _: () = query(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use colored::Colorize;
-use leasectl::{Error, Holder, LeaseInfo};
+use leasectl::{Error, Holder, InstanceView, LeaseInfo};
 use serde::Serialize;
 
 use crate::cli::Global;
@@ -161,6 +161,65 @@ pub struct LeaseJson<'a> {
     fencing_token: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a BTreeMap<String, String>>,
+    /// Quorum mode only: each instance's view.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    instances: Vec<InstanceJson<'a>>,
+}
+
+/// One instance's view in `inspect --json` (quorum mode).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceJson<'a> {
+    address: &'a str,
+    held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counter: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a InstanceView> for InstanceJson<'a> {
+    fn from(view: &'a InstanceView) -> Self {
+        let holder = view.holder.as_ref();
+        InstanceJson {
+            address: &view.address,
+            held: holder.is_some(),
+            lease_id: holder.and_then(|h| h.lease_id.as_deref()),
+            ttl_ms: holder.and_then(|h| h.ttl).map(|t| t.as_millis() as u64),
+            counter: view.counter,
+            error: view.error.as_deref(),
+        }
+    }
+}
+
+/// Quorum mode: one line per instance, `127.0.0.1:7001  held by a (r), ttl left 29.7s, counter 3`.
+pub fn instances_table(instances: &[InstanceView]) -> String {
+    let width = instances.iter().map(|i| i.address.len()).max().unwrap_or(0);
+    let mut text = format!("    {}\n", "instances".cyan());
+    for view in instances {
+        let state = match (&view.error, &view.holder) {
+            (Some(error), _) => error.red().to_string(),
+            (None, Some(holder)) => format!(
+                "held by {}, ttl left {}",
+                holder.display_name(),
+                ttl_text(holder.ttl)
+            ),
+            (None, None) => "free".to_string(),
+        };
+        let counter = view
+            .counter
+            .map(|c| format!(", counter {c}"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "      {:<width$}  {state}{counter}\n",
+            view.address
+        ));
+    }
+    text
 }
 
 impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
@@ -176,6 +235,7 @@ impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
             ttl_ms: holder.and_then(|h| h.ttl).map(|t| t.as_millis() as u64),
             fencing_token: holder.and_then(|h| h.fencing_token),
             metadata: holder.map(|h| &h.metadata),
+            instances: info.instances.iter().map(InstanceJson::from).collect(),
         }
     }
 }

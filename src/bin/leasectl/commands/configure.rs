@@ -14,11 +14,12 @@ use colored::Colorize;
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
 use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
+use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 use serde_json::json;
 
 use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
-use crate::output::{Printer, UsageError};
+use crate::output::{exit, Printer, UsageError};
 
 /// The lease the connection test takes and releases.
 const TEST_LEASE: &str = "leasectl-configure-test";
@@ -191,21 +192,38 @@ pub async fn offer_first_run(global: &Global, printer: &Printer) -> anyhow::Resu
 async fn guarded<T>(
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, SetArg};
     let saved = tcgetattr(std::io::stdin()).ok();
     let mut interrupts = Interrupts::install()?;
     tokio::select! {
-        result = work => result,
-        code = interrupts.recv() => {
-            if let Some(saved) = saved {
-                let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
-            }
-            let _ = console_show_cursor();
-            eprintln!("\nCancelled; nothing was written.");
-            // The prompt's thread is still blocked reading the terminal: leave without it.
-            std::process::exit(i32::from(code));
-        }
+        // A prompt may see the Ctrl-C key itself (and fail with `Interrupted`) before the signal.
+        result = work => match result {
+            Err(error) if is_interrupted(&error) => cancel(saved, exit::INTERRUPTED),
+            other => other,
+        },
+        code = interrupts.recv() => cancel(saved, code),
     }
+}
+
+/// Restores the terminal, says nothing was written, and leaves with `code`. The prompt's
+/// thread may still be blocked reading the terminal, so the process exits without it.
+fn cancel(saved: Option<Termios>, code: u8) -> ! {
+    if let Some(saved) = saved {
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+    }
+    let _ = console_show_cursor();
+    eprintln!("\nCancelled; nothing was written.");
+    std::process::exit(i32::from(code));
+}
+
+fn is_interrupted(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            cause
+                .downcast_ref::<dialoguer::Error>()
+                .map(|dialoguer::Error::IO(io)| io)
+        });
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+    })
 }
 
 /// Runs a blocking prompt off the async thread, so that `guarded` sees signals meanwhile.

@@ -9,7 +9,7 @@ use leasectl::{LeaseClient, LeaseInfo};
 
 use super::Interrupts;
 use crate::cli::InspectArgs;
-use crate::output::{holder_table, LeaseJson, Printer};
+use crate::output::{holder_table, instances_table, LeaseJson, Printer};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -68,7 +68,12 @@ async fn render(client: &LeaseClient, args: &InspectArgs) -> anyhow::Result<Stri
 }
 
 fn describe(info: &LeaseInfo) -> String {
-    match &info.holder {
+    let instances = if info.instances.is_empty() {
+        String::new()
+    } else {
+        instances_table(&info.instances)
+    };
+    let summary = match &info.holder {
         None => format!("{} {} is free\n", "○".green(), info.name.bold()),
         Some(holder) => format!(
             "{} {} is held by {}\n{}",
@@ -77,5 +82,6 @@ fn describe(info: &LeaseInfo) -> String {
             holder.display_name().bold(),
             holder_table(&info.key, holder)
         ),
-    }
+    };
+    summary + &instances
 }

@@ -1,0 +1,369 @@
+//! The Redis instances behind a client, and the fan-out over them: a call goes to every
+//! instance at once, each under its own timeout, and the caller reads the answers as they
+//! arrive and stops as soon as it can decide (node-redlock's way). Single mode is the same
+//! with one instance, so both modes share one code path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, Script, ToRedisArgs};
+use tokio::time::timeout;
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// One Redis instance.
+pub(crate) struct Node {
+    /// `host:port`, for messages.
+    pub(crate) address: String,
+    connection: ConnectionManager,
+    client: Client,
+    /// The connection's own response timeout, for messages.
+    response_timeout: Duration,
+}
+
+/// One script call, sent alike to every instance.
+pub(crate) struct Call {
+    script: &'static Script,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(crate) fn new(script: &'static Script) -> Call {
+        Call {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn key(mut self, key: impl Into<String>) -> Call {
+        self.keys.push(key.into());
+        self
+    }
+
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Call {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+}
+
+/// An instance's answer to a call.
+pub(crate) struct Vote<T> {
+    /// The instance's index in [`Nodes::list`].
+    pub(crate) node: usize,
+    pub(crate) answer: Result<T>,
+}
+
+/// Calls still under way when a decision was reached; drop them, or keep reading them.
+pub(crate) type Pending<T> = FuturesUnordered<BoxFuture<'static, Vote<T>>>;
+
+/// Every instance of the deployment.
+pub(crate) struct Nodes {
+    pub(crate) list: Vec<Node>,
+    /// The bound on one call to one instance (`SyncTimeout`).
+    call_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Nodes {
+    /// Opens a connection manager per endpoint and PINGs them all; a majority must answer.
+    ///
+    /// # Errors
+    /// In single mode the instance's own error; in quorum mode [`Error::NoQuorum`] listing
+    /// every instance's answer; [`Error::Settings`] when there is no endpoint or a CA file
+    /// cannot be read.
+    pub(crate) async fn connect(settings: &Settings) -> Result<Nodes> {
+        if settings.endpoints.is_empty() {
+            return Err(Error::Settings("no Redis endpoint is configured".into()));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.sync_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let mut list = Vec::with_capacity(settings.endpoints.len());
+        for endpoint in &settings.endpoints {
+            let client = open_client(endpoint, settings)?;
+            let connection =
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(
+                    |e| Error::from_redis(&endpoint.address(), &e, settings.sync_timeout),
+                )?;
+            let response_timeout = settings.sync_timeout;
+            list.push(Node {
+                address: endpoint.address(),
+                connection,
+                client,
+                response_timeout,
+            });
+        }
+        let nodes = Nodes {
+            list,
+            call_timeout: settings.sync_timeout,
+            connect_timeout: settings.connect_timeout,
+        };
+        let limit = settings.connect_timeout.max(settings.sync_timeout);
+        let (votes, _) = nodes
+            .gather_within(
+                limit,
+                |node| node.command::<String>(redis::cmd("PING")),
+                |_| false,
+            )
+            .await;
+        let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
+        if answered >= nodes.majority() {
+            return Ok(nodes);
+        }
+        let mut votes = votes;
+        if nodes.list.len() == 1 {
+            return Err(votes
+                .remove(0)
+                .answer
+                .expect_err("the only instance failed"));
+        }
+        let described = votes
+            .iter()
+            .map(|v| nodes.describe(v, |_| "answered".into()))
+            .collect();
+        Err(Error::NoQuorum {
+            agreed: answered,
+            needed: nodes.majority(),
+            total: nodes.list.len(),
+            outcome: "answered",
+            votes: described,
+        })
+    }
+
+    /// How many instances make a majority.
+    pub(crate) fn majority(&self) -> usize {
+        self.list.len() / 2 + 1
+    }
+
+    /// Runs `call` on every instance at once and collects the answers as they arrive, until
+    /// `decided` says so or all have answered.
+    pub(crate) async fn gather<T: Send + 'static>(
+        &self,
+        call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
+        decided: impl FnMut(&[Vote<T>]) -> bool,
+    ) -> (Vec<Vote<T>>, Pending<T>) {
+        self.gather_within(self.call_timeout, call, decided).await
+    }
+
+    async fn gather_within<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
+        decided: impl FnMut(&[Vote<T>]) -> bool,
+    ) -> (Vec<Vote<T>>, Pending<T>) {
+        self.gather_on(0..self.list.len(), limit, call, decided)
+            .await
+    }
+
+    /// Runs `call` on the instances `which` and waits for their answers.
+    pub(crate) async fn on<T: Send + 'static>(
+        &self,
+        which: &[usize],
+        call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
+    ) -> Vec<Vote<T>> {
+        self.gather_on(which.iter().copied(), self.call_timeout, call, |_| false)
+            .await
+            .0
+    }
+
+    async fn gather_on<T: Send + 'static>(
+        &self,
+        which: impl Iterator<Item = usize>,
+        limit: Duration,
+        call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
+        mut decided: impl FnMut(&[Vote<T>]) -> bool,
+    ) -> (Vec<Vote<T>>, Pending<T>) {
+        let mut pending: Pending<T> = which
+            .map(|index| (index, &self.list[index]))
+            .map(|(index, node)| {
+                let request = call(node);
+                let address = node.address.clone();
+                let vote: BoxFuture<'static, Vote<T>> = Box::pin(async move {
+                    let answer = match timeout(limit, request).await {
+                        Ok(answer) => answer,
+                        Err(_) => Err(Error::Timeout {
+                            endpoint: address,
+                            after: limit,
+                        }),
+                    };
+                    Vote {
+                        node: index,
+                        answer,
+                    }
+                });
+                vote
+            })
+            .collect();
+        let mut votes = Vec::with_capacity(self.list.len());
+        while let Some(vote) = pending.next().await {
+            votes.push(vote);
+            if decided(&votes) {
+                break;
+            }
+        }
+        (votes, pending)
+    }
+
+    /// Runs `call` on every instance and waits for all answers.
+    pub(crate) async fn all<T: Send + 'static>(
+        &self,
+        call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
+    ) -> Vec<Vote<T>> {
+        self.gather(call, |_| false).await.0
+    }
+
+    /// The release notifications of `channel` from every instance that lets us subscribe;
+    /// `None` (the waiter then polls) when none does.
+    pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
+        let subscriptions = self.list.iter().map(|node| async {
+            let subscribe = async {
+                let mut pubsub = node.client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                Ok::<_, redis::RedisError>(pubsub.into_on_message())
+            };
+            match timeout(self.connect_timeout, subscribe).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(error)) => {
+                    tracing::debug!(node = %node.address, %error, "cannot subscribe to releases; polling");
+                    None
+                }
+                Err(_) => None,
+            }
+        });
+        let streams: Vec<_> = futures_util::future::join_all(subscriptions)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        (!streams.is_empty()).then(|| stream::select_all(streams).boxed())
+    }
+
+    /// `127.0.0.1:7001 held by us-east-1`: one instance's vote for a message; `answer` words a
+    /// successful one.
+    pub(crate) fn describe<T>(&self, vote: &Vote<T>, answer: impl Fn(&T) -> String) -> String {
+        let address = &self.list[vote.node].address;
+        match &vote.answer {
+            Ok(value) => format!("{address} {}", answer(value)),
+            Err(error) => format!("{address} {}", error.short()),
+        }
+    }
+}
+
+impl Node {
+    /// Runs a script here (EVALSHA, then EVAL on NOSCRIPT).
+    pub(crate) fn script<T: FromRedisValue + Send + 'static>(
+        &self,
+        call: &Arc<Call>,
+    ) -> BoxFuture<'static, Result<T>> {
+        let (call, mut connection, address, after) = (
+            call.clone(),
+            self.connection.clone(),
+            self.address.clone(),
+            self.response_timeout,
+        );
+        Box::pin(async move {
+            let mut invocation = call.script.prepare_invoke();
+            for key in &call.keys {
+                invocation.key(key);
+            }
+            for arg in &call.args {
+                invocation.arg(arg);
+            }
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| Error::from_redis(&address, &e, after))
+        })
+    }
+
+    /// Every key matching `pattern` here (SCAN), skipping names that are not UTF-8.
+    pub(crate) fn scan(&self, pattern: &str) -> BoxFuture<'static, Result<Vec<String>>> {
+        let (node_command, pattern) = (self.clone_handle(), pattern.to_string());
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let mut command = redis::cmd("SCAN");
+                command
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, batch): (u64, Vec<Vec<u8>>) = node_command.command(command).await?;
+                keys.extend(
+                    batch
+                        .into_iter()
+                        .filter_map(|key| String::from_utf8(key).ok()),
+                );
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(keys);
+                }
+            }
+        })
+    }
+
+    /// A copy that shares the connection, for work that outlives a borrow.
+    fn clone_handle(&self) -> Node {
+        Node {
+            address: self.address.clone(),
+            connection: self.connection.clone(),
+            client: self.client.clone(),
+            response_timeout: self.response_timeout,
+        }
+    }
+
+    /// Runs one command here.
+    pub(crate) fn command<T: FromRedisValue + Send + 'static>(
+        &self,
+        command: redis::Cmd,
+    ) -> BoxFuture<'static, Result<T>> {
+        let (mut connection, address, after) = (
+            self.connection.clone(),
+            self.address.clone(),
+            self.response_timeout,
+        );
+        Box::pin(async move {
+            command
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| Error::from_redis(&address, &e, after))
+        })
+    }
+}
+
+fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
+    // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let info = endpoint
+        .connection_info(settings.database)
+        .map_err(|e| Error::Settings(e.to_string()))?;
+    let client = match (&settings.tls_ca_certificate, endpoint.tls) {
+        (Some(path), true) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Settings(format!(
+                    "TlsCaCertificate {}: cannot read: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(info, certificates)
+        }
+        _ => Client::open(info),
+    };
+    client.map_err(|e| Error::Settings(format!("{}: {e}", endpoint.address())))
+}

@@ -1,0 +1,196 @@
+//! How the instances' answers become one answer: a majority for or against an acquire or an
+//! extension, the fencing token a majority stands at, and the majority's view of who holds a
+//! lease. Single mode is the case of one instance, whose majority is itself.
+
+use redis::Value;
+
+use crate::holder::Holder;
+use crate::nodes::Vote;
+
+/// How many of `total` instances make a majority.
+pub(crate) fn majority(total: usize) -> usize {
+    total / 2 + 1
+}
+
+/// One instance's answer to the acquire script.
+pub(crate) enum Grant {
+    /// Taken here, with this instance's count as the token.
+    Granted(u64),
+    /// Held here by someone else (`None`: the key vanished between the check and the read),
+    /// with this instance's counter.
+    Held {
+        holder: Option<Holder>,
+        counter: u64,
+    },
+}
+
+impl Grant {
+    /// Reads `{1, token}` or `{0, {type, pttl, fields}, counter}`.
+    pub(crate) fn parse(reply: &Value) -> Option<Grant> {
+        let Value::Array(parts) = reply else {
+            return None;
+        };
+        match (parts.first(), parts.get(1), parts.get(2)) {
+            (Some(Value::Int(1)), Some(Value::Int(token)), _) => {
+                Some(Grant::Granted(*token as u64))
+            }
+            (Some(Value::Int(0)), Some(holder), Some(Value::Int(counter))) => Some(Grant::Held {
+                holder: Holder::from_reply(holder),
+                counter: *counter as u64,
+            }),
+            _ => None,
+        }
+    }
+
+    fn token(&self) -> Option<u64> {
+        match self {
+            Grant::Granted(token) => Some(*token),
+            Grant::Held { .. } => None,
+        }
+    }
+
+    /// The instance's counter as this answer shows it.
+    fn counter(&self) -> u64 {
+        match self {
+            Grant::Granted(token) => *token,
+            Grant::Held { counter, .. } => *counter,
+        }
+    }
+}
+
+/// What the acquire votes add up to.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) granted: usize,
+    pub(crate) held: usize,
+    pub(crate) failed: usize,
+}
+
+impl Tally {
+    pub(crate) fn of(votes: &[Vote<Grant>]) -> Tally {
+        let mut tally = Tally::default();
+        for vote in votes {
+            match &vote.answer {
+                Ok(Grant::Granted(_)) => tally.granted += 1,
+                Ok(Grant::Held { .. }) => tally.held += 1,
+                Err(_) => tally.failed += 1,
+            }
+        }
+        tally
+    }
+
+    /// True once a majority granted, or once so many refused or failed that none can.
+    pub(crate) fn decides(&self, total: usize) -> bool {
+        self.granted >= majority(total) || self.held + self.failed > total - majority(total)
+    }
+}
+
+/// The token to hand out — the largest any granting instance counted — and how many granting
+/// instances already stand at it.
+pub(crate) fn token_of(votes: &[Vote<Grant>]) -> (u64, usize) {
+    let tokens = votes
+        .iter()
+        .filter_map(|v| v.answer.as_ref().ok().and_then(Grant::token));
+    let token = tokens.clone().max().unwrap_or(0);
+    (token, tokens.filter(|t| *t == token).count())
+}
+
+/// The instances whose answers show a counter below `token`.
+pub(crate) fn behind(votes: &[Vote<Grant>], token: u64) -> Vec<usize> {
+    votes
+        .iter()
+        .filter(|v| v.answer.as_ref().is_ok_and(|grant| grant.counter() < token))
+        .map(|v| v.node)
+        .collect()
+}
+
+/// `Some(true)` once a majority confirmed an extension, `Some(false)` once so many denied
+/// it that no majority can confirm it, `None` while undecided (or when failures leave it so).
+pub(crate) fn extension(votes: &[Vote<i64>], total: usize) -> Option<bool> {
+    let confirmed = votes.iter().filter(|v| matches!(v.answer, Ok(1))).count();
+    let denied = votes.iter().filter(|v| matches!(v.answer, Ok(0))).count();
+    if confirmed >= majority(total) {
+        Some(true)
+    } else if denied > total - majority(total) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The holder that at least `need` instances report (the same lease id), if any.
+pub(crate) fn agreed_holder<'a>(
+    holders: impl IntoIterator<Item = &'a Holder>,
+    need: usize,
+) -> Option<&'a Holder> {
+    let holders: Vec<&Holder> = holders.into_iter().collect();
+    holders.iter().copied().find(|candidate| {
+        let same = holders
+            .iter()
+            .filter(|h| h.lease_id == candidate.lease_id && h.format == candidate.format);
+        same.count() >= need
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(node: usize, grant: Grant) -> Vote<Grant> {
+        Vote {
+            node,
+            answer: Ok(grant),
+        }
+    }
+
+    #[test]
+    fn majorities() {
+        assert_eq!((majority(1), majority(3), majority(5)), (1, 2, 3));
+        let two_of_three = Tally {
+            granted: 2,
+            held: 0,
+            failed: 0,
+        };
+        assert!(two_of_three.decides(3));
+        let split = Tally {
+            granted: 1,
+            held: 1,
+            failed: 0,
+        };
+        assert!(!split.decides(3));
+        assert!(Tally {
+            granted: 1,
+            held: 1,
+            failed: 1
+        }
+        .decides(3));
+    }
+
+    #[test]
+    fn the_token_is_the_largest_count_and_lower_counters_are_behind() {
+        // The sequence: A=0, B=C=5; then {A, C} grant with 1 and 6.
+        let votes = vec![vote(0, Grant::Granted(1)), vote(2, Grant::Granted(6))];
+        assert_eq!(token_of(&votes), (6, 1));
+        assert_eq!(behind(&votes, 6), vec![0]);
+        let held = vec![vote(
+            1,
+            Grant::Held {
+                holder: None,
+                counter: 5,
+            },
+        )];
+        assert_eq!(behind(&held, 6), vec![1]);
+    }
+
+    #[test]
+    fn extensions_need_a_majority() {
+        let ok = |node, n| Vote {
+            node,
+            answer: Ok(n),
+        };
+        assert_eq!(extension(&[ok(0, 1), ok(1, 1)], 3), Some(true));
+        assert_eq!(extension(&[ok(0, 0), ok(1, 0)], 3), Some(false));
+        assert_eq!(extension(&[ok(0, 1), ok(1, 0)], 3), None);
+        assert_eq!(extension(&[ok(0, 0)], 1), Some(false));
+    }
+}
