@@ -32,6 +32,7 @@ pub async fn run(
     println!("{tag} Attempting lock | Region: {}", args.region);
 
     let options = lease_options(&client, &args);
+    let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire(&args.lease, &options).await?,
         Some(wait) => {
@@ -64,8 +65,13 @@ pub async fn run(
         }
     };
     let short_id: String = lease.id().chars().take(8).collect();
+    // With --wait, say how long the wait was (seed 002's line otherwise).
+    let waited = match args.wait {
+        Some(_) => format!(" | Waited: {}", human(asked_at.elapsed())),
+        None => String::new(),
+    };
     println!(
-        "{tag} {} | Lease: {short_id} | Duration: {}",
+        "{tag} {} | Lease: {short_id} | Duration: {}{waited}",
         "✓ Lock acquired".green().bold(),
         human(args.work)
     );
