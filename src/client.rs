@@ -11,6 +11,7 @@ use redis::Value;
 use tokio::time::{timeout, Instant};
 
 use crate::error::{Error, Result};
+use redis::EntraIdCredentialsProvider;
 use crate::holder::{Holder, InstanceView, LeaseInfo};
 use crate::keys::{check_name, check_ttl, escape_glob, fence_key, is_fence_key, release_channel};
 use crate::lease::{validity_end, Lease};
@@ -82,7 +83,23 @@ impl LeaseClient {
     /// [`Error::Connection`], [`Error::Auth`] or [`Error::Timeout`] naming the endpoint;
     /// [`Error::NoQuorum`] in quorum mode; [`Error::Settings`] for an unreadable CA file.
     pub async fn connect(settings: Settings) -> Result<LeaseClient> {
-        let nodes = Nodes::connect(&settings).await?;
+        let nodes = Nodes::connect(&settings, None).await?;
+        Ok(LeaseClient {
+            shared: Arc::new(Shared { nodes, settings }),
+        })
+    }
+
+    /// Connects with Microsoft Entra ID tokens from `credentials` (for example built by
+    /// [`EntraIdCredentialsProvider::new_with_credential`] around any `TokenCredential`),
+    /// refreshed and re-applied to live connections before they expire.
+    ///
+    /// # Errors
+    /// As [`LeaseClient::connect`].
+    pub async fn connect_with_credentials(
+        settings: Settings,
+        credentials: EntraIdCredentialsProvider,
+    ) -> Result<LeaseClient> {
+        let nodes = Nodes::connect(&settings, Some(credentials)).await?;
         Ok(LeaseClient {
             shared: Arc::new(Shared { nodes, settings }),
         })

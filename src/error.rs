@@ -59,6 +59,24 @@ pub enum Error {
     Settings(String),
 }
 
+/// Names a TLS failure from rustls's wording, in terms a user can act on.
+fn tls_problem(text: &str) -> Option<String> {
+    let detail = if text.contains("UnknownIssuer") {
+        "TLS: the server's certificate is signed by an unknown authority (set TlsCaCertificate to its CA)"
+    } else if text.contains("NotValidForName") || text.contains("certificate not valid for name") {
+        "TLS: the server's certificate is not valid for this host name"
+    } else if text.contains("certificate expired") || text.contains("Expired") {
+        "TLS: the server's certificate has expired"
+    } else if text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("WrongVersion") {
+        "TLS: the server did not answer with TLS (a plain port? use redis:// or ssl=False)"
+    } else if text.contains("invalid peer certificate") {
+        "TLS: the server's certificate was refused"
+    } else {
+        return None;
+    };
+    Some(detail.to_string())
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -80,6 +98,9 @@ impl Error {
             };
             return Error::Auth { endpoint, detail };
         }
+        if let Some(detail) = tls_problem(&err.to_string()) {
+            return Error::Connection { endpoint, detail };
+        }
         if err.is_timeout() {
             return Error::Timeout {
                 endpoint,
@@ -95,6 +116,10 @@ impl Error {
                     .unwrap_or_else(|| err.to_string())
             };
             return Error::Connection { endpoint, detail };
+        }
+        if err.kind() == redis::ErrorKind::Parse {
+            let detail = "the answer is not Redis protocol (a TLS port reached without TLS? use rediss:// or ssl=True)";
+            return Error::Connection { endpoint, detail: detail.into() };
         }
         Error::Redis {
             endpoint,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, Script, ToRedisArgs};
+use redis::{Client, EntraIdCredentialsProvider, FromRedisValue, Script, ToRedisArgs};
 use tokio::time::timeout;
 
 use crate::endpoint::Endpoint;
@@ -24,6 +24,8 @@ pub(crate) struct Node {
     client: Client,
     /// The connection's own response timeout, for messages.
     response_timeout: Duration,
+    /// Whether it is reached over TLS.
+    tls: bool,
 }
 
 /// One script call, sent alike to every instance.
@@ -78,16 +80,27 @@ impl Nodes {
     /// In single mode the instance's own error; in quorum mode [`Error::NoQuorum`] listing
     /// every instance's answer; [`Error::Settings`] when there is no endpoint or a CA file
     /// cannot be read.
-    pub(crate) async fn connect(settings: &Settings) -> Result<Nodes> {
+    pub(crate) async fn connect(
+        settings: &Settings,
+        credentials: Option<EntraIdCredentialsProvider>,
+    ) -> Result<Nodes> {
         if settings.endpoints.is_empty() {
             return Err(Error::Settings("no Redis endpoint is configured".into()));
         }
-        let config = ConnectionManagerConfig::new()
+        let credentials = match (credentials, &settings.entra_id) {
+            (Some(given), _) => Some(given),
+            (None, Some(entra_id)) => Some(entra_id.provider(settings.connect_timeout).await?),
+            (None, None) => None,
+        };
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.sync_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
+        if let Some(credentials) = credentials {
+            config = config.set_credentials_provider(credentials);
+        }
         let mut list = Vec::with_capacity(settings.endpoints.len());
         for endpoint in &settings.endpoints {
             let client = open_client(endpoint, settings)?;
@@ -101,6 +114,7 @@ impl Nodes {
                 connection,
                 client,
                 response_timeout,
+                tls: endpoint.tls,
             });
         }
         let nodes = Nodes {
@@ -108,7 +122,7 @@ impl Nodes {
             call_timeout: settings.sync_timeout,
             connect_timeout: settings.connect_timeout,
         };
-        let limit = settings.connect_timeout.max(settings.sync_timeout);
+        let limit = settings.connect_timeout;
         let (votes, _) = nodes
             .gather_within(
                 limit,
@@ -116,6 +130,13 @@ impl Nodes {
                 |_| false,
             )
             .await;
+        let votes: Vec<Vote<String>> = votes
+            .into_iter()
+            .map(|vote| {
+                let tls = nodes.list[vote.node].tls;
+                Vote { node: vote.node, answer: vote.answer.map_err(|error| tls_hint(error, tls)) }
+            })
+            .collect();
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
         if answered >= nodes.majority() {
             return Ok(nodes);
@@ -321,6 +342,7 @@ impl Node {
             connection: self.connection.clone(),
             client: self.client.clone(),
             response_timeout: self.response_timeout,
+            tls: self.tls,
         }
     }
 
@@ -351,19 +373,54 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
         .map_err(|e| Error::Settings(e.to_string()))?;
     let client = match (&settings.tls_ca_certificate, endpoint.tls) {
         (Some(path), true) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Settings(format!(
-                    "TlsCaCertificate {}: cannot read: {e}",
-                    path.display()
-                ))
-            })?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            Client::build_with_tls(info, certificates)
+            let root_cert = Some(trusted_roots(path)?);
+            Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert })
         }
         _ => Client::open(info),
     };
     client.map_err(|e| Error::Settings(format!("{}: {e}", endpoint.address())))
+}
+
+/// The PEM bundle to trust: the `TlsCaCertificate` file plus the system's roots (redis-rs
+/// trusts only the bundle it is given, so the system's are added to it).
+fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let unreadable = |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));
+    let mut bundle = std::fs::read(path).map_err(|e| unreadable(format!("cannot read: {e}")))?;
+    if !String::from_utf8_lossy(&bundle).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(unreadable("not a PEM certificate bundle".into()));
+    }
+    bundle.push(b'\n');
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(certificate.as_ref());
+        bundle.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            bundle.extend_from_slice(line);
+            bundle.push(b'\n');
+        }
+        bundle.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    Ok(bundle)
+}
+
+/// A failed first contact says whether TLS may be the cause: a TLS endpoint that never
+/// finishes its handshake is likely a plain port, and a plain endpoint whose connection is cut
+/// at once is likely a TLS port.
+fn tls_hint(error: Error, tls: bool) -> Error {
+    match error {
+        Error::Timeout { endpoint, after } if tls => Error::Connection {
+            endpoint,
+            detail: format!(
+                "no TLS handshake within {} (is it a plain, non-TLS port? then use redis:// or ssl=False)",
+                humantime::format_duration(after)
+            ),
+        },
+        Error::Connection { endpoint, detail }
+            if !tls && !detail.starts_with("TLS") && !detail.contains("refused") =>
+        {
+            let detail = format!("{detail} (is it a TLS port? then use rediss:// or ssl=True)");
+            Error::Connection { endpoint, detail }
+        }
+        other => other,
+    }
 }

@@ -79,9 +79,16 @@ impl Tally {
         tally
     }
 
-    /// True once a majority granted, or once so many refused or failed that none can.
+    /// True once the outcome is known: a majority granted; or so many refused or failed that
+    /// none can, and also either a majority answered (held by someone else) or so many failed
+    /// that no majority can answer (no quorum). Stopping as soon as no grant is possible would
+    /// call "no quorum" a lease that the instances still answering hold.
     pub(crate) fn decides(&self, total: usize) -> bool {
-        self.granted >= majority(total) || self.held + self.failed > total - majority(total)
+        let majority = majority(total);
+        let none_can_grant = self.held + self.failed > total - majority;
+        let answered = self.granted + self.held >= majority;
+        let none_can_answer = self.failed > total - majority;
+        self.granted >= majority || (none_can_grant && (answered || none_can_answer))
     }
 }
 
@@ -162,6 +169,23 @@ mod tests {
             granted: 1,
             held: 1,
             failed: 1
+        }
+        .decides(3));
+        // Held on one, one down, one still answering: its answer tells held from no quorum.
+        let held_and_down = Tally {
+            granted: 0,
+            held: 1,
+            failed: 1,
+        };
+        assert!(!held_and_down.decides(3));
+        assert!(Tally {
+            held: 2,
+            ..held_and_down
+        }
+        .decides(3));
+        assert!(Tally {
+            failed: 2,
+            ..held_and_down
         }
         .decides(3));
     }

@@ -10,6 +10,7 @@ use config::{Config, Environment, File, FileFormat, Map, Value};
 
 use crate::duration;
 use crate::endpoint::{Defaults, Endpoint};
+use crate::entra::EntraId;
 use crate::error::{Error, Result};
 
 /// The settings section's name in the JSON files and the environment variables' prefix.
@@ -35,6 +36,8 @@ pub struct Settings {
     pub sync_timeout: Duration,
     /// A PEM bundle trusted besides the system's roots for TLS endpoints.
     pub tls_ca_certificate: Option<PathBuf>,
+    /// Microsoft Entra ID instead of a password (with `Endpoint`).
+    pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
 }
@@ -74,6 +77,7 @@ impl Default for Settings {
             connect_timeout: Duration::from_millis(5000),
             sync_timeout: Duration::from_millis(5000),
             tls_ca_certificate: None,
+            entra_id: None,
             origin: Origin {
                 files: Vec::new(),
                 defaulted_endpoint: true,
@@ -191,6 +195,7 @@ impl Settings {
         if let Some(endpoints) = pick_endpoints(layers, defaults)? {
             s.endpoints = endpoints;
             s.origin.defaulted_endpoint = false;
+            s.entra_id = pick_entra_id(layers)?;
         }
         Ok(s)
     }
@@ -247,15 +252,33 @@ fn pick_endpoints(layers: &[Layer], defaults: Defaults) -> Result<Option<Vec<End
         if let Some(value) = layer.get("Endpoint") {
             let text = string(value).map_err(|e| layer.error("Endpoint", e))?;
             if !text.trim().is_empty() {
-                return Err(layer.error(
-                    "Endpoint",
-                    "Microsoft Entra ID authentication is not available in this build yet; \
-                     use ConnectionString (with password=...) instead",
-                ));
+                let endpoint = parse("Endpoint", &text)?;
+                if endpoint.password().is_some() {
+                    return Err(layer.error("Endpoint", "takes host:port only: Entra ID needs no password (use ConnectionString for one)"));
+                }
+                return Ok(Some(vec![endpoint]));
             }
         }
     }
     Ok(None)
+}
+
+/// The Entra ID credential, when the endpoint came from `Endpoint` (highest layer naming one):
+/// `EntraId` (default `ManagedIdentity`) and `ClientId`.
+fn pick_entra_id(layers: &[Layer]) -> Result<Option<EntraId>> {
+    let named_by = |layer: &Layer, field| layer.get(field).and_then(|v| string(v).ok()).is_some_and(|t| !t.trim().is_empty());
+    let source = layers.iter().rev().find(|l| ["Endpoints", "ConnectionString", "Endpoint"].iter().any(|f| named_by(l, *f)));
+    if !source.is_some_and(|l| named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")) {
+        return Ok(None);
+    }
+    let client_id = pick(layers, "ClientId", string)?.filter(|c| !c.trim().is_empty());
+    for layer in layers.iter().rev() {
+        if let Some(value) = layer.get("EntraId") {
+            let text = string(value).map_err(|e| layer.error("EntraId", e))?;
+            return EntraId::parse(text.trim(), client_id).map(Some).map_err(|e| layer.error("EntraId", e));
+        }
+    }
+    Ok(Some(EntraId::ManagedIdentity { client_id }))
 }
 
 /// The value of `field` from the highest layer that sets it, parsed by `parse`.
@@ -415,10 +438,32 @@ fn read_file(path: &Path) -> Result<Layer> {
             .into_table()
             .map_err(|_| Error::Settings(format!("{name}: {SECTION}: expected an object")))?,
     };
-    Ok(Layer {
+    let layer = Layer {
         name,
         values: lowercase_keys(values),
-    })
+    };
+    warn_if_exposed(path, &layer);
+    Ok(layer)
+}
+
+/// Warns when a file that holds a password can be read by other users.
+fn warn_if_exposed(path: &Path, layer: &Layer) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else { return };
+    let mode = metadata.permissions().mode() & 0o777;
+    let holds_password = ["ConnectionString", "Endpoints"].iter().any(|field| {
+        layer.get(field).is_some_and(|value| {
+            let text = value.to_string();
+            text.to_ascii_lowercase().contains("password=") || (text.contains("://") && text.contains('@'))
+        })
+    });
+    if holds_password && mode & 0o077 != 0 {
+        tracing::warn!(
+            "{} holds a password and can be read by other users (mode {mode:o}); run: chmod 600 {}",
+            layer.name,
+            layer.name
+        );
+    }
 }
 
 fn read_environment() -> Result<Layer> {

@@ -59,6 +59,7 @@ impl Printer {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal() && !no_color_env && !global.no_color)
             .with_target(false)
+            .without_time()
             .init();
         Printer {
             quiet: global.quiet,
