@@ -13,8 +13,8 @@ use tokio::time::{timeout, Instant};
 use crate::error::{Error, Result};
 use redis::EntraIdCredentialsProvider;
 use crate::holder::{Holder, InstanceView, LeaseInfo};
-use crate::keys::{check_name, check_ttl, escape_glob, fence_key, is_fence_key, release_channel};
-use crate::lease::{validity_end, Lease};
+use crate::keys::{check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, release_channel};
+use crate::lease::{validity_end, Lease, Schedule};
 use crate::nodes::{Call, Node, Nodes, Pending, Vote};
 use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
@@ -36,6 +36,9 @@ pub struct LeaseOptions {
     /// jitter). A waiter never sleeps past the holder's remaining TTL, so an expiry is seen
     /// at once anyway; this only bounds the cost of a lost notification.
     pub fallback_poll: Duration,
+    /// A cap on the hold time: renewal stops after it and the lost signal fires with
+    /// [`LostReason::MaxHold`](crate::LostReason::MaxHold), so a stuck holder cannot renew forever.
+    pub max_hold: Option<Duration>,
 }
 
 impl LeaseOptions {
@@ -46,6 +49,7 @@ impl LeaseOptions {
             auto_renew: settings.auto_renew.then_some(settings.auto_renew_interval),
             metadata: Vec::new(),
             fallback_poll: FALLBACK_POLL,
+            max_hold: None,
         }
     }
 
@@ -61,6 +65,58 @@ impl LeaseOptions {
 pub enum Acquire {
     Acquired(Lease),
     Held(Holder),
+}
+
+/// The outcome of [`LeaseClient::fenced_set`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FencedWrite {
+    /// The value was written; the key now remembers this token.
+    Written,
+    /// Refused: a write with this newer token came first.
+    Stale { newest: u64 },
+}
+
+/// Waits between tries for a held lease: woken by the release notification (subscribed
+/// after the first failed try), else polling with jitter, never past the holder's TTL.
+struct Waiter {
+    channel: String,
+    deadline: Instant,
+    fallback_poll: Duration,
+    subscribed: bool,
+    notifications: Option<futures_util::stream::BoxStream<'static, redis::Msg>>,
+}
+
+impl Waiter {
+    fn new(key: String, wait: Duration, fallback_poll: Duration) -> Waiter {
+        let deadline = Instant::now() + wait;
+        Waiter { channel: release_channel(&key), deadline, fallback_poll, subscribed: false, notifications: None }
+    }
+
+    fn is_over(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Waits for the next try. The first time it only subscribes, so that the caller tries
+    /// again at once and a release between its try and the subscription is not missed.
+    async fn pause(&mut self, nodes: &Nodes, holder: &Holder) {
+        if !self.subscribed {
+            self.subscribed = true;
+            self.notifications = nodes.subscribe(&self.channel).await;
+            return;
+        }
+        let jitter = 0.75 + fastrand::f64() / 2.0;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let mut pause = self.fallback_poll.mul_f64(jitter).min(left);
+        if let Some(ttl) = holder.ttl {
+            pause = pause.min(ttl + Duration::from_millis(1));
+        }
+        match self.notifications.as_mut() {
+            Some(stream) => {
+                let _ = timeout(pause, stream.next()).await;
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
 }
 
 /// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
@@ -162,20 +218,12 @@ impl LeaseClient {
             let in_time = Instant::now() < validity_end(sent_at, options.ttl);
             return match token {
                 Ok(token) if in_time => {
-                    let renew_every = options
-                        .auto_renew
-                        .map(|every| every.min(options.ttl * 2 / 3));
-                    let lease = Lease::new(
-                        shared.clone(),
-                        name,
-                        key,
-                        id,
-                        token,
-                        acquired_at,
-                        options.ttl,
-                        sent_at,
-                        renew_every,
-                    );
+                    let schedule = Schedule {
+                        ttl: options.ttl,
+                        renew_every: options.auto_renew.map(|every| every.min(options.ttl * 2 / 3)),
+                        hold_until: options.max_hold.map(|cap| sent_at + cap),
+                    };
+                    let lease = Lease::new(shared.clone(), name, key, id, token, acquired_at, sent_at, schedule);
                     Ok(Acquire::Acquired(lease))
                 }
                 outcome => {
@@ -260,38 +308,50 @@ impl LeaseClient {
         wait: Duration,
         mut observe: impl FnMut(&Holder),
     ) -> Result<Acquire> {
-        let deadline = Instant::now() + wait;
-        let mut notifications = None;
-        let mut subscribed = false;
+        let mut waiter = Waiter::new(self.shared.settings.key_for(name), wait, options.fallback_poll);
         loop {
             let holder = match self.try_acquire(name, options).await? {
                 Acquire::Held(holder) => holder,
                 acquired => return Ok(acquired),
             };
-            let now = Instant::now();
-            if now >= deadline {
+            if waiter.is_over() {
                 return Ok(Acquire::Held(holder));
             }
             observe(&holder);
-            if !subscribed {
-                // Subscribe, then try again at once: a release between the two is not missed.
-                subscribed = true;
-                let channel = release_channel(&self.shared.settings.key_for(name));
-                notifications = self.shared.nodes.subscribe(&channel).await;
-                continue;
-            }
-            let jitter = 0.75 + fastrand::f64() / 2.0;
-            let mut pause = options.fallback_poll.mul_f64(jitter).min(deadline - now);
-            if let Some(ttl) = holder.ttl {
-                pause = pause.min(ttl + Duration::from_millis(1));
-            }
-            match notifications.as_mut() {
-                Some(stream) => {
-                    let _ = timeout(pause, stream.next()).await;
-                }
-                None => tokio::time::sleep(pause).await,
-            }
+            waiter.pause(&self.shared.nodes, &holder).await;
         }
+    }
+
+    /// Waits up to `wait` until `name` is free, woken by its release like a waiting acquire.
+    /// Answers `None` once it is free, or the holder when the wait ran out.
+    ///
+    /// # Errors
+    /// As [`LeaseClient::inspect`].
+    pub async fn wait_until_free(&self, name: &str, wait: Duration) -> Result<Option<Holder>> {
+        check_name(name)?;
+        let mut waiter = Waiter::new(self.shared.settings.key_for(name), wait, FALLBACK_POLL);
+        loop {
+            let Some(holder) = self.inspect(name).await?.holder else {
+                return Ok(None);
+            };
+            if waiter.is_over() {
+                return Ok(Some(holder));
+            }
+            waiter.pause(&self.shared.nodes, &holder).await;
+        }
+    }
+
+    /// Writes `value` to `key` only when `token` is not older than the newest fencing token a
+    /// write to `key` has carried (the protected-resource side of fencing). Runs on the first
+    /// instance of the settings.
+    ///
+    /// # Errors
+    /// Connection errors; [`Error::Redis`] when `key` holds something other than a string.
+    pub async fn fenced_set(&self, key: &str, value: &str, token: u64) -> Result<FencedWrite> {
+        let call = Arc::new(Call::new(&scripts::FENCED_SET).key(key).key(newest_token_key(key)).arg(value).arg(token));
+        let node = &self.shared.nodes.list[0];
+        let (written, newest): (i64, i64) = node.script(&call).await?;
+        Ok(if written == 1 { FencedWrite::Written } else { FencedWrite::Stale { newest: newest as u64 } })
     }
 
     /// Reads who holds `name`, in any of the formats of SPEC 2 (in quorum mode: the holder a

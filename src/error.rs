@@ -13,6 +13,8 @@ pub enum LostReason {
     NotOwner,
     /// Renewal could not be confirmed before the lease's validity ran out.
     Expired,
+    /// The hold-time cap (`max_hold`) was reached, so renewal stopped on purpose.
+    MaxHold,
 }
 
 impl std::fmt::Display for LostReason {
@@ -20,6 +22,7 @@ impl std::fmt::Display for LostReason {
         f.write_str(match self {
             LostReason::NotOwner => "the key was deleted or taken over by another holder",
             LostReason::Expired => "renewal was not confirmed before the lease's validity ran out",
+            LostReason::MaxHold => "the hold-time cap was reached",
         })
     }
 }

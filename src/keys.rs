@@ -50,10 +50,21 @@ pub(crate) fn check_ttl(ttl: Duration) -> Result<u64> {
 /// The fencing counter's key: in the same Redis Cluster slot as the lease key, and outside
 /// the `KeyPrefix*` pattern when the key has no hash tag of its own.
 pub(crate) fn fence_key(key: &str) -> String {
+    beside(key, "fence")
+}
+
+/// Where a protected key remembers the newest fencing token a write to it carried.
+pub(crate) fn newest_token_key(key: &str) -> String {
+    beside(key, "newest-token")
+}
+
+/// `{key}:suffix`, or `key:suffix` when the key has a hash tag: a key in `key`'s Redis
+/// Cluster slot.
+fn beside(key: &str, suffix: &str) -> String {
     if has_hash_tag(key) {
-        format!("{key}:fence")
+        format!("{key}:{suffix}")
     } else {
-        format!("{{{key}}}:fence")
+        format!("{{{key}}}:{suffix}")
     }
 }
 

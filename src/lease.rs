@@ -64,6 +64,17 @@ pub(crate) fn validity_end(sent_at: Instant, ttl: Duration) -> Instant {
     sent_at + ttl.saturating_sub(drift)
 }
 
+/// When a lease's watchdog renews it, and when it stops for good.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    /// The TTL set on every renewal.
+    pub(crate) ttl: Duration,
+    /// Renew at this interval; `None` = never (the lease then ends at its TTL).
+    pub(crate) renew_every: Option<Duration>,
+    /// The hold-time cap: no renewal after it, and the lost signal fires then.
+    pub(crate) hold_until: Option<Instant>,
+}
+
 /// A lease we hold. Dropping it stops renewal and releases it in the background.
 ///
 /// The lease may be lost while held (deleted, taken over, or renewal not confirmed in time):
@@ -89,24 +100,17 @@ impl Lease {
         id: String,
         fencing_token: u64,
         acquired_at: String,
-        ttl: Duration,
         sent_at: Instant,
-        renew_every: Option<Duration>,
+        schedule: Schedule,
     ) -> Lease {
+        let ttl = schedule.ttl;
         let state = Arc::new(LeaseState {
             name: name.to_string(),
             valid_until: Mutex::new(validity_end(sent_at, ttl)),
             renewals: AtomicU64::new(0),
             lost: watch::channel(None).0,
         });
-        let watchdog = crate::renew::spawn(
-            shared.clone(),
-            state.clone(),
-            key.clone(),
-            id.clone(),
-            ttl,
-            renew_every,
-        );
+        let watchdog = crate::renew::spawn(shared.clone(), state.clone(), key.clone(), id.clone(), schedule);
         Lease {
             shared,
             state,

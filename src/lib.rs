@@ -47,7 +47,7 @@ mod renew;
 mod scripts;
 pub mod settings;
 
-pub use client::{Acquire, LeaseClient, LeaseOptions, FALLBACK_POLL};
+pub use client::{Acquire, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
 pub use endpoint::{mask_password, Endpoint};
 pub use entra::EntraId;
 /// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].

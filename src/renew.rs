@@ -10,7 +10,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::client::Shared;
 use crate::error::LostReason;
-use crate::lease::LeaseState;
+use crate::lease::{LeaseState, Schedule};
 
 /// The longest wait before retrying a renewal that failed on a connection error.
 const RETRY_AT_MOST: Duration = Duration::from_millis(500);
@@ -20,30 +20,29 @@ pub(crate) fn spawn(
     state: Arc<LeaseState>,
     key: String,
     id: String,
-    ttl: Duration,
-    renew_every: Option<Duration>,
+    schedule: Schedule,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let reason = watch(&shared, &state, &key, &id, ttl, renew_every).await;
+        let reason = watch(&shared, &state, &key, &id, schedule).await;
         state.mark_lost(reason);
     })
 }
 
-/// Runs until the lease is lost, and answers why.
-async fn watch(
-    shared: &Shared,
-    state: &LeaseState,
-    key: &str,
-    id: &str,
-    ttl: Duration,
-    renew_every: Option<Duration>,
-) -> LostReason {
+/// Runs until the lease is lost (or its hold cap is reached), and answers why.
+async fn watch(shared: &Shared, state: &LeaseState, key: &str, id: &str, schedule: Schedule) -> LostReason {
+    let Schedule { ttl, renew_every, hold_until } = schedule;
     let mut next_renewal = renew_every.map(|every| Instant::now() + every);
     loop {
         let valid_until = state.valid_until();
-        let wake = next_renewal.map_or(valid_until, |at| at.min(valid_until));
+        let mut wake = next_renewal.map_or(valid_until, |at| at.min(valid_until));
+        if let Some(cap) = hold_until {
+            wake = wake.min(cap);
+        }
         sleep_until(wake).await;
         let now = Instant::now();
+        if hold_until.is_some_and(|cap| now >= cap) {
+            return LostReason::MaxHold;
+        }
         let valid_until = state.valid_until();
         if now >= valid_until {
             return LostReason::Expired;

@@ -24,6 +24,9 @@ pub(crate) static FORCE_RELEASE: LazyLock<Script> =
 /// Raise the fencing counter to a token a majority agreed on (quorum mode).
 pub(crate) static RAISE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/raise.lua")));
+/// Write to a protected key unless the fencing token is older than the newest it has seen.
+pub(crate) static FENCED_SET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fenced_set.lua")));
 /// Read a lease key of any format.
 pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

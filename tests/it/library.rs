@@ -24,6 +24,7 @@ fn options(ttl: Duration) -> LeaseOptions {
         auto_renew: None,
         metadata: Vec::new(),
         fallback_poll: FALLBACK_POLL,
+        max_hold: None,
     }
 }
 

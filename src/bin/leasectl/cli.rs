@@ -67,6 +67,18 @@ pub enum Command {
         after_help = "Examples:\n  leasectl release my-job --lease-id 4f1c...\n  leasectl release my-job --force --yes"
     )]
     Release(ReleaseArgs),
+    /// Run a command while holding a lease, renewing it; the command is stopped if the lease is lost.
+    #[command(after_help = "Examples:\n  leasectl exec nightly-report -- ./report.sh\n  \
+        leasectl exec nightly-report --wait 10m --max-hold 2h -- ./report.sh --full\n\n\
+        The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN.\n\
+        Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
+        (the command got SIGTERM, then SIGKILL after --kill-after).")]
+    Exec(ExecArgs),
+    /// Fenced writes to a protected key (see `leasectl fence set --help`).
+    Fence {
+        #[command(subcommand)]
+        action: FenceAction,
+    },
     /// Write appsettings.Local.json through a few questions (or flags, with no terminal).
     #[command(
         after_help = "Examples:\n  leasectl configure\n  leasectl configure --auth local --endpoint 127.0.0.1:6379 --yes\n  \
@@ -130,6 +142,48 @@ pub struct InspectArgs {
     /// Refresh every second until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// Wait up to D until the lease is free (exit 0), else exit 3; woken by its release.
+    #[arg(long, value_name = "D", value_parser = duration, conflicts_with_all = ["all", "watch"])]
+    pub wait_free: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The lease to hold while the command runs.
+    pub name: String,
+    /// The lease's time to live (default: the settings' DefaultLeaseDuration).
+    #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
+    pub ttl: Option<Duration>,
+    /// Wait up to this long for the lease instead of exiting 3 at once.
+    #[arg(long, value_parser = duration, allow_hyphen_values = true)]
+    pub wait: Option<Duration>,
+    /// End the command (as on a lost lease) after this long, so a stuck job cannot hold forever.
+    #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
+    pub max_hold: Option<Duration>,
+    /// After SIGTERM on a lost lease, how long the command has before SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
+    pub kill_after: Duration,
+    /// More metadata, stored as meta_<key>.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub meta: Vec<(String, String)>,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FenceAction {
+    /// Write VALUE to KEY unless TOKEN is older than the newest token KEY has seen (exit 3).
+    #[command(after_help = "Example (inside `leasectl exec`):\n  leasectl fence set report:latest \"$(date)\" --token \"$LEASECTL_FENCING_TOKEN\"")]
+    Set {
+        /// The protected key.
+        key: String,
+        /// The value to write.
+        value: String,
+        /// The writer's fencing token.
+        #[arg(long)]
+        token: u64,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -18,6 +18,9 @@ pub async fn run(
     args: InspectArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(wait) = args.wait_free {
+        return wait_free(&client, &args.name, wait).await;
+    }
     if !args.watch {
         print!("{}", render(&client, &args).await?);
         return Ok(ExitCode::SUCCESS);
@@ -40,6 +43,24 @@ pub async fn run(
             _ = tokio::time::sleep(REFRESH) => {}
             _ = interrupts.recv() => return Ok(ExitCode::SUCCESS),
         }
+    }
+}
+
+/// `--wait-free D`: exit 0 once the lease is free, 3 if it is still held after `D`.
+async fn wait_free(client: &LeaseClient, name: &str, wait: Duration) -> anyhow::Result<ExitCode> {
+    let mut interrupts = Interrupts::install()?;
+    tokio::select! {
+        outcome = client.wait_until_free(name, wait) => match outcome? {
+            None => {
+                println!("{name} is free");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(holder) => {
+                println!("{name} is still held by {} after {}", holder.display_name(), leasectl::duration::human(wait));
+                Ok(ExitCode::from(crate::output::exit::HELD))
+            }
+        },
+        code = interrupts.recv() => Ok(ExitCode::from(code)),
     }
 }
 

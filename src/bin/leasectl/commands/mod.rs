@@ -1,6 +1,8 @@
 //! One module per subcommand; `dispatch` resolves the settings and hands each its work.
 
 mod configure;
+mod exec;
+mod fence;
 mod inspect;
 mod release;
 mod run;
@@ -25,6 +27,8 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Release(args) => {
             release::run(connect(&cli.global, printer).await?, args, printer).await
         }
+        Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
+        Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
         Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -43,6 +47,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
 fn check(command: &Command) -> Result<(), UsageError> {
     match command {
         Command::Run(args) => check_name(&args.lease),
+        Command::Exec(args) => check_name(&args.name),
         Command::Inspect(args) if !args.all => check_name(&args.name),
         Command::Release(args) => check_name(&args.name).and_then(|()| release::check(args)),
         _ => Ok(()),

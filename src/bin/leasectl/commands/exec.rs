@@ -1,0 +1,142 @@
+//! `leasectl exec NAME -- CMD`: runs a command while holding a lease (like `flock` or
+//! `consul lock`, on Redis with renewal). The child learns its lease and fencing token from
+//! the environment; it is stopped when the lease is lost or the hold cap is reached, and it
+//! is tied to our death so it never works unprotected.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{ExitCode, ExitStatus};
+use std::time::{Duration, SystemTime};
+
+use leasectl::duration::human;
+use leasectl::{Acquire, LeaseClient, LeaseOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use super::Interrupts;
+use crate::cli::ExecArgs;
+use crate::output::{exit, Printer};
+
+pub async fn run(client: LeaseClient, args: ExecArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let mut interrupts = Interrupts::install()?;
+    let options = lease_options(&client, &args);
+    let asked_at = Instant::now();
+    let outcome = match args.wait {
+        None => client.try_acquire(&args.name, &options).await?,
+        Some(wait) => tokio::select! {
+            outcome = client.acquire(&args.name, &options, wait) => outcome?,
+            code = interrupts.recv() => return Ok(ExitCode::from(code)),
+        },
+    };
+    let lease = match outcome {
+        Acquire::Acquired(lease) => lease,
+        Acquire::Held(holder) => {
+            printer.note(format!("{} is held by {}; not running {}", args.name, holder.display_name(), args.command[0]));
+            return Ok(ExitCode::from(exit::HELD));
+        }
+    };
+    let waited = asked_at.elapsed();
+    let mut child = match spawn(&args.command, &args.name, lease.id(), lease.fencing_token()) {
+        Ok(child) => child,
+        Err(error) => {
+            lease.release().await?;
+            printer.note(format!("cannot run {}: {error}", args.command[0]));
+            let code = if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let lost = lease.lost();
+    tokio::pin!(lost);
+    let code = loop {
+        tokio::select! {
+            status = child.wait() => break exit_code(status?),
+            error = &mut lost => {
+                printer.note(format!("{error}; stopping {}", args.command[0]));
+                stop(&mut child, args.kill_after).await?;
+                break exit::LOST;
+            }
+            signal = interrupts.recv() => {
+                // Pass Ctrl-C or SIGTERM on to the command, and release once it has ended.
+                let forwarded = if signal == exit::INTERRUPTED { Signal::SIGINT } else { Signal::SIGTERM };
+                if let Some(pid) = child.id() {
+                    let _ = kill(Pid::from_raw(pid as i32), forwarded);
+                }
+            }
+        }
+    };
+    let renewals = lease.renewals();
+    let token = lease.fencing_token();
+    let held = asked_at.elapsed().saturating_sub(waited);
+    lease.release().await?;
+    tracing::info!(
+        "lease {}: waited {}, held {}, {renewals} renewals, fencing token {token}, exit {code}",
+        args.name,
+        human(waited),
+        human(held)
+    );
+    Ok(ExitCode::from(code))
+}
+
+/// TTL and renewal from the settings (or flags), the hold cap, and who is running what.
+fn lease_options(client: &LeaseClient, args: &ExecArgs) -> LeaseOptions {
+    let mut options = LeaseOptions::from_settings(client.settings());
+    if let Some(ttl) = args.ttl {
+        options.ttl = ttl;
+    }
+    options.max_hold = args.max_hold;
+    let hostname = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    options = options
+        .meta("instanceId", format!("{hostname}:{}", std::process::id()))
+        .meta("hostname", hostname)
+        .meta("command", args.command.join(" "))
+        .meta("startTime", humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    for (key, value) in &args.meta {
+        options = options.meta(key, value);
+    }
+    options
+}
+
+/// Starts the command with the lease in its environment, tied to our death: if leasectl
+/// dies (even by SIGKILL) the kernel sends the command SIGKILL, since nobody would renew.
+fn spawn(command: &[String], name: &str, lease_id: &str, token: u64) -> std::io::Result<Child> {
+    let parent = std::process::id();
+    let mut process = std::process::Command::new(&command[0]);
+    process
+        .args(&command[1..])
+        .env("LEASECTL_LEASE", name)
+        .env("LEASECTL_LEASE_ID", lease_id)
+        .env("LEASECTL_FENCING_TOKEN", token.to_string());
+    // SAFETY: between fork and exec only async-signal-safe calls: prctl, getppid, kill.
+    unsafe {
+        process.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // We may have died before prctl took effect: then no signal would ever come.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    tokio::process::Command::from(process).spawn()
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed.
+async fn stop(child: &mut Child, grace: Duration) -> std::io::Result<()> {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        child.kill().await?;
+    }
+    Ok(())
+}
+
+/// The child's exit code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.saturating_add(signal as u8),
+        _ => 1,
+    }
+}
