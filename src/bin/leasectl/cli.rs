@@ -74,6 +74,10 @@ pub enum Command {
         Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
         (the command got SIGTERM, then SIGKILL after --kill-after).")]
     Exec(ExecArgs),
+    /// Measure this deployment: lease cycles, parallel and contended acquirers, quorum, renewal at scale.
+    #[command(after_help = "Examples:\n  leasectl bench --baseline\n  leasectl bench --scenario S1 --scenario S3 --json\n  \
+        leasectl bench --redis redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 --scenario S4")]
+    Bench(BenchArgs),
     /// Fenced writes to a protected key (see `leasectl fence set --help`).
     Fence {
         #[command(subcommand)]
@@ -169,6 +173,49 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Scenarios to run: S1 to S5 (default S1-S4; S4 only with 3 or more endpoints).
+    #[arg(long = "scenario", value_name = "S", value_parser = ["S1", "S2", "S3", "S4", "S5"])]
+    pub scenarios: Vec<String>,
+    /// One JSON object per scenario per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Redis endpoints to measure instead of the settings' (comma-separated).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub redis: Vec<String>,
+    /// S1/S4 timed cycles.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cycles: u64,
+    /// S1/S4 untimed cycles first.
+    #[arg(long, default_value_t = 500)]
+    pub warmup: u64,
+    /// S2/S3/S5 window.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// S2 acquirers, each on its own key.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+    /// S3 waiters on one key.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub workers: u64,
+    /// S3 hold time.
+    #[arg(long, default_value = "1ms", value_parser = duration)]
+    pub hold: Duration,
+    /// Lease TTL.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub ttl: Duration,
+    /// S3 bound on one waiting acquire.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub wait_timeout: Duration,
+    /// S5 leases held and auto-renewed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub leases: u64,
+    /// Also run redis-benchmark (PING at 1 and 50 clients) and show our figures as a share.
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 #[derive(Subcommand, Debug)]

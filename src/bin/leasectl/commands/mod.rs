@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` resolves the settings and hands each its work.
 
+mod bench;
 mod configure;
 mod exec;
 mod fence;
@@ -26,6 +27,13 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         }
         Command::Release(args) => {
             release::run(connect(&cli.global, printer).await?, args, printer).await
+        }
+        Command::Bench(args) => {
+            let mut global = cli.global.clone();
+            if !args.redis.is_empty() {
+                global.endpoints = args.redis.clone();
+            }
+            bench::run(settings(&global, printer).await?, args).await
         }
         Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
         Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
@@ -62,6 +70,12 @@ fn check_name(name: &str) -> Result<(), UsageError> {
 /// Resolves the settings layers and connects, saying which endpoint is used when nothing
 /// was configured.
 async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClient> {
+    Ok(LeaseClient::connect(settings(global, printer).await?).await?)
+}
+
+/// Resolves the settings layers, offering the wizard on a first run, and says which endpoint
+/// is used when nothing was configured.
+async fn settings(global: &Global, printer: &Printer) -> anyhow::Result<Settings> {
     let overrides = Overrides {
         config_file: global.config.clone(),
         endpoints: global.endpoints.clone(),
@@ -78,7 +92,7 @@ async fn connect(global: &Global, printer: &Printer) -> anyhow::Result<LeaseClie
         ));
     }
     tracing::info!(endpoints = ?settings.endpoints, files = ?settings.origin.files, "settings");
-    Ok(LeaseClient::connect(settings).await?)
+    Ok(settings)
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment this is made (so that neither can kill us

@@ -1,0 +1,368 @@
+//! `leasectl bench`: measures this deployment (SPEC 7) — S1 one client's acquire + release
+//! cycle, S2 parallel acquirers on distinct keys, S3 waiters contending for one key, S4 S1
+//! over a quorum, S5 many leases renewed by one process — optionally beside
+//! `redis-benchmark`'s PING figures measured in the same run.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use leasectl::{Acquire, LeaseClient, LeaseOptions, Settings};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use crate::cli::BenchArgs;
+use crate::output::UsageError;
+
+/// One scenario's figures: SPEC's fields, then the scenario's own.
+#[derive(Serialize)]
+struct Report {
+    scenario: &'static str,
+    ops_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    n: u64,
+    errors: u64,
+    lib_version: &'static str,
+    mode: String,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let quorum_possible = settings.endpoints.len() >= 3;
+    let scenarios: Vec<String> = match args.scenarios.is_empty() {
+        true => ["S1", "S2", "S3"].iter().map(|s| s.to_string()).chain(quorum_possible.then(|| "S4".into())).collect(),
+        false => args.scenarios.clone(),
+    };
+    if scenarios.iter().any(|s| s == "S4") && !quorum_possible {
+        return Err(UsageError("S4 needs 3 or more endpoints (--redis URL,URL,URL)".into()).into());
+    }
+    let mut single_settings = settings.clone();
+    single_settings.endpoints.truncate(1);
+    let single = LeaseClient::connect(single_settings).await?;
+    let progress = progress_bar();
+    let mut reports = Vec::new();
+    for scenario in &scenarios {
+        progress.set_message(format!("{scenario}…"));
+        let report = match scenario.as_str() {
+            "S1" => cycles("S1", &single, &args, &progress).await?,
+            "S2" => parallel(&single, &args).await?,
+            "S3" => contended(&single, &args).await?,
+            "S4" => cycles("S4", &LeaseClient::connect(settings.clone()).await?, &args, &progress).await?,
+            _ => renewal_at_scale(&single, &args).await?,
+        };
+        progress.println(format!("{scenario} done"));
+        if args.json {
+            progress.suspend(|| println!("{}", serde_json::to_string(&report).expect("serializable")));
+        }
+        reports.push(report);
+    }
+    progress.finish_and_clear();
+    let baseline = if args.baseline { Some(redis_benchmark(&settings).await?) } else { None };
+    if args.json {
+        if let Some(baseline) = &baseline {
+            println!("{}", serde_json::to_string(baseline)?);
+        }
+    } else {
+        print_table(&reports, baseline.as_ref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} bench {msg} [{elapsed}]").expect("valid template"));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn options(args: &BenchArgs, client: &LeaseClient) -> LeaseOptions {
+    LeaseOptions { ttl: args.ttl, auto_renew: None, ..LeaseOptions::from_settings(client.settings()) }
+}
+
+fn mode(client: &LeaseClient) -> String {
+    match client.endpoints().len() {
+        1 => "single".into(),
+        n => format!("quorum({n})"),
+    }
+}
+
+/// S1 and S4: one client, try-acquire + release of one key, one cycle after another.
+async fn cycles(scenario: &'static str, client: &LeaseClient, args: &BenchArgs, progress: &ProgressBar) -> anyhow::Result<Report> {
+    let options = options(args, client);
+    let name = format!("bench:{scenario}:{}", std::process::id());
+    let mut samples = Vec::with_capacity(args.cycles as usize);
+    let mut errors = 0;
+    for _ in 0..args.warmup {
+        cycle(client, &name, &options).await?;
+    }
+    let started = Instant::now();
+    for i in 0..args.cycles {
+        let begun = Instant::now();
+        match cycle(client, &name, &options).await {
+            Ok(true) => samples.push(begun.elapsed()),
+            _ => errors += 1,
+        }
+        if i % 1000 == 0 {
+            progress.set_message(format!("{scenario}: {i} of {} cycles", args.cycles));
+        }
+    }
+    Ok(report(scenario, client, &mut samples, started.elapsed(), errors, Map::new()))
+}
+
+/// One acquire + release; `false` when the lease was held (someone else uses the bench key).
+async fn cycle(client: &LeaseClient, name: &str, options: &LeaseOptions) -> anyhow::Result<bool> {
+    match client.try_acquire(name, options).await? {
+        Acquire::Acquired(lease) => Ok(lease.release().await?),
+        Acquire::Held(_) => Ok(false),
+    }
+}
+
+/// S2: `concurrency` acquirers, each cycling on its own key, for the window.
+async fn parallel(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
+    let options = options(args, client);
+    let deadline = Instant::now() + args.duration;
+    let started = Instant::now();
+    let workers = (0..args.concurrency).map(|worker| {
+        let (client, options) = (client.clone(), options.clone());
+        let name = format!("bench:S2:{}:{worker}", std::process::id());
+        tokio::spawn(async move {
+            let (mut samples, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                match cycle(&client, &name, &options).await {
+                    Ok(true) => samples.push(begun.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (samples, errors)
+        })
+    });
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for outcome in futures_util::future::join_all(workers).await {
+        let (worker_samples, worker_errors) = outcome?;
+        samples.extend(worker_samples);
+        errors += worker_errors;
+    }
+    Ok(report("S2", client, &mut samples, started.elapsed(), errors, Map::new()))
+}
+
+/// What S3 records: who acquired and released when.
+#[derive(Default)]
+struct Handoffs {
+    /// (acquired at, worker), in acquisition order.
+    acquired: Vec<(Instant, u64)>,
+    /// (released at, worker), in release order.
+    released: Vec<(Instant, u64)>,
+    hold_total: Duration,
+}
+
+/// S3: `workers` waiters on one key: each acquires (waiting), holds with a blocking sleep on a
+/// blocking thread (tokio's timer rounds 1 ms up to 2), releases, and comes back.
+async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
+    let options = options(args, client);
+    let name = format!("bench:S3:{}", std::process::id());
+    let deadline = Instant::now() + args.duration;
+    let log = Arc::new(Mutex::new(Handoffs::default()));
+    let started = Instant::now();
+    let workers = (0..args.workers).map(|worker| {
+        let (client, options, name, log) = (client.clone(), options.clone(), name.clone(), log.clone());
+        let (hold, wait) = (args.hold, args.wait_timeout);
+        tokio::spawn(async move {
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let Ok(Acquire::Acquired(lease)) = client.acquire(&name, &options, wait).await else {
+                    errors += 1;
+                    continue;
+                };
+                let acquired = Instant::now();
+                log.lock().expect("log").acquired.push((acquired, worker));
+                let _ = tokio::task::spawn_blocking(move || std::thread::sleep(hold)).await;
+                let held = acquired.elapsed();
+                let released = lease.release().await;
+                let mut log = log.lock().expect("log");
+                log.released.push((Instant::now(), worker));
+                log.hold_total += held;
+                if !matches!(released, Ok(true)) {
+                    errors += 1;
+                }
+            }
+            errors
+        })
+    });
+    let mut errors = 0;
+    for outcome in futures_util::future::join_all(workers).await {
+        errors += outcome?;
+    }
+    let elapsed = started.elapsed();
+    let log = Arc::try_unwrap(log).ok().expect("workers done").into_inner().expect("log");
+    // Each acquisition after the first follows a release: the gap between them is a handoff.
+    let (mut same, mut gaps_other, mut gaps) = (0u64, Vec::new(), Vec::new());
+    for (release, acquire) in log.released.iter().zip(log.acquired.iter().skip(1)) {
+        let gap = acquire.0.saturating_duration_since(release.0);
+        gaps.push(gap);
+        if release.1 == acquire.1 {
+            same += 1;
+        } else {
+            gaps_other.push(gap);
+        }
+    }
+    let mut per_worker = vec![0u64; args.workers as usize];
+    for (_, worker) in &log.acquired {
+        per_worker[*worker as usize] += 1;
+    }
+    let n = log.acquired.len() as u64;
+    let handoffs = gaps.len().max(1) as f64;
+    let mut extra = Map::new();
+    extra.insert("same_worker_pct".into(), json!(round(100.0 * same as f64 / handoffs)));
+    extra.insert("other_p50_us".into(), json!(percentile_us(&mut gaps_other, 0.50)));
+    extra.insert("other_p99_us".into(), json!(percentile_us(&mut gaps_other, 0.99)));
+    extra.insert("per_worker".into(), json!(per_worker));
+    extra.insert("hold_mean_us".into(), json!(round(log.hold_total.as_secs_f64() * 1e6 / n.max(1) as f64)));
+    Ok(report("S3", client, &mut gaps, elapsed, errors, extra).with_ops(n, elapsed))
+}
+
+/// S5: `leases` leases held and renewed automatically for the window: CPU per renewal,
+/// memory per lease, leases whose renewal came too late (lost).
+async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut options = options(args, client);
+    options.auto_renew = Some(args.ttl / 3);
+    let rss_before = rss_bytes();
+    let mut leases = Vec::with_capacity(args.leases as usize);
+    let names: Vec<String> = (0..args.leases).map(|i| format!("bench:S5:{}:{i}", std::process::id())).collect();
+    for chunk in names.chunks(500) {
+        let takes = chunk.iter().map(|name| client.try_acquire(name, &options));
+        for outcome in futures_util::future::join_all(takes).await {
+            if let Acquire::Acquired(lease) = outcome? {
+                leases.push(lease);
+            }
+        }
+    }
+    let rss_per_lease = rss_bytes().saturating_sub(rss_before) / leases.len().max(1) as u64;
+    let cpu_before = cpu_time()?;
+    let started = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    let cpu = cpu_time()?.saturating_sub(cpu_before);
+    let elapsed = started.elapsed();
+    let renewals: u64 = leases.iter().map(|l| l.renewals()).sum();
+    let lost = leases.iter().filter(|l| l.lost_error().is_some()).count() as u64;
+    let releases = leases.into_iter().map(|lease| lease.release());
+    futures_util::future::join_all(releases).await;
+    let mut extra = Map::new();
+    extra.insert("cpu_us_per_renewal".into(), json!(round(cpu.as_secs_f64() * 1e6 / renewals.max(1) as f64)));
+    extra.insert("rss_bytes_per_lease".into(), json!(rss_per_lease));
+    extra.insert("late_renewals".into(), json!(lost));
+    Ok(report("S5", client, &mut Vec::new(), elapsed, lost, extra).with_ops(renewals, elapsed))
+}
+
+impl Report {
+    fn with_ops(mut self, n: u64, elapsed: Duration) -> Report {
+        self.n = n;
+        self.ops_per_s = round(n as f64 / elapsed.as_secs_f64());
+        self
+    }
+}
+
+fn report(
+    scenario: &'static str,
+    client: &LeaseClient,
+    samples: &mut [Duration],
+    elapsed: Duration,
+    errors: u64,
+    extra: Map<String, Value>,
+) -> Report {
+    Report {
+        scenario,
+        ops_per_s: round(samples.len() as f64 / elapsed.as_secs_f64()),
+        p50_us: percentile_us(samples, 0.50),
+        p99_us: percentile_us(samples, 0.99),
+        n: samples.len() as u64,
+        errors,
+        lib_version: env!("CARGO_PKG_VERSION"),
+        mode: mode(client),
+        extra,
+    }
+}
+
+/// Nearest-rank percentile over every sample, in microseconds.
+fn percentile_us(samples: &mut [Duration], quantile: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_unstable();
+    let rank = ((quantile * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    round(samples[rank - 1].as_secs_f64() * 1e6)
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn cpu_time() -> anyhow::Result<Duration> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    Ok(Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time())))
+}
+
+/// `redis-benchmark`'s PING (multibulk) requests per second at 1 and 50 clients, against the
+/// first endpoint, measured now.
+async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
+    let endpoint = &settings.endpoints[0];
+    let mut figures = Map::new();
+    for (clients, requests) in [(1, 50_000), (50, 200_000)] {
+        let mut command = tokio::process::Command::new("redis-benchmark");
+        command.args(["-h", &endpoint.host, "-p", &endpoint.port.to_string(), "-t", "ping", "--csv"]);
+        command.args(["-c", &clients.to_string(), "-n", &requests.to_string()]);
+        if let Some(password) = endpoint.password() {
+            command.env("REDISCLI_AUTH", password);
+        }
+        if endpoint.tls {
+            command.arg("--tls");
+        }
+        let output = command.output().await.context("running redis-benchmark (install redis-tools)")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let rps = text
+            .lines()
+            .find(|line| line.starts_with("\"PING_MBULK\""))
+            .and_then(|line| line.split(',').nth(1))
+            .and_then(|field| field.trim_matches('"').parse::<f64>().ok())
+            .context("redis-benchmark printed no PING_MBULK figure")?;
+        figures.insert(format!("ping_c{clients}_per_s"), json!(rps));
+    }
+    Ok(json!({ "scenario": "baseline", "tool": "redis-benchmark", "figures": figures }))
+}
+
+fn print_table(reports: &[Report], baseline: Option<&Value>) {
+    println!("{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  {}", "", "ops/s", "p50 µs", "p99 µs", "n", "errors", "notes");
+    let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
+    let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
+    for r in reports {
+        let mut notes: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        match (r.scenario, ping_c1, ping_c50) {
+            ("S1", Some(ping), _) => notes.insert(0, format!("{:.0}% of the two-round-trip limit", 100.0 * r.ops_per_s / (ping / 2.0))),
+            ("S2", _, Some(ping)) => notes.insert(0, format!("{:.0}% of half redis-benchmark -c 50 PING", 100.0 * r.ops_per_s / (ping / 2.0))),
+            _ => {}
+        }
+        if r.mode != "single" {
+            notes.insert(0, r.mode.clone());
+        }
+        println!("{:<4} {:>12.0} {:>10.1} {:>10.1} {:>9} {:>7}  {}", r.scenario, r.ops_per_s, r.p50_us, r.p99_us, r.n, r.errors, notes.join(", "));
+    }
+    if let (Some(c1), Some(c50)) = (ping_c1, ping_c50) {
+        println!("redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients (same run)");
+    }
+}
