@@ -29,7 +29,10 @@ pub enum EntraId {
 
 impl EntraId {
     /// Reads the setting's value (`ManagedIdentity`, `AzureCli`, `ServicePrincipal`).
-    pub(crate) fn parse(text: &str, client_id: Option<String>) -> Result<EntraId, String> {
+    ///
+    /// # Errors
+    /// What was expected, for the caller to put behind the field name.
+    pub fn parse(text: &str, client_id: Option<String>) -> Result<EntraId, String> {
         match text.to_ascii_lowercase().as_str() {
             "managedidentity" | "" => Ok(EntraId::ManagedIdentity { client_id }),
             "azurecli" => Ok(EntraId::AzureCli),

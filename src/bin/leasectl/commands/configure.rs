@@ -462,11 +462,13 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
 
 /// Connects to each instance, PINGs, and takes and releases a test lease.
 async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
-    if answers.mode == AuthMode::EntraId {
-        anyhow::bail!("Microsoft Entra ID authentication is not available in this build yet");
-    }
     for endpoint in &answers.endpoints {
         let mut settings = Settings::for_endpoints(&[endpoint])?;
+        if answers.mode == AuthMode::EntraId {
+            let credential = answers.credential.as_deref().unwrap_or("ManagedIdentity");
+            let entra_id = leasectl::EntraId::parse(credential, answers.client_id.clone()).map_err(UsageError)?;
+            settings.entra_id = Some(entra_id);
+        }
         settings.key_prefix = answers.key_prefix.clone();
         settings.database = answers.database;
         settings.connect_timeout = Duration::from_secs(5);
