@@ -8,17 +8,20 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::Value;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use redis::EntraIdCredentialsProvider;
 use crate::holder::{Holder, InstanceView, LeaseInfo};
-use crate::keys::{check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, release_channel};
+use crate::keys::{
+    check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, queue_keys,
+    release_channel,
+};
 use crate::lease::{validity_end, Lease, Schedule};
 use crate::nodes::{Call, Node, Nodes, Pending, Vote};
 use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
 use crate::settings::Settings;
+use redis::EntraIdCredentialsProvider;
 
 /// How often a waiter polls by default when no release notification arrives.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
@@ -80,6 +83,8 @@ pub enum FencedWrite {
 /// after the first failed try), else polling with jitter, never past the holder's TTL.
 struct Waiter {
     channel: String,
+    /// Our place in the lease's queue: a release that names another waiter is not for us.
+    place: Option<String>,
     deadline: Instant,
     fallback_poll: Duration,
     subscribed: bool,
@@ -87,9 +92,16 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn new(key: String, wait: Duration, fallback_poll: Duration) -> Waiter {
+    fn new(key: String, wait: Duration, fallback_poll: Duration, place: Option<String>) -> Waiter {
         let deadline = Instant::now() + wait;
-        Waiter { channel: release_channel(&key), deadline, fallback_poll, subscribed: false, notifications: None }
+        Waiter {
+            channel: release_channel(&key),
+            place,
+            deadline,
+            fallback_poll,
+            subscribed: false,
+            notifications: None,
+        }
     }
 
     fn is_over(&self) -> bool {
@@ -110,11 +122,17 @@ impl Waiter {
         if let Some(ttl) = holder.ttl {
             pause = pause.min(ttl + Duration::from_millis(1));
         }
-        match self.notifications.as_mut() {
-            Some(stream) => {
-                let _ = timeout(pause, stream.next()).await;
+        let Some(stream) = self.notifications.as_mut() else {
+            tokio::time::sleep(pause).await;
+            return;
+        };
+        // A release names the first queued waiter (or no one): only it needs to try now.
+        let until = Instant::now() + pause;
+        while let Ok(Some(message)) = tokio::time::timeout_at(until, stream.next()).await {
+            let next: String = message.get_payload().unwrap_or_default();
+            if next.is_empty() || self.place.as_deref().is_none_or(|place| place == next) {
+                return;
             }
-            None => tokio::time::sleep(pause).await,
         }
     }
 }
@@ -187,18 +205,29 @@ impl LeaseClient {
     /// [`Error::Settings`] for an empty or huge name or a too short or huge TTL; connection
     /// errors; [`Error::NoQuorum`] when too few instances answered.
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
+        self.attempt(name, options, "").await
+    }
+
+    /// One acquire attempt; `waiter` (single mode, `""` for none) keeps a place in the
+    /// lease's queue, so that waiters get the lease in the order they came.
+    async fn attempt(&self, name: &str, options: &LeaseOptions, waiter: &str) -> Result<Acquire> {
         check_name(name)?;
         let ttl_ms = check_ttl(options.ttl)?;
         let shared = &self.shared;
         let key = shared.settings.key_for(name);
         let id = uuid::Uuid::new_v4().to_string();
         let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let (queue, deadlines) = queue_keys(&key);
         let mut call = Call::new(&scripts::ACQUIRE)
             .key(&key)
             .key(fence_key(&key))
+            .key(queue)
+            .key(deadlines)
             .arg(&id)
             .arg(ttl_ms)
-            .arg(&acquired_at);
+            .arg(&acquired_at)
+            .arg(waiter)
+            .arg(queue_grace(options).as_millis() as u64);
         for (field, value) in &options.metadata {
             call = call.arg(format!("meta_{field}")).arg(value);
         }
@@ -220,10 +249,21 @@ impl LeaseClient {
                 Ok(token) if in_time => {
                     let schedule = Schedule {
                         ttl: options.ttl,
-                        renew_every: options.auto_renew.map(|every| every.min(options.ttl * 2 / 3)),
+                        renew_every: options
+                            .auto_renew
+                            .map(|every| every.min(options.ttl * 2 / 3)),
                         hold_until: options.max_hold.map(|cap| sent_at + cap),
                     };
-                    let lease = Lease::new(shared.clone(), name, key, id, token, acquired_at, sent_at, schedule);
+                    let lease = Lease::new(
+                        shared.clone(),
+                        name,
+                        key,
+                        id,
+                        token,
+                        acquired_at,
+                        sent_at,
+                        schedule,
+                    );
                     Ok(Acquire::Acquired(lease))
                 }
                 outcome => {
@@ -246,7 +286,7 @@ impl LeaseClient {
                 })) => Ok(Acquire::Held(holder)),
                 // Held, but the key vanished between the check and the read: it is free now.
                 Some(Ok(Grant::Held { holder: None, .. })) => {
-                    Box::pin(self.try_acquire(name, options)).await
+                    Box::pin(self.attempt(name, options, waiter)).await
                 }
                 Some(Err(error)) => Err(error),
                 _ => Err(shared.unexpected("acquire")),
@@ -308,13 +348,24 @@ impl LeaseClient {
         wait: Duration,
         mut observe: impl FnMut(&Holder),
     ) -> Result<Acquire> {
-        let mut waiter = Waiter::new(self.shared.settings.key_for(name), wait, options.fallback_poll);
+        let key = self.shared.settings.key_for(name);
+        // Queueing is per instance, so it is for single mode: in quorum mode different
+        // instances could each promise the lease to a different waiter, and none would win.
+        let place = match self.shared.nodes.list.len() {
+            1 => uuid::Uuid::new_v4().to_string(),
+            _ => String::new(),
+        };
+        let queued = Some(place.clone()).filter(|place| !place.is_empty());
+        let mut waiter = Waiter::new(key.clone(), wait, options.fallback_poll, queued);
         loop {
-            let holder = match self.try_acquire(name, options).await? {
+            let holder = match self.attempt(name, options, &place).await? {
                 Acquire::Held(holder) => holder,
                 acquired => return Ok(acquired),
             };
             if waiter.is_over() {
+                if !place.is_empty() {
+                    self.shared.leave_queue(&key, &place).await;
+                }
                 return Ok(Acquire::Held(holder));
             }
             observe(&holder);
@@ -329,7 +380,12 @@ impl LeaseClient {
     /// As [`LeaseClient::inspect`].
     pub async fn wait_until_free(&self, name: &str, wait: Duration) -> Result<Option<Holder>> {
         check_name(name)?;
-        let mut waiter = Waiter::new(self.shared.settings.key_for(name), wait, FALLBACK_POLL);
+        let mut waiter = Waiter::new(
+            self.shared.settings.key_for(name),
+            wait,
+            FALLBACK_POLL,
+            None,
+        );
         loop {
             let Some(holder) = self.inspect(name).await?.holder else {
                 return Ok(None);
@@ -348,10 +404,22 @@ impl LeaseClient {
     /// # Errors
     /// Connection errors; [`Error::Redis`] when `key` holds something other than a string.
     pub async fn fenced_set(&self, key: &str, value: &str, token: u64) -> Result<FencedWrite> {
-        let call = Arc::new(Call::new(&scripts::FENCED_SET).key(key).key(newest_token_key(key)).arg(value).arg(token));
+        let call = Arc::new(
+            Call::new(&scripts::FENCED_SET)
+                .key(key)
+                .key(newest_token_key(key))
+                .arg(value)
+                .arg(token),
+        );
         let node = &self.shared.nodes.list[0];
         let (written, newest): (i64, i64) = node.script(&call).await?;
-        Ok(if written == 1 { FencedWrite::Written } else { FencedWrite::Stale { newest: newest as u64 } })
+        Ok(if written == 1 {
+            FencedWrite::Written
+        } else {
+            FencedWrite::Stale {
+                newest: newest as u64,
+            }
+        })
     }
 
     /// Reads who holds `name`, in any of the formats of SPEC 2 (in quorum mode: the holder a
@@ -458,6 +526,7 @@ impl LeaseClient {
         let call = Arc::new(
             Call::new(&scripts::FORCE_RELEASE)
                 .key(&key)
+                .key(queue_keys(&key).0)
                 .arg(release_channel(&key)),
         );
         self.shared.any(&call).await
@@ -517,6 +586,7 @@ impl Shared {
         let call = Arc::new(
             Call::new(&scripts::RELEASE)
                 .key(key)
+                .key(queue_keys(key).0)
                 .arg(id)
                 .arg(release_channel(key)),
         );
@@ -537,6 +607,18 @@ impl Shared {
             .into_iter()
             .find_map(|v| v.answer.err())
             .expect("no instance answered"))
+    }
+
+    /// Gives up a waiter's place in the queue (it would otherwise time out).
+    async fn leave_queue(&self, key: &str, waiter: &str) {
+        let (queue, deadlines) = queue_keys(key);
+        let call = Arc::new(
+            Call::new(&scripts::LEAVE_QUEUE)
+                .key(queue)
+                .key(deadlines)
+                .arg(waiter),
+        );
+        let _ = self.nodes.all(|node| node.script::<i64>(&call)).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
@@ -673,6 +755,12 @@ impl Shared {
             detail: format!("unexpected answer to the {what} script"),
         }
     }
+}
+
+/// How long a queued waiter keeps its place without trying again: three of its fallback
+/// polls (it tries at least that often), so a waiter that died holds up the others no longer.
+fn queue_grace(options: &LeaseOptions) -> Duration {
+    (options.fallback_poll * 3).clamp(Duration::from_secs(1), Duration::from_secs(24 * 3600))
 }
 
 /// Runs the acquire script on one instance and reads its answer.

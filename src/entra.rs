@@ -9,8 +9,8 @@ use azure_core::credentials::TokenCredential;
 use std::time::Duration;
 
 use azure_identity::{
-    AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId,
+    AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId,
 };
 use redis::{EntraIdCredentialsProvider, RetryConfig, REDIS_SCOPE_DEFAULT};
 
@@ -37,7 +37,9 @@ impl EntraId {
             "managedidentity" | "" => Ok(EntraId::ManagedIdentity { client_id }),
             "azurecli" => Ok(EntraId::AzureCli),
             "serviceprincipal" => Ok(EntraId::ServicePrincipal),
-            _ => Err(format!("expected ManagedIdentity, AzureCli or ServicePrincipal, got '{text}'")),
+            _ => Err(format!(
+                "expected ManagedIdentity, AzureCli or ServicePrincipal, got '{text}'"
+            )),
         }
     }
 
@@ -70,31 +72,49 @@ impl EntraId {
                 };
                 ManagedIdentityCredential::new(Some(options)).map_err(|e| failed(e.to_string()))?
             }
-            EntraId::AzureCli => AzureCliCredential::new(None).map_err(|e| failed(e.to_string()))?,
+            EntraId::AzureCli => {
+                AzureCliCredential::new(None).map_err(|e| failed(e.to_string()))?
+            }
             EntraId::ServicePrincipal => {
                 let variable = |name: &str| {
                     std::env::var(name)
                         .ok()
                         .filter(|v| !v.is_empty())
-                        .ok_or_else(|| failed(format!("the environment variable {name} is not set")))
+                        .ok_or_else(|| {
+                            failed(format!("the environment variable {name} is not set"))
+                        })
                 };
                 let (tenant, client) = (variable("AZURE_TENANT_ID")?, variable("AZURE_CLIENT_ID")?);
                 let secret = variable("AZURE_CLIENT_SECRET")?;
-                ClientSecretCredential::new(&tenant, client, secret.into(), None).map_err(|e| failed(e.to_string()))?
+                ClientSecretCredential::new(&tenant, client, secret.into(), None)
+                    .map_err(|e| failed(e.to_string()))?
             }
         };
-        match tokio::time::timeout(limit, credential.get_token(&[REDIS_SCOPE_DEFAULT], None)).await {
+        match tokio::time::timeout(limit, credential.get_token(&[REDIS_SCOPE_DEFAULT], None)).await
+        {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(failed(first_line(&error.to_string()))),
-            Err(_) => return Err(Error::Timeout { endpoint: format!("Microsoft Entra ID ({})", self.name()), after: limit }),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    endpoint: format!("Microsoft Entra ID ({})", self.name()),
+                    after: limit,
+                })
+            }
         }
-        let mut provider = EntraIdCredentialsProvider::new_with_credential(credential, vec![REDIS_SCOPE_DEFAULT.to_string()])
-            .map_err(|e| failed(e.to_string()))?;
+        let mut provider = EntraIdCredentialsProvider::new_with_credential(
+            credential,
+            vec![REDIS_SCOPE_DEFAULT.to_string()],
+        )
+        .map_err(|e| failed(e.to_string()))?;
         provider.start(RetryConfig::default());
         Ok(provider)
     }
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no detail").to_string()
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no detail")
+        .to_string()
 }

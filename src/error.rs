@@ -70,7 +70,10 @@ fn tls_problem(text: &str) -> Option<String> {
         "TLS: the server's certificate is not valid for this host name"
     } else if text.contains("certificate expired") || text.contains("Expired") {
         "TLS: the server's certificate has expired"
-    } else if text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("WrongVersion") {
+    } else if text.contains("InvalidContentType")
+        || text.contains("corrupt message")
+        || text.contains("WrongVersion")
+    {
         "TLS: the server did not answer with TLS (a plain port? use redis:// or ssl=False)"
     } else if text.contains("invalid peer certificate") {
         "TLS: the server's certificate was refused"
@@ -122,7 +125,10 @@ impl Error {
         }
         if err.kind() == redis::ErrorKind::Parse {
             let detail = "the answer is not Redis protocol (a TLS port reached without TLS? use rediss:// or ssl=True)";
-            return Error::Connection { endpoint, detail: detail.into() };
+            return Error::Connection {
+                endpoint,
+                detail: detail.into(),
+            };
         }
         Error::Redis {
             endpoint,

@@ -17,6 +17,8 @@ pub enum KeyFormat {
     Token,
     /// Any other Redis type (list, set, ...): someone else's key, treated as held.
     Other(String),
+    /// No key: the lease is free but promised to the first of this many queued waiters.
+    Queued { waiters: u64 },
 }
 
 /// The current holder of a lease.
@@ -63,8 +65,25 @@ pub struct InstanceView {
 }
 
 impl Holder {
+    /// The stand-in holder of a free lease that queued waiters are next in line for.
+    pub(crate) fn queued(waiters: u64) -> Holder {
+        Holder {
+            lease_id: None,
+            owner_id: None,
+            acquired_at: None,
+            fencing_token: None,
+            metadata: BTreeMap::new(),
+            ttl: None,
+            format: KeyFormat::Queued { waiters },
+            fields: Vec::new(),
+        }
+    }
+
     /// `us-east-1 (us-east)`: the instance and region when known, else the owner or lease id.
     pub fn display_name(&self) -> String {
+        if let KeyFormat::Queued { waiters } = self.format {
+            return format!("the first of {waiters} queued waiter(s)");
+        }
         let who = self
             .metadata
             .get("instanceId")

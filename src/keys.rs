@@ -53,6 +53,11 @@ pub(crate) fn fence_key(key: &str) -> String {
     beside(key, "fence")
 }
 
+/// The queue of a lease's waiters (ticket order) and their deadlines: fair handoffs.
+pub(crate) fn queue_keys(key: &str) -> (String, String) {
+    (beside(key, "queue"), beside(key, "queue-deadlines"))
+}
+
 /// Where a protected key remembers the newest fencing token a write to it carried.
 pub(crate) fn newest_token_key(key: &str) -> String {
     beside(key, "newest-token")
@@ -68,10 +73,13 @@ fn beside(key: &str, suffix: &str) -> String {
     }
 }
 
-/// True for a key that is some lease key's fencing counter.
+/// True for a key that belongs to some lease key (its counter or waiters' queue), not a lease.
 pub(crate) fn is_fence_key(key: &str) -> bool {
-    key.strip_suffix(":fence")
-        .is_some_and(|lease_key| fence_key(lease_key) == key)
+    ["fence", "queue", "queue-deadlines"].iter().any(|suffix| {
+        key.strip_suffix(suffix)
+            .and_then(|rest| rest.strip_suffix(':'))
+            .is_some_and(|lease_key| beside(lease_key, suffix) == key)
+    })
 }
 
 /// True when Redis Cluster would hash only a `{...}` part of `key`.

@@ -110,7 +110,13 @@ impl Lease {
             renewals: AtomicU64::new(0),
             lost: watch::channel(None).0,
         });
-        let watchdog = crate::renew::spawn(shared.clone(), state.clone(), key.clone(), id.clone(), schedule);
+        let watchdog = crate::renew::spawn(
+            shared.clone(),
+            state.clone(),
+            key.clone(),
+            id.clone(),
+            schedule,
+        );
         Lease {
             shared,
             state,

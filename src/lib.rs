@@ -50,10 +50,10 @@ pub mod settings;
 pub use client::{Acquire, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
 pub use endpoint::{mask_password, Endpoint};
 pub use entra::EntraId;
-/// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].
-pub use redis::EntraIdCredentialsProvider;
 pub use error::{Error, LostReason, Result};
 pub use holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use keys::{check_name, MAX_NAME_LEN, MIN_TTL};
 pub use lease::Lease;
+/// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].
+pub use redis::EntraIdCredentialsProvider;
 pub use settings::{Overrides, Settings};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, EntraIdCredentialsProvider, FromRedisValue, Script, ToRedisArgs};
+use redis::{Client, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script, ToRedisArgs};
 use tokio::time::timeout;
 
 use crate::endpoint::Endpoint;
@@ -88,7 +88,12 @@ impl Nodes {
             return Err(Error::Settings("no Redis endpoint is configured".into()));
         }
         let credentials = match (credentials, &settings.entra_id) {
-            (Some(given), _) => Some(given),
+            // A provider yields no token until started (connecting would wait for one until
+            // it timed out); starting one that is already running does nothing.
+            (Some(mut given), _) => {
+                given.start(RetryConfig::default());
+                Some(given)
+            }
             (None, Some(entra_id)) => Some(entra_id.provider(settings.connect_timeout).await?),
             (None, None) => None,
         };
@@ -134,7 +139,10 @@ impl Nodes {
             .into_iter()
             .map(|vote| {
                 let tls = nodes.list[vote.node].tls;
-                Vote { node: vote.node, answer: vote.answer.map_err(|error| tls_hint(error, tls)) }
+                Vote {
+                    node: vote.node,
+                    answer: vote.answer.map_err(|error| tls_hint(error, tls)),
+                }
             })
             .collect();
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
@@ -374,7 +382,13 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     let client = match (&settings.tls_ca_certificate, endpoint.tls) {
         (Some(path), true) => {
             let root_cert = Some(trusted_roots(path)?);
-            Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert })
+            Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
         }
         _ => Client::open(info),
     };
@@ -385,7 +399,8 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
 /// trusts only the bundle it is given, so the system's are added to it).
 fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
     use base64::Engine;
-    let unreadable = |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));
+    let unreadable =
+        |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));
     let mut bundle = std::fs::read(path).map_err(|e| unreadable(format!("cannot read: {e}")))?;
     if !String::from_utf8_lossy(&bundle).contains("-----BEGIN CERTIFICATE-----") {
         return Err(unreadable("not a PEM certificate bundle".into()));

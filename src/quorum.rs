@@ -25,7 +25,7 @@ pub(crate) enum Grant {
 }
 
 impl Grant {
-    /// Reads `{1, token}` or `{0, {type, pttl, fields}, counter}`.
+    /// Reads `{1, token}`, `{0, {type, pttl, fields}, counter}` or `{2, waiters, counter}`.
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
         let Value::Array(parts) = reply else {
             return None;
@@ -38,6 +38,13 @@ impl Grant {
                 holder: Holder::from_reply(holder),
                 counter: *counter as u64,
             }),
+            // Free, but promised to the first of the queued waiters.
+            (Some(Value::Int(2)), Some(Value::Int(waiters)), Some(Value::Int(counter))) => {
+                Some(Grant::Held {
+                    holder: Some(Holder::queued(*waiters as u64)),
+                    counter: *counter as u64,
+                })
+            }
             _ => None,
         }
     }
@@ -102,11 +109,17 @@ pub(crate) fn token_of(votes: &[Vote<Grant>]) -> (u64, usize) {
     (token, tokens.filter(|t| *t == token).count())
 }
 
-/// The instances whose answers show a counter below `token`.
+/// The instances whose answers show a counter below `token`, and those that failed: their
+/// counter is unknown, and one may be up again with empty memory (a connection that died with
+/// a restarted instance fails once, then reconnects), so they are raised too.
 pub(crate) fn behind(votes: &[Vote<Grant>], token: u64) -> Vec<usize> {
     votes
         .iter()
-        .filter(|v| v.answer.as_ref().is_ok_and(|grant| grant.counter() < token))
+        .filter(|v| {
+            v.answer
+                .as_ref()
+                .map_or(true, |grant| grant.counter() < token)
+        })
         .map(|v| v.node)
         .collect()
 }
@@ -204,6 +217,18 @@ mod tests {
             },
         )];
         assert_eq!(behind(&held, 6), vec![1]);
+        let failed = vec![Vote {
+            node: 2,
+            answer: Err(crate::Error::Timeout {
+                endpoint: "127.0.0.1:7003".into(),
+                after: std::time::Duration::from_secs(5),
+            }),
+        }];
+        assert_eq!(
+            behind(&failed, 6),
+            vec![2],
+            "a failed instance may be behind"
+        );
     }
 
     #[test]

@@ -29,8 +29,18 @@ pub(crate) fn spawn(
 }
 
 /// Runs until the lease is lost (or its hold cap is reached), and answers why.
-async fn watch(shared: &Shared, state: &LeaseState, key: &str, id: &str, schedule: Schedule) -> LostReason {
-    let Schedule { ttl, renew_every, hold_until } = schedule;
+async fn watch(
+    shared: &Shared,
+    state: &LeaseState,
+    key: &str,
+    id: &str,
+    schedule: Schedule,
+) -> LostReason {
+    let Schedule {
+        ttl,
+        renew_every,
+        hold_until,
+    } = schedule;
     let mut next_renewal = renew_every.map(|every| Instant::now() + every);
     loop {
         let valid_until = state.valid_until();

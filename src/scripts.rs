@@ -12,6 +12,9 @@ pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("scripts/acquire.lua")
     ))
 });
+/// A waiter gives up its place in the queue.
+pub(crate) static LEAVE_QUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/leave_queue.lua")));
 /// Extend our own lease.
 pub(crate) static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));

@@ -266,16 +266,29 @@ fn pick_endpoints(layers: &[Layer], defaults: Defaults) -> Result<Option<Vec<End
 /// The Entra ID credential, when the endpoint came from `Endpoint` (highest layer naming one):
 /// `EntraId` (default `ManagedIdentity`) and `ClientId`.
 fn pick_entra_id(layers: &[Layer]) -> Result<Option<EntraId>> {
-    let named_by = |layer: &Layer, field| layer.get(field).and_then(|v| string(v).ok()).is_some_and(|t| !t.trim().is_empty());
-    let source = layers.iter().rev().find(|l| ["Endpoints", "ConnectionString", "Endpoint"].iter().any(|f| named_by(l, *f)));
-    if !source.is_some_and(|l| named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")) {
+    let named_by = |layer: &Layer, field| {
+        layer
+            .get(field)
+            .and_then(|v| string(v).ok())
+            .is_some_and(|t| !t.trim().is_empty())
+    };
+    let source = layers.iter().rev().find(|l| {
+        ["Endpoints", "ConnectionString", "Endpoint"]
+            .iter()
+            .any(|f| named_by(l, *f))
+    });
+    if !source.is_some_and(|l| {
+        named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")
+    }) {
         return Ok(None);
     }
     let client_id = pick(layers, "ClientId", string)?.filter(|c| !c.trim().is_empty());
     for layer in layers.iter().rev() {
         if let Some(value) = layer.get("EntraId") {
             let text = string(value).map_err(|e| layer.error("EntraId", e))?;
-            return EntraId::parse(text.trim(), client_id).map(Some).map_err(|e| layer.error("EntraId", e));
+            return EntraId::parse(text.trim(), client_id)
+                .map(Some)
+                .map_err(|e| layer.error("EntraId", e));
         }
     }
     Ok(Some(EntraId::ManagedIdentity { client_id }))
@@ -449,12 +462,15 @@ fn read_file(path: &Path) -> Result<Layer> {
 /// Warns when a file that holds a password can be read by other users.
 fn warn_if_exposed(path: &Path, layer: &Layer) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = std::fs::metadata(path) else { return };
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
     let mode = metadata.permissions().mode() & 0o777;
     let holds_password = ["ConnectionString", "Endpoints"].iter().any(|field| {
         layer.get(field).is_some_and(|value| {
             let text = value.to_string();
-            text.to_ascii_lowercase().contains("password=") || (text.contains("://") && text.contains('@'))
+            text.to_ascii_lowercase().contains("password=")
+                || (text.contains("://") && text.contains('@'))
         })
     });
     if holds_password && mode & 0o077 != 0 {

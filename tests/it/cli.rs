@@ -239,7 +239,9 @@ fn query(connection: &mut redis::Connection, args: &[&str]) {
 fn snapshot(connection: &mut redis::Connection) -> BTreeMap<String, String> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(connection).unwrap();
     let mut all = BTreeMap::new();
-    for key in keys {
+    // A waiter's place in a lease's queue is bookkeeping that expires by itself, not data.
+    let queue_entry = |key: &str| key.ends_with(":queue") || key.ends_with(":queue-deadlines");
+    for key in keys.into_iter().filter(|key| !queue_entry(key)) {
         let kind: String = redis::cmd("TYPE").arg(&key).query(connection).unwrap();
         let content = match kind.as_str() {
             "hash" => {

@@ -3,5 +3,8 @@
 
 mod cli;
 mod configure;
+mod exec;
 mod library;
+mod quorum;
+mod security;
 mod support;

@@ -227,3 +227,223 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Quorum mode: independent `redis-server`s, one per instance of the deployment.
+pub struct Quorum {
+    pub servers: Vec<RedisServer>,
+}
+
+impl Quorum {
+    /// Starts `n` servers.
+    pub fn start(n: usize) -> Quorum {
+        Quorum {
+            servers: (0..n).map(|_| RedisServer::start()).collect(),
+        }
+    }
+
+    /// Every server's URL, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// `127.0.0.1:PORT` of every server, as messages name them.
+    pub fn addresses(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|server| format!("127.0.0.1:{}", server.port))
+            .collect()
+    }
+
+    /// Settings for the library: every server, defaults otherwise.
+    pub fn settings(&self) -> Settings {
+        Settings::for_endpoints(&self.urls()).expect("valid URLs")
+    }
+
+    /// How many servers make a majority.
+    pub fn majority(&self) -> usize {
+        self.servers.len() / 2 + 1
+    }
+}
+
+impl Leasectl {
+    /// `leasectl --endpoint URL1 --endpoint URL2 ... ARGS`: quorum mode over every server.
+    pub fn against_quorum(&self, quorum: &Quorum) -> Command {
+        let mut command = self.command();
+        for url in quorum.urls() {
+            command.arg("--endpoint").arg(url);
+        }
+        command
+    }
+}
+
+/// A `redis-server` that speaks only TLS (`--port 0 --tls-port P`), with a CA and a server
+/// certificate for `localhost` made by `openssl` at start; killed on drop.
+pub struct TlsRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    /// Makes the certificates, starts the server and waits until it answers PING over TLS.
+    pub fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        make_certificates(dir.path(), "localhost");
+        let mut server = TlsRedis {
+            port: 0,
+            child: None,
+            dir,
+        };
+        for _ in 0..20 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!(
+            "could not start redis-server with TLS\n{}",
+            std::fs::read_to_string(server.dir().join("redis.log")).unwrap_or_default()
+        );
+    }
+
+    fn spawn(&mut self) -> bool {
+        let file = |name: &str| self.dir.path().join(name);
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1 -::1", "--tls-auth-clients", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--tls-cert-file")
+            .arg(file("server.crt"))
+            .arg("--tls-key-file")
+            .arg(file("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(file("ca.crt"))
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(file("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false;
+            }
+            if self.try_connection().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
+    /// `rediss://localhost:PORT`: the name the certificate is for.
+    pub fn url(&self) -> String {
+        format!("rediss://localhost:{}", self.port)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A synchronous TLS connection as the default user, trusting the test CA.
+    pub fn connection(&self) -> redis::Connection {
+        self.try_connection()
+            .expect("connect to the TLS test redis")
+    }
+
+    /// A synchronous TLS connection that logs in as `user` with `password`.
+    pub fn connection_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> redis::RedisResult<redis::Connection> {
+        let url = format!("rediss://{user}:{password}@localhost:{}", self.port);
+        let client = redis::Client::build_with_tls(url, self.certificates())?;
+        client.get_connection_with_timeout(Duration::from_secs(10))
+    }
+
+    fn try_connection(&self) -> Option<redis::Connection> {
+        let client = redis::Client::build_with_tls(self.url(), self.certificates()).ok()?;
+        let mut connection = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut connection).ok()?;
+        Some(connection)
+    }
+
+    fn certificates(&self) -> redis::TlsCertificates {
+        // rustls needs one process-wide crypto provider; a second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(self.ca_file()).expect("read the test CA")),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes `ca.crt` (a fresh CA) and `server.crt`/`server.key` (signed by it, valid for the DNS
+/// name `host` only) into `dir`, with `openssl`.
+pub fn make_certificates(dir: &Path, host: &str) {
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    openssl(
+        dir,
+        &format!(
+            "req -x509 {key} -keyout ca.key -out ca.crt -days 2 -subj /CN=leasectl-test-CA \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+        ),
+    );
+    openssl(
+        dir,
+        &format!("req {key} -keyout server.key -out server.csr -subj /CN={host}"),
+    );
+    let extensions = format!(
+        "subjectAltName=DNS:{host}\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    );
+    std::fs::write(dir.join("server.ext"), extensions).expect("write server.ext");
+    openssl(
+        dir,
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+         -days 2 -extfile server.ext",
+    );
+}
+
+/// Runs `openssl ARGS` (split at whitespace) in `dir`; fails the test when it fails.
+fn openssl(dir: &Path, args: &str) {
+    let output = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        output.status.success(),
+        "openssl {args} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

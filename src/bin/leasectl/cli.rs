@@ -68,15 +68,19 @@ pub enum Command {
     )]
     Release(ReleaseArgs),
     /// Run a command while holding a lease, renewing it; the command is stopped if the lease is lost.
-    #[command(after_help = "Examples:\n  leasectl exec nightly-report -- ./report.sh\n  \
+    #[command(
+        after_help = "Examples:\n  leasectl exec nightly-report -- ./report.sh\n  \
         leasectl exec nightly-report --wait 10m --max-hold 2h -- ./report.sh --full\n\n\
         The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN.\n\
         Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
-        (the command got SIGTERM, then SIGKILL after --kill-after).")]
+        (the command got SIGTERM, then SIGKILL after --kill-after)."
+    )]
     Exec(ExecArgs),
     /// Measure this deployment: lease cycles, parallel and contended acquirers, quorum, renewal at scale.
-    #[command(after_help = "Examples:\n  leasectl bench --baseline\n  leasectl bench --scenario S1 --scenario S3 --json\n  \
-        leasectl bench --redis redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 --scenario S4")]
+    #[command(
+        after_help = "Examples:\n  leasectl bench --baseline\n  leasectl bench --scenario S1 --scenario S3 --json\n  \
+        leasectl bench --redis redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 --scenario S4"
+    )]
     Bench(BenchArgs),
     /// Fenced writes to a protected key (see `leasectl fence set --help`).
     Fence {
@@ -221,7 +225,9 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 pub enum FenceAction {
     /// Write VALUE to KEY unless TOKEN is older than the newest token KEY has seen (exit 3).
-    #[command(after_help = "Example (inside `leasectl exec`):\n  leasectl fence set report:latest \"$(date)\" --token \"$LEASECTL_FENCING_TOKEN\"")]
+    #[command(
+        after_help = "Example (inside `leasectl exec`):\n  leasectl fence set report:latest \"$(date)\" --token \"$LEASECTL_FENCING_TOKEN\""
+    )]
     Set {
         /// The protected key.
         key: String,

@@ -131,6 +131,10 @@ pub fn holder_table(key: &str, holder: &Holder) -> String {
         leasectl::KeyFormat::Other(kind) => {
             rows.push(("format".into(), format!("a Redis {kind}, not a lease")))
         }
+        leasectl::KeyFormat::Queued { waiters } => rows.push((
+            "queue".into(),
+            format!("free, promised to the first of {waiters} waiter(s) in line"),
+        )),
     }
     rows.extend(holder.fields.iter().cloned());
     let width = rows

@@ -35,7 +35,11 @@ struct Report {
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let quorum_possible = settings.endpoints.len() >= 3;
     let scenarios: Vec<String> = match args.scenarios.is_empty() {
-        true => ["S1", "S2", "S3"].iter().map(|s| s.to_string()).chain(quorum_possible.then(|| "S4".into())).collect(),
+        true => ["S1", "S2", "S3"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(quorum_possible.then(|| "S4".into()))
+            .collect(),
         false => args.scenarios.clone(),
     };
     if scenarios.iter().any(|s| s == "S4") && !quorum_possible {
@@ -52,17 +56,30 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
             "S1" => cycles("S1", &single, &args, &progress).await?,
             "S2" => parallel(&single, &args).await?,
             "S3" => contended(&single, &args).await?,
-            "S4" => cycles("S4", &LeaseClient::connect(settings.clone()).await?, &args, &progress).await?,
+            "S4" => {
+                cycles(
+                    "S4",
+                    &LeaseClient::connect(settings.clone()).await?,
+                    &args,
+                    &progress,
+                )
+                .await?
+            }
             _ => renewal_at_scale(&single, &args).await?,
         };
         progress.println(format!("{scenario} done"));
         if args.json {
-            progress.suspend(|| println!("{}", serde_json::to_string(&report).expect("serializable")));
+            progress
+                .suspend(|| println!("{}", serde_json::to_string(&report).expect("serializable")));
         }
         reports.push(report);
     }
     progress.finish_and_clear();
-    let baseline = if args.baseline { Some(redis_benchmark(&settings).await?) } else { None };
+    let baseline = if args.baseline {
+        Some(redis_benchmark(&settings).await?)
+    } else {
+        None
+    };
     if args.json {
         if let Some(baseline) = &baseline {
             println!("{}", serde_json::to_string(baseline)?);
@@ -78,13 +95,19 @@ fn progress_bar() -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} bench {msg} [{elapsed}]").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} bench {msg} [{elapsed}]").expect("valid template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }
 
 fn options(args: &BenchArgs, client: &LeaseClient) -> LeaseOptions {
-    LeaseOptions { ttl: args.ttl, auto_renew: None, ..LeaseOptions::from_settings(client.settings()) }
+    LeaseOptions {
+        ttl: args.ttl,
+        auto_renew: None,
+        ..LeaseOptions::from_settings(client.settings())
+    }
 }
 
 fn mode(client: &LeaseClient) -> String {
@@ -95,7 +118,12 @@ fn mode(client: &LeaseClient) -> String {
 }
 
 /// S1 and S4: one client, try-acquire + release of one key, one cycle after another.
-async fn cycles(scenario: &'static str, client: &LeaseClient, args: &BenchArgs, progress: &ProgressBar) -> anyhow::Result<Report> {
+async fn cycles(
+    scenario: &'static str,
+    client: &LeaseClient,
+    args: &BenchArgs,
+    progress: &ProgressBar,
+) -> anyhow::Result<Report> {
     let options = options(args, client);
     let name = format!("bench:{scenario}:{}", std::process::id());
     let mut samples = Vec::with_capacity(args.cycles as usize);
@@ -114,7 +142,14 @@ async fn cycles(scenario: &'static str, client: &LeaseClient, args: &BenchArgs, 
             progress.set_message(format!("{scenario}: {i} of {} cycles", args.cycles));
         }
     }
-    Ok(report(scenario, client, &mut samples, started.elapsed(), errors, Map::new()))
+    Ok(report(
+        scenario,
+        client,
+        &mut samples,
+        started.elapsed(),
+        errors,
+        Map::new(),
+    ))
 }
 
 /// One acquire + release; `false` when the lease was held (someone else uses the bench key).
@@ -152,7 +187,14 @@ async fn parallel(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Repo
         samples.extend(worker_samples);
         errors += worker_errors;
     }
-    Ok(report("S2", client, &mut samples, started.elapsed(), errors, Map::new()))
+    Ok(report(
+        "S2",
+        client,
+        &mut samples,
+        started.elapsed(),
+        errors,
+        Map::new(),
+    ))
 }
 
 /// What S3 records: who acquired and released when.
@@ -174,12 +216,14 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
     let log = Arc::new(Mutex::new(Handoffs::default()));
     let started = Instant::now();
     let workers = (0..args.workers).map(|worker| {
-        let (client, options, name, log) = (client.clone(), options.clone(), name.clone(), log.clone());
+        let (client, options, name, log) =
+            (client.clone(), options.clone(), name.clone(), log.clone());
         let (hold, wait) = (args.hold, args.wait_timeout);
         tokio::spawn(async move {
             let mut errors = 0u64;
             while Instant::now() < deadline {
-                let Ok(Acquire::Acquired(lease)) = client.acquire(&name, &options, wait).await else {
+                let Ok(Acquire::Acquired(lease)) = client.acquire(&name, &options, wait).await
+                else {
                     errors += 1;
                     continue;
                 };
@@ -203,7 +247,11 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
         errors += outcome?;
     }
     let elapsed = started.elapsed();
-    let log = Arc::try_unwrap(log).ok().expect("workers done").into_inner().expect("log");
+    let log = Arc::try_unwrap(log)
+        .ok()
+        .expect("workers done")
+        .into_inner()
+        .expect("log");
     // Each acquisition after the first follows a release: the gap between them is a handoff.
     let (mut same, mut gaps_other, mut gaps) = (0u64, Vec::new(), Vec::new());
     for (release, acquire) in log.released.iter().zip(log.acquired.iter().skip(1)) {
@@ -222,11 +270,23 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
     let n = log.acquired.len() as u64;
     let handoffs = gaps.len().max(1) as f64;
     let mut extra = Map::new();
-    extra.insert("same_worker_pct".into(), json!(round(100.0 * same as f64 / handoffs)));
-    extra.insert("other_p50_us".into(), json!(percentile_us(&mut gaps_other, 0.50)));
-    extra.insert("other_p99_us".into(), json!(percentile_us(&mut gaps_other, 0.99)));
+    extra.insert(
+        "same_worker_pct".into(),
+        json!(round(100.0 * same as f64 / handoffs)),
+    );
+    extra.insert(
+        "other_p50_us".into(),
+        json!(percentile_us(&mut gaps_other, 0.50)),
+    );
+    extra.insert(
+        "other_p99_us".into(),
+        json!(percentile_us(&mut gaps_other, 0.99)),
+    );
     extra.insert("per_worker".into(), json!(per_worker));
-    extra.insert("hold_mean_us".into(), json!(round(log.hold_total.as_secs_f64() * 1e6 / n.max(1) as f64)));
+    extra.insert(
+        "hold_mean_us".into(),
+        json!(round(log.hold_total.as_secs_f64() * 1e6 / n.max(1) as f64)),
+    );
     Ok(report("S3", client, &mut gaps, elapsed, errors, extra).with_ops(n, elapsed))
 }
 
@@ -237,7 +297,9 @@ async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Res
     options.auto_renew = Some(args.ttl / 3);
     let rss_before = rss_bytes();
     let mut leases = Vec::with_capacity(args.leases as usize);
-    let names: Vec<String> = (0..args.leases).map(|i| format!("bench:S5:{}:{i}", std::process::id())).collect();
+    let names: Vec<String> = (0..args.leases)
+        .map(|i| format!("bench:S5:{}:{i}", std::process::id()))
+        .collect();
     for chunk in names.chunks(500) {
         let takes = chunk.iter().map(|name| client.try_acquire(name, &options));
         for outcome in futures_util::future::join_all(takes).await {
@@ -257,7 +319,10 @@ async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Res
     let releases = leases.into_iter().map(|lease| lease.release());
     futures_util::future::join_all(releases).await;
     let mut extra = Map::new();
-    extra.insert("cpu_us_per_renewal".into(), json!(round(cpu.as_secs_f64() * 1e6 / renewals.max(1) as f64)));
+    extra.insert(
+        "cpu_us_per_renewal".into(),
+        json!(round(cpu.as_secs_f64() * 1e6 / renewals.max(1) as f64)),
+    );
     extra.insert("rss_bytes_per_lease".into(), json!(rss_per_lease));
     extra.insert("late_renewals".into(), json!(lost));
     Ok(report("S5", client, &mut Vec::new(), elapsed, lost, extra).with_ops(renewals, elapsed))
@@ -308,14 +373,20 @@ fn round(value: f64) -> f64 {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
 fn cpu_time() -> anyhow::Result<Duration> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    Ok(Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time())))
+    Ok(Duration::from_micros(
+        micros(usage.user_time()) + micros(usage.system_time()),
+    ))
 }
 
 /// `redis-benchmark`'s PING (multibulk) requests per second at 1 and 50 clients, against the
@@ -325,7 +396,15 @@ async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
     let mut figures = Map::new();
     for (clients, requests) in [(1, 50_000), (50, 200_000)] {
         let mut command = tokio::process::Command::new("redis-benchmark");
-        command.args(["-h", &endpoint.host, "-p", &endpoint.port.to_string(), "-t", "ping", "--csv"]);
+        command.args([
+            "-h",
+            &endpoint.host,
+            "-p",
+            &endpoint.port.to_string(),
+            "-t",
+            "ping",
+            "--csv",
+        ]);
         command.args(["-c", &clients.to_string(), "-n", &requests.to_string()]);
         if let Some(password) = endpoint.password() {
             command.env("REDISCLI_AUTH", password);
@@ -333,7 +412,10 @@ async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
         if endpoint.tls {
             command.arg("--tls");
         }
-        let output = command.output().await.context("running redis-benchmark (install redis-tools)")?;
+        let output = command
+            .output()
+            .await
+            .context("running redis-benchmark (install redis-tools)")?;
         let text = String::from_utf8_lossy(&output.stdout);
         let rps = text
             .lines()
@@ -347,22 +429,48 @@ async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
 }
 
 fn print_table(reports: &[Report], baseline: Option<&Value>) {
-    println!("{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  {}", "", "ops/s", "p50 µs", "p99 µs", "n", "errors", "notes");
+    println!(
+        "{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  {}",
+        "", "ops/s", "p50 µs", "p99 µs", "n", "errors", "notes"
+    );
     let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
     let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
     for r in reports {
         let mut notes: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
         match (r.scenario, ping_c1, ping_c50) {
-            ("S1", Some(ping), _) => notes.insert(0, format!("{:.0}% of the two-round-trip limit", 100.0 * r.ops_per_s / (ping / 2.0))),
-            ("S2", _, Some(ping)) => notes.insert(0, format!("{:.0}% of half redis-benchmark -c 50 PING", 100.0 * r.ops_per_s / (ping / 2.0))),
+            ("S1", Some(ping), _) => notes.insert(
+                0,
+                format!(
+                    "{:.0}% of the two-round-trip limit",
+                    100.0 * r.ops_per_s / (ping / 2.0)
+                ),
+            ),
+            ("S2", _, Some(ping)) => notes.insert(
+                0,
+                format!(
+                    "{:.0}% of half redis-benchmark -c 50 PING",
+                    100.0 * r.ops_per_s / (ping / 2.0)
+                ),
+            ),
             _ => {}
         }
         if r.mode != "single" {
             notes.insert(0, r.mode.clone());
         }
-        println!("{:<4} {:>12.0} {:>10.1} {:>10.1} {:>9} {:>7}  {}", r.scenario, r.ops_per_s, r.p50_us, r.p99_us, r.n, r.errors, notes.join(", "));
+        println!(
+            "{:<4} {:>12.0} {:>10.1} {:>10.1} {:>9} {:>7}  {}",
+            r.scenario,
+            r.ops_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.n,
+            r.errors,
+            notes.join(", ")
+        );
     }
     if let (Some(c1), Some(c50)) = (ping_c1, ping_c50) {
-        println!("redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients (same run)");
+        println!(
+            "redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients (same run)"
+        );
     }
 }

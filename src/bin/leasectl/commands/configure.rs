@@ -466,7 +466,8 @@ async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
         let mut settings = Settings::for_endpoints(&[endpoint])?;
         if answers.mode == AuthMode::EntraId {
             let credential = answers.credential.as_deref().unwrap_or("ManagedIdentity");
-            let entra_id = leasectl::EntraId::parse(credential, answers.client_id.clone()).map_err(UsageError)?;
+            let entra_id = leasectl::EntraId::parse(credential, answers.client_id.clone())
+                .map_err(UsageError)?;
             settings.entra_id = Some(entra_id);
         }
         settings.key_prefix = answers.key_prefix.clone();

@@ -18,7 +18,11 @@ use super::Interrupts;
 use crate::cli::ExecArgs;
 use crate::output::{exit, Printer};
 
-pub async fn run(client: LeaseClient, args: ExecArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    client: LeaseClient,
+    args: ExecArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::install()?;
     let options = lease_options(&client, &args);
     let asked_at = Instant::now();
@@ -32,7 +36,12 @@ pub async fn run(client: LeaseClient, args: ExecArgs, printer: &Printer) -> anyh
     let lease = match outcome {
         Acquire::Acquired(lease) => lease,
         Acquire::Held(holder) => {
-            printer.note(format!("{} is held by {}; not running {}", args.name, holder.display_name(), args.command[0]));
+            printer.note(format!(
+                "{} is held by {}; not running {}",
+                args.name,
+                holder.display_name(),
+                args.command[0]
+            ));
             return Ok(ExitCode::from(exit::HELD));
         }
     };
@@ -42,18 +51,24 @@ pub async fn run(client: LeaseClient, args: ExecArgs, printer: &Printer) -> anyh
         Err(error) => {
             lease.release().await?;
             printer.note(format!("cannot run {}: {error}", args.command[0]));
-            let code = if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if error.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             return Ok(ExitCode::from(code));
         }
     };
     let lost = lease.lost();
     tokio::pin!(lost);
+    let mut was_lost = false;
     let code = loop {
         tokio::select! {
             status = child.wait() => break exit_code(status?),
             error = &mut lost => {
                 printer.note(format!("{error}; stopping {}", args.command[0]));
                 stop(&mut child, args.kill_after).await?;
+                was_lost = true;
                 break exit::LOST;
             }
             signal = interrupts.recv() => {
@@ -68,7 +83,13 @@ pub async fn run(client: LeaseClient, args: ExecArgs, printer: &Printer) -> anyh
     let renewals = lease.renewals();
     let token = lease.fencing_token();
     let held = asked_at.elapsed().saturating_sub(waited);
-    lease.release().await?;
+    match lease.release().await {
+        Ok(_) => {}
+        // Lost (maybe because Redis stopped answering): still exit 4, as SPEC 4 says; the key,
+        // if it is still ours, ends with its TTL.
+        Err(error) if was_lost => printer.note(format!("could not release {}: {error}", args.name)),
+        Err(error) => return Err(error.into()),
+    }
     tracing::info!(
         "lease {}: waited {}, held {}, {renewals} renewals, fencing token {token}, exit {code}",
         args.name,
@@ -85,12 +106,17 @@ fn lease_options(client: &LeaseClient, args: &ExecArgs) -> LeaseOptions {
         options.ttl = ttl;
     }
     options.max_hold = args.max_hold;
-    let hostname = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     options = options
         .meta("instanceId", format!("{hostname}:{}", std::process::id()))
         .meta("hostname", hostname)
         .meta("command", args.command.join(" "))
-        .meta("startTime", humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+        .meta(
+            "startTime",
+            humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        );
     for (key, value) in &args.meta {
         options = options.meta(key, value);
     }
