@@ -168,7 +168,7 @@ pub struct ExecArgs {
     /// End the command (as on a lost lease) after this long, so a stuck job cannot hold forever.
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub max_hold: Option<Duration>,
-    /// After SIGTERM on a lost lease, how long the command has before SIGKILL.
+    /// After SIGTERM (a lost lease, or a signal passed on), how long the command has before SIGKILL.
     #[arg(long, default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
     pub kill_after: Duration,
     /// More metadata, stored as meta_<key>.

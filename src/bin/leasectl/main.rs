@@ -15,11 +15,15 @@ fn main() -> ExitCode {
         // Help and version go to stdout as clap prints them; a mistake is one line and exit 2.
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => {
+            // clap's message up to its usage lines, folded onto one line.
             let text = error.render().to_string();
-            eprintln!(
-                "leasectl: {} (see --help)",
-                text.lines().next().unwrap_or_default()
-            );
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.starts_with("Usage:"))
+                .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+                .collect();
+            eprintln!("leasectl: {} (see --help)", message.join(" "));
             return ExitCode::from(output::exit::USAGE);
         }
     };

@@ -62,9 +62,21 @@ pub async fn run(
     let lost = lease.lost();
     tokio::pin!(lost);
     let mut was_lost = false;
+    // After a signal is passed on, the command has --kill-after to end before SIGKILL.
+    let mut kill_at: Option<Instant> = None;
     let code = loop {
+        let kill_timer = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => break exit_code(status?),
+            _ = kill_timer => {
+                child.start_kill()?;
+                kill_at = None;
+            }
             error = &mut lost => {
                 printer.note(format!("{error}; stopping {}", args.command[0]));
                 stop(&mut child, args.kill_after).await?;
@@ -77,6 +89,7 @@ pub async fn run(
                 if let Some(pid) = child.id() {
                     let _ = kill(Pid::from_raw(pid as i32), forwarded);
                 }
+                kill_at.get_or_insert(Instant::now() + args.kill_after);
             }
         }
     };
