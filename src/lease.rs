@@ -19,6 +19,8 @@ pub(crate) struct LeaseState {
     valid_until: Mutex<Instant>,
     renewals: AtomicU64,
     lost: watch::Sender<Option<Error>>,
+    /// Set by `release`: a released lease is never reported lost.
+    released: AtomicBool,
 }
 
 impl LeaseState {
@@ -87,8 +89,8 @@ pub struct Lease {
     fencing_token: u64,
     acquired_at: String,
     ttl: Duration,
-    watchdog: JoinHandle<()>,
-    released: AtomicBool,
+    /// Renews the lease and watches its cap; `None` when it does neither.
+    watchdog: Option<JoinHandle<()>>,
 }
 
 impl Lease {
@@ -109,14 +111,20 @@ impl Lease {
             valid_until: Mutex::new(validity_end(sent_at, ttl)),
             renewals: AtomicU64::new(0),
             lost: watch::channel(None).0,
+            released: AtomicBool::new(false),
         });
-        let watchdog = crate::renew::spawn(
-            shared.clone(),
-            state.clone(),
-            key.clone(),
-            id.clone(),
-            schedule,
-        );
+        // A lease that is neither renewed nor capped needs no task: its lost signal is a timer
+        // in `lost()` (or a check in `lost_error()`), which keeps a plain acquire cheap.
+        let needs_watchdog = schedule.renew_every.is_some() || schedule.hold_until.is_some();
+        let watchdog = needs_watchdog.then(|| {
+            crate::renew::spawn(
+                shared.clone(),
+                state.clone(),
+                key.clone(),
+                id.clone(),
+                schedule,
+            )
+        });
         Lease {
             shared,
             state,
@@ -126,7 +134,12 @@ impl Lease {
             acquired_at,
             ttl,
             watchdog,
-            released: AtomicBool::new(false),
+        }
+    }
+
+    fn stop_watchdog(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
         }
     }
 
@@ -172,6 +185,9 @@ impl Lease {
 
     /// The loss, if the lease was lost.
     pub fn lost_error(&self) -> Option<Error> {
+        if self.watchdog.is_none() && Instant::now() >= self.state.valid_until() {
+            return Some(self.state.mark_lost(LostReason::Expired));
+        }
         self.state.lost_error()
     }
 
@@ -180,14 +196,35 @@ impl Lease {
     /// The future owns what it needs, so it can be moved into another task.
     pub fn lost(&self) -> impl Future<Output = Error> + Send + 'static {
         let mut receiver = self.state.lost.subscribe();
+        let (state, watched) = (self.state.clone(), self.watchdog.is_some());
         async move {
-            let lost = receiver
-                .wait_for(Option::is_some)
-                .await
-                .map(|lost| lost.clone());
-            match lost {
-                Ok(Some(error)) => error,
-                _ => std::future::pending().await,
+            loop {
+                if let Some(error) = receiver.borrow_and_update().clone() {
+                    return error;
+                }
+                // Without a watchdog, the validity's end is watched here (it only moves
+                // later, when `extend` succeeds).
+                let expiry = async {
+                    match watched {
+                        true => std::future::pending().await,
+                        false => tokio::time::sleep_until(state.valid_until()).await,
+                    }
+                };
+                tokio::select! {
+                    changed = receiver.changed() => {
+                        if changed.is_err() {
+                            return std::future::pending().await;
+                        }
+                    }
+                    _ = expiry => {
+                        if state.released.load(Ordering::Relaxed) {
+                            return std::future::pending().await;
+                        }
+                        if Instant::now() >= state.valid_until() {
+                            return state.mark_lost(LostReason::Expired);
+                        }
+                    }
+                }
             }
         }
     }
@@ -221,16 +258,16 @@ impl Lease {
     /// # Errors
     /// A connection error; the lease then ends when its TTL runs out.
     pub async fn release(self) -> Result<bool> {
-        self.watchdog.abort();
-        self.released.store(true, Ordering::Relaxed);
+        self.stop_watchdog();
+        self.state.released.store(true, Ordering::Relaxed);
         self.shared.release(&self.key, &self.id).await
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.watchdog.abort();
-        if self.released.load(Ordering::Relaxed) {
+        self.stop_watchdog();
+        if self.state.released.load(Ordering::Relaxed) {
             return;
         }
         // Never block in drop: release in the background when a runtime is still there.

@@ -212,7 +212,27 @@ impl Nodes {
         call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
         mut decided: impl FnMut(&[Vote<T>]) -> bool,
     ) -> (Vec<Vote<T>>, Pending<T>) {
+        let which: Vec<usize> = which.collect();
+        if let [index] = which[..] {
+            // One instance (single mode): nothing to fan out.
+            let node = &self.list[index];
+            let answer = match timeout(limit, call(node)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(Error::Timeout {
+                    endpoint: node.address.clone(),
+                    after: limit,
+                }),
+            };
+            return (
+                vec![Vote {
+                    node: index,
+                    answer,
+                }],
+                Pending::new(),
+            );
+        }
         let mut pending: Pending<T> = which
+            .into_iter()
             .map(|index| (index, &self.list[index]))
             .map(|(index, node)| {
                 let request = call(node);
@@ -308,10 +328,14 @@ impl Node {
             for arg in &call.args {
                 invocation.arg(arg);
             }
-            invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| Error::from_redis(&address, &e, after))
+            let mut answer = invocation.invoke_async(&mut connection).await;
+            if answer.as_ref().is_err_and(was_dropped) {
+                // The connection manager reconnects only after a command failed on a dead
+                // connection (a restarted instance): try once more. Every script is safe to
+                // repeat — acquire answers "granted" again for its own lease id.
+                answer = invocation.invoke_async(&mut connection).await;
+            }
+            answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
     }
 
@@ -365,12 +389,19 @@ impl Node {
             self.response_timeout,
         );
         Box::pin(async move {
-            command
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| Error::from_redis(&address, &e, after))
+            let mut answer = command.query_async(&mut connection).await;
+            if answer.as_ref().is_err_and(was_dropped) {
+                answer = command.query_async(&mut connection).await;
+            }
+            answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
     }
+}
+
+/// True when a command failed because its connection had died (not refused, not timed out):
+/// one retry goes out on the connection the manager makes anew.
+fn was_dropped(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
 }
 
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {

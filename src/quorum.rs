@@ -144,12 +144,17 @@ pub(crate) fn agreed_holder<'a>(
     need: usize,
 ) -> Option<&'a Holder> {
     let holders: Vec<&Holder> = holders.into_iter().collect();
-    holders.iter().copied().find(|candidate| {
-        let same = holders
-            .iter()
-            .filter(|h| h.lease_id == candidate.lease_id && h.format == candidate.format);
-        same.count() >= need
-    })
+    let same = |a: &Holder, b: &Holder| a.lease_id == b.lease_id && a.format == b.format;
+    let agreed = holders
+        .iter()
+        .copied()
+        .find(|candidate| holders.iter().filter(|h| same(h, candidate)).count() >= need)?;
+    // The instances that agree may not all have been raised to the token yet: show the largest.
+    holders
+        .iter()
+        .copied()
+        .filter(|h| same(h, agreed))
+        .max_by_key(|h| h.fencing_token)
 }
 
 #[cfg(test)]

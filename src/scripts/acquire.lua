@@ -33,6 +33,10 @@ local function join_queue(now)
 end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Ours already: this is a retry whose first answer was lost with its connection.
+  if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'leaseId') == ARGV[1] then
+    return {1, tonumber(redis.call('HGET', KEYS[1], 'fencingToken'))}
+  end
   if waiter ~= '' then
     join_queue(now_ms())
   end
