@@ -4,12 +4,21 @@
 //! `fencingToken`, `meta_*`) whose TTL is the lease's; a counter beside it makes every
 //! acquisition's fencing token larger than the last. Each operation is one Lua script.
 //!
+//! One Redis instance, or several independent ones in quorum mode (Redlock): every operation
+//! goes to all instances at once and is decided by a majority.
+//!
 //! The layout:
 //! - [`settings`]: the settings files, environment and flags, resolved into [`Settings`];
-//! - [`LeaseClient`] (`client.rs`): connect, try-acquire, acquire with a wait, inspect, release;
+//!   [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra ID credentials;
+//! - [`LeaseClient`] (`client.rs`): connect, try-acquire, acquire with a fair, notified wait,
+//!   inspect, release, fenced writes;
+//! - `nodes.rs` sends a call to every instance, each under its own timeout, and `quorum.rs`
+//!   turns their answers into one (single mode is the case of one instance);
 //! - [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost signal, fed by the
 //!   watchdog in `renew.rs` that renews it and notices loss before the TTL can run out;
 //! - [`Holder`] (`holder.rs`): who holds a lease, read from any of the key formats in use;
+//! - `keys.rs`: the names beside a lease key (fencing counter, waiters' queue, channel);
+//!   `scripts/*.lua`: one Lua script per operation;
 //! - [`Error`] (`error.rs`): one variant per kind of failure. A held lease is not an error.
 //!
 //! ```no_run
