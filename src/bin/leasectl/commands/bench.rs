@@ -430,8 +430,8 @@ async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
 
 fn print_table(reports: &[Report], baseline: Option<&Value>) {
     println!(
-        "{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  {}",
-        "", "ops/s", "p50 µs", "p99 µs", "n", "errors", "notes"
+        "{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  notes",
+        "", "ops/s", "p50 µs", "p99 µs", "n", "errors"
     );
     let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
     let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
