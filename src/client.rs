@@ -581,14 +581,20 @@ impl Shared {
         }
     }
 
-    /// Releases our lease on every instance; answers whether any instance held it.
+    /// Releases our lease on every instance and wakes the waiters; answers whether any
+    /// instance held it.
     pub(crate) async fn release(&self, key: &str, id: &str) -> Result<bool> {
+        self.release_on_all(key, id, &release_channel(key)).await
+    }
+
+    /// Releases on every instance; `channel` is where waiters are woken (`""`: nowhere).
+    async fn release_on_all(&self, key: &str, id: &str, channel: &str) -> Result<bool> {
         let call = Arc::new(
             Call::new(&scripts::RELEASE)
                 .key(key)
                 .key(queue_keys(key).0)
                 .arg(id)
-                .arg(release_channel(key)),
+                .arg(channel),
         );
         self.any(&call).await
     }
@@ -623,7 +629,8 @@ impl Shared {
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
     async fn undo(&self, key: &str, id: &str) {
-        if let Err(error) = self.release(key, id).await {
+        // Silently: nothing was held that anyone waits for.
+        if let Err(error) = self.release_on_all(key, id, "").await {
             tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
         }
     }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts: find or install redis-server, pick a free loopback port, start and
 # stop a throwaway server. Source it; it defines functions only.
 
@@ -56,4 +57,18 @@ stop_redis() {
     sleep 0.05
   done
   rm -f "$pidfile"
+}
+
+# pid_alive PID: is that process still running? A zombie counts as ended: a daemonized
+# redis-server that exited waits, as a zombie, for init to reap it, and some inits take a
+# second or more to do that.
+pid_alive() {
+  local stat
+  if [ -d /proc/self ]; then
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+  else
+    kill -0 "$1" 2>/dev/null
+  fi
 }
