@@ -543,13 +543,15 @@ impl Shared {
                 .arg(check_ttl(ttl)?),
         );
         let total = self.nodes.list.len();
-        let (votes, _) = self
+        let (votes, pending) = self
             .nodes
             .gather(
                 |node| node.script::<i64>(&call),
                 |votes| quorum::extension(votes, total).is_some(),
             )
             .await;
+        // The instances still answering are extended all the same: let their calls finish.
+        finish_in_background(pending);
         match quorum::extension(&votes, total) {
             Some(extended) => Ok(extended),
             None if total == 1 => Err(votes
@@ -602,7 +604,15 @@ impl Shared {
     /// Runs `call` on every instance; answers whether any answered 1. An error only when no
     /// instance answered at all.
     async fn any(&self, call: &Arc<Call>) -> Result<bool> {
-        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
+        let (votes, pending) = self
+            .nodes
+            .gather(
+                |node| node.script::<i64>(call),
+                |votes| votes.iter().any(|v| matches!(v.answer, Ok(1))),
+            )
+            .await;
+        // Once one instance said yes the answer is known; the others' calls still finish.
+        finish_in_background(pending);
         if votes.iter().any(|v| matches!(v.answer, Ok(1))) {
             return Ok(true);
         }
@@ -768,6 +778,14 @@ impl Shared {
 /// polls (it tries at least that often), so a waiter that died holds up the others no longer.
 fn queue_grace(options: &LeaseOptions) -> Duration {
     (options.fallback_poll * 3).clamp(Duration::from_secs(1), Duration::from_secs(24 * 3600))
+}
+
+/// Lets calls that are still under way finish (and be read) in the background, so that each
+/// instance gets the call even though the decision did not wait for its answer.
+fn finish_in_background<T: Send + 'static>(mut pending: Pending<T>) {
+    if !pending.is_empty() {
+        tokio::spawn(async move { while pending.next().await.is_some() {} });
+    }
 }
 
 /// Runs the acquire script on one instance and reads its answer.

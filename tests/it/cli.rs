@@ -2,20 +2,15 @@
 //! checked by what users see (stdout, stderr, the exit codes of SPEC 4) and what is in Redis.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::support::{self, Leasectl, RedisServer};
+use crate::process::{complete, parse_json, Output, Running};
+use crate::support::{self, exists, hgetall, pttl, query, Leasectl, RedisServer};
 
-/// The longest any `leasectl` process may take: reached only when something hangs.
-const LIMIT: Duration = Duration::from_secs(60);
 /// `run`'s default lease, its key and its fencing counter under the default prefix.
 const LEASE: &str = "critical-section-lock";
 const KEY: &str = "lease:critical-section-lock";
@@ -23,158 +18,6 @@ const FENCE: &str = "{lease:critical-section-lock}:fence";
 
 // ---------------------------------------------------------------------------------------------
 // Running leasectl
-
-/// A `leasectl` process whose stdout is read line by line as it comes; killed on drop.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: String,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Running {
-    fn spawn(mut command: Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start leasectl");
-        let (sender, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
-            text
-        });
-        Running {
-            child,
-            lines,
-            stdout: String::new(),
-            stderr: Some(stderr),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Reads stdout until a line contains `needle`, and answers that line.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(LIMIT) {
-                Ok(line) => {
-                    self.stdout.push_str(&line);
-                    self.stdout.push('\n');
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    let output = self.finish_in_place();
-                    panic!("no {needle:?} within {LIMIT:?}\n{output}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let output = self.finish_in_place();
-                    panic!("leasectl ended before printing {needle:?}\n{output}")
-                }
-            }
-        }
-    }
-
-    /// Waits for the process to end and answers everything it printed.
-    fn finish(mut self) -> Output {
-        self.finish_in_place()
-    }
-
-    fn finish_in_place(&mut self) -> Output {
-        let child = &mut self.child;
-        let exited = support::eventually(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait().expect("wait for leasectl");
-        // The reader sees the end of the pipe once the process is gone.
-        while let Ok(line) = self.lines.recv_timeout(LIMIT) {
-            self.stdout.push_str(&line);
-            self.stdout.push('\n');
-        }
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
-        let output = Output {
-            status,
-            stdout: self.stdout.clone(),
-            stderr: stderr.unwrap_or_default(),
-        };
-        assert!(exited, "leasectl did not exit within {LIMIT:?}\n{output}");
-        output
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What a finished `leasectl` printed, and how it ended.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// The exit code (a test fails when a signal ended the process instead).
-    fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("leasectl was ended by a signal\n{self}"))
-    }
-
-    /// The one line of stderr that states the error (clap adds a usage hint below its own);
-    /// fails on a panic.
-    fn error_line(&self) -> &str {
-        assert!(!self.stderr.contains("panicked"), "a panic\n{self}");
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|line| line.contains("error:"))
-            .collect();
-        assert_eq!(lines.len(), 1, "exactly one error line expected\n{self}");
-        lines[0]
-    }
-
-    /// Asserts the exit code and that stderr states one error, and answers that line.
-    fn failed_with(&self, code: i32) -> &str {
-        assert_eq!(self.code(), code, "exit code\n{self}");
-        self.error_line()
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout\n{}--- stderr\n{}---",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `command` to its end.
-fn complete(command: Command) -> Output {
-    Running::spawn(command).finish()
-}
 
 /// `leasectl ARGS` against `server`, run to its end.
 fn leasectl_against(leasectl: &Leasectl, server: &RedisServer, args: &[&str]) -> Output {
@@ -206,34 +49,6 @@ fn holding(leasectl: &Leasectl, server: &RedisServer, who: (&str, &str), lease: 
 
 // ---------------------------------------------------------------------------------------------
 // Reading and writing Redis
-
-fn hgetall(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
-    redis::cmd("HGETALL")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap()
-}
-
-fn exists(server: &RedisServer, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query::<i64>(&mut server.connection())
-        .unwrap()
-        == 1
-}
-
-fn pttl(server: &RedisServer, key: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap()
-}
-
-fn query(connection: &mut redis::Connection, args: &[&str]) {
-    let mut command = redis::cmd(args[0]);
-    command.arg(&args[1..]);
-    command.query::<redis::Value>(connection).unwrap();
-}
 
 /// Every key with its type, content and whether it expires: to show that nothing changed.
 fn snapshot(connection: &mut redis::Connection) -> BTreeMap<String, String> {
@@ -284,27 +99,11 @@ const SEED_002_FIELDS: &[&str] = &[
     "2025-12-25T21:00:00Z",
 ];
 
-/// Writes a lease hash like leasectl's at `key`, held by `instance`, expiring in a minute.
+/// Writes a lease hash like leasectl's at `key`, held by `instance` (region `test`, fencing
+/// token 7), expiring in a minute.
 fn write_lease(server: &RedisServer, key: &str, instance: &str) {
-    let mut connection = server.connection();
-    query(
-        &mut connection,
-        &[
-            "HSET",
-            key,
-            "leaseId",
-            &format!("id-of-{instance}"),
-            "acquiredAt",
-            "2025-12-25T21:00:00.000Z",
-            "fencingToken",
-            "7",
-            "meta_instanceId",
-            instance,
-            "meta_region",
-            "test",
-        ],
-    );
-    query(&mut connection, &["PEXPIRE", key, "60000"]);
+    let ttl = Duration::from_secs(60);
+    support::write_lease(server, key, (instance, "test"), 7, ttl);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,12 +173,6 @@ struct Metadata {
     start_time: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, String>,
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(output: &Output) -> T {
-    assert_eq!(output.code(), 0, "inspect --json\n{output}");
-    serde_json::from_str(&output.stdout)
-        .unwrap_or_else(|e| panic!("not SPEC 4's JSON ({e})\n{output}"))
 }
 
 fn inspect_json(leasectl: &Leasectl, server: &RedisServer, name: &str) -> LeaseJson {
@@ -608,7 +401,7 @@ fn a_holder_whose_key_is_deleted_stops_with_exit_4() {
         .args(["run", "--instance", "a", "--region", "r", "--work", "60s"]);
     let mut run = Running::spawn(command);
     run.wait_for("Lock acquired");
-    query(&mut server.connection(), &["DEL", KEY]);
+    query::<()>(&mut server.connection(), &["DEL", KEY]);
     let output = run.finish();
     assert_eq!(output.code(), 4, "{output}");
     assert!(output.stdout.contains("[a] ✗ Lock lost"), "{output}");
@@ -805,8 +598,8 @@ fn inspect_all_json_is_an_array_of_held_leases_sorted_by_name() {
         );
     }
     let mut connection = server.connection();
-    query(&mut connection, &["SET", "{lease:a-job}:fence", "7"]);
-    query(&mut connection, &["SET", "other:not-a-lease", "x"]);
+    query::<()>(&mut connection, &["SET", "{lease:a-job}:fence", "7"]);
+    query::<()>(&mut connection, &["SET", "other:not-a-lease", "x"]);
     let output = leasectl_against(&leasectl, &server, &["inspect", "--all", "--json"]);
     let leases: Vec<LeaseJson> = parse_json(&output);
     let mut sorted = names.to_vec();
@@ -886,8 +679,8 @@ fn a_seed_002_lease_is_shown_and_respected() {
     let mut connection = server.connection();
     let mut hset = vec!["HSET", KEY];
     hset.extend_from_slice(SEED_002_FIELDS);
-    query(&mut connection, &hset);
-    query(&mut connection, &["PEXPIRE", KEY, "60000"]);
+    query::<()>(&mut connection, &hset);
+    query::<()>(&mut connection, &["PEXPIRE", KEY, "60000"]);
 
     let json = inspect_json(&leasectl, &server, LEASE);
     assert!(json.held);
@@ -917,7 +710,7 @@ fn a_json_string_lease_is_shown_and_respected() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
     let value = r#"{"leaseId":"L1","ownerId":"instance-01","acquiredAt":"2025-12-25T12:00:00Z","metadata":{"version":"1.0.0"}}"#;
-    query(
+    query::<()>(
         &mut server.connection(),
         &["SET", KEY, value, "PX", "60000"],
     );
@@ -943,7 +736,7 @@ fn a_json_string_lease_is_shown_and_respected() {
 fn a_plain_token_lease_is_shown_and_respected() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    query(
+    query::<()>(
         &mut server.connection(),
         &["SET", KEY, "9f8e-token", "PX", "60000"],
     );
@@ -1355,8 +1148,8 @@ fn a_wrong_password_exits_1_and_is_never_shown() {
     let leasectl = Leasectl::new();
     write_lease(&server, KEY, "a");
     let mut admin = server.connection();
-    query(&mut admin, &["CONFIG", "SET", "requirepass", "rightpw"]);
-    query(&mut admin, &["AUTH", "rightpw"]);
+    query::<()>(&mut admin, &["CONFIG", "SET", "requirepass", "rightpw"]);
+    query::<()>(&mut admin, &["AUTH", "rightpw"]);
     let before = snapshot(&mut admin);
     let wrong = format!("redis://:wrongpw@127.0.0.1:{}", server.port);
     for verbosity in [None, Some("-vvv")] {
@@ -1394,7 +1187,7 @@ fn a_wrong_password_exits_1_and_is_never_shown() {
 fn a_key_of_another_type_counts_as_held_and_is_left_alone() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    query(&mut server.connection(), &["RPUSH", KEY, "a", "b", "c"]);
+    query::<()>(&mut server.connection(), &["RPUSH", KEY, "a", "b", "c"]);
     let before = snapshot(&mut server.connection());
     let output = spawn_run(&leasectl, &server, ("b", "r"), &["--work", "1s"]).finish();
     assert_eq!(output.code(), 3, "{output}");

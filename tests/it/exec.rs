@@ -2,17 +2,17 @@
 //! real `leasectl` processes and real `sh` children, checked by exit codes, what the children
 //! record in files, and what is in Redis.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use leasectl::{Acquire, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
+use leasectl::{FencedWrite, LeaseClient};
 
-use crate::support::{self, eventually, Leasectl, RedisServer};
+use crate::leases::{acquired, options};
+use crate::process::Output;
+use crate::support::{self, eventually, exists, get, hgetall, Leasectl, RedisServer};
 
 /// The failure bound of every wait: reached only when something hangs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -25,7 +25,8 @@ const RELEASED: &str = "lease:job:released";
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A started process whose stdout and stderr go to anonymous files; killed on drop.
+/// A started process whose stdout and stderr go to anonymous files; killed on drop. (Not a
+/// [`crate::process::Running`]: a child of `exec` that outlived it would hold pipes open.)
 struct Proc {
     child: Child,
     stdout: File,
@@ -57,13 +58,13 @@ impl Proc {
     }
 
     /// Waits for the process to end (killing it past [`LIMIT`]) and answers what it printed.
-    fn finish(mut self) -> Done {
+    fn finish(mut self) -> Output {
         let exited = eventually(LIMIT, || self.has_exited());
         if !exited {
             let _ = self.child.kill();
         }
         let status = self.child.wait().expect("wait for leasectl");
-        let done = Done {
+        let done = Output {
             status,
             stdout: read_all(&mut self.stdout),
             stderr: read_all(&mut self.stderr),
@@ -97,9 +98,9 @@ impl Proc {
     }
 
     /// Kills the process and answers what it printed, for a failure message.
-    fn take(&mut self) -> Done {
+    fn take(&mut self) -> Output {
         let _ = self.child.kill();
-        Done {
+        Output {
             status: self.child.wait().expect("wait for leasectl"),
             stdout: read_all(&mut self.stdout),
             stderr: read_all(&mut self.stderr),
@@ -128,39 +129,6 @@ fn read_record(path: &Path) -> Option<String> {
         .then(|| text.lines().next().unwrap_or_default().to_string())
 }
 
-/// How a finished process ended and what it printed.
-struct Done {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Done {
-    /// The exit code (a test fails when a signal ended the process instead).
-    fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("leasectl was ended by a signal\n{self}"))
-    }
-
-    /// Asserts the exit code, and that nothing panicked.
-    fn expect(&self, code: i32) -> &Done {
-        assert_eq!(self.code(), code, "exit code\n{self}");
-        assert!(!self.stderr.contains("panicked"), "a panic\n{self}");
-        self
-    }
-}
-
-impl fmt::Display for Done {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout\n{}--- stderr\n{}---",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
 /// `leasectl exec JOB FLAGS... -- sh -c SCRIPT sh ARGS...` against `server`.
 fn exec(
     leasectl: &Leasectl,
@@ -179,7 +147,7 @@ fn exec(
 }
 
 /// `leasectl ARGS` against `server`, run to its end.
-fn leasectl_done(leasectl: &Leasectl, server: &RedisServer, args: &[&str]) -> Done {
+fn leasectl_done(leasectl: &Leasectl, server: &RedisServer, args: &[&str]) -> Output {
     let mut command = leasectl.against(server);
     command.args(args);
     Proc::spawn(command).finish()
@@ -227,28 +195,6 @@ fn alive(pid: u32) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Redis
-
-fn hgetall(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
-    redis::cmd("HGETALL")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap()
-}
-
-fn exists(server: &RedisServer, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query::<i64>(&mut server.connection())
-        .unwrap()
-        == 1
-}
-
-fn get(server: &RedisServer, key: &str) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap()
-}
 
 /// How many connections are subscribed to `channel` (a waiter subscribes after its first try).
 fn subscribers(server: &RedisServer, channel: &str) -> i64 {
@@ -617,17 +563,8 @@ fn a_paused_holders_write_is_refused_after_the_next_holder_wrote() {
         .block_on(LeaseClient::connect(server.settings()))
         .expect("connect");
     // Holder A takes the lease without renewal, and then "pauses" past its TTL.
-    let options = LeaseOptions {
-        ttl: Duration::from_secs(1),
-        auto_renew: None,
-        metadata: Vec::new(),
-        fallback_poll: FALLBACK_POLL,
-        max_hold: None,
-    };
-    let lease_a = match runtime.block_on(client.try_acquire(JOB, &options)).unwrap() {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => panic!("held by {holder:?}"),
-    };
+    let options = options(Duration::from_secs(1));
+    let lease_a = acquired(runtime.block_on(client.try_acquire(JOB, &options)));
     let token_a = lease_a.fencing_token();
     assert!(eventually(LIMIT, || !exists(&server, KEY)), "A expired");
 

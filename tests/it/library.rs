@@ -1,89 +1,29 @@
 //! The library against real `redis-server` processes: contention, renewal, loss, fencing,
 //! waiting, the key formats of SPEC 2, `inspect_all`, and bad inputs.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use leasectl::{
     Acquire, Error, Holder, KeyFormat, Lease, LeaseClient, LeaseOptions, LostReason, Settings,
-    FALLBACK_POLL, MAX_NAME_LEN,
+    MAX_NAME_LEN,
 };
 use tokio::time::Instant;
 
-use crate::support::{eventually, free_port, RedisServer};
+use crate::leases::{
+    acquired, connect_within, hand_over, held, options, renewing, take_turns, within,
+};
+use crate::support::{eventually, fence_key, free_port, key, query, RedisServer};
 
 /// The failure bound of every wait: far beyond what any step needs, even on a loaded machine.
 const BOUND: Duration = Duration::from_secs(20);
-
-/// Options with this TTL, no renewal, no metadata.
-fn options(ttl: Duration) -> LeaseOptions {
-    LeaseOptions {
-        ttl,
-        auto_renew: None,
-        metadata: Vec::new(),
-        fallback_poll: FALLBACK_POLL,
-        max_hold: None,
-    }
-}
-
-/// Options with this TTL, renewed every `every`.
-fn renewing(ttl: Duration, every: Duration) -> LeaseOptions {
-    LeaseOptions {
-        auto_renew: Some(every),
-        ..options(ttl)
-    }
-}
 
 async fn connect(server: &RedisServer) -> LeaseClient {
     connect_with(server.settings()).await
 }
 
 async fn connect_with(settings: Settings) -> LeaseClient {
-    within(BOUND, "connect", LeaseClient::connect(settings))
-        .await
-        .expect("connect to the test server")
-}
-
-/// Awaits `future`, failing the test if it takes longer than `limit` (a failure bound only).
-async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not happen within {limit:?}"),
-    }
-}
-
-/// The lease of an outcome that must be `Acquired`.
-fn acquired(outcome: leasectl::Result<Acquire>) -> Lease {
-    match outcome.expect("acquire") {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => panic!("expected to acquire, but it is held by {holder:?}"),
-    }
-}
-
-/// The holder of an outcome that must be `Held`.
-fn held(outcome: leasectl::Result<Acquire>) -> Holder {
-    match outcome.expect("acquire") {
-        Acquire::Held(holder) => holder,
-        Acquire::Acquired(lease) => panic!("expected a held lease, but acquired {lease:?}"),
-    }
-}
-
-/// Runs one command on a synchronous connection: `["HGET", "key", "field"]`.
-fn query<T: redis::FromRedisValue>(connection: &mut redis::Connection, args: &[&str]) -> T {
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query(connection)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn key(name: &str) -> String {
-    format!("lease:{name}")
-}
-
-fn fence_key(name: &str) -> String {
-    format!("{{lease:{name}}}:fence")
+    connect_within(BOUND, settings).await
 }
 
 /// The drift allowance of SPEC 6: 1% of the TTL + 2 ms.
@@ -146,47 +86,12 @@ async fn critical_sections_never_overlap_and_tokens_increase_in_acquisition_orde
     const WORKERS: usize = 6;
     const ROUNDS: usize = 10;
     let server = RedisServer::start();
-    let inside = Arc::new(AtomicBool::new(false));
-    let overlaps = Arc::new(AtomicUsize::new(0));
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let mut workers = Vec::new();
-    for worker in 0..WORKERS {
-        let client = connect(&server).await;
-        let (inside, overlaps, tokens) = (inside.clone(), overlaps.clone(), tokens.clone());
-        workers.push(tokio::spawn(async move {
-            let options = options(Duration::from_secs(30)).meta("instanceId", worker.to_string());
-            for _ in 0..ROUNDS {
-                let outcome = client
-                    .acquire("exclusive", &options, Duration::from_secs(60))
-                    .await;
-                let lease = acquired(outcome);
-                if inside.swap(true, Ordering::SeqCst) {
-                    overlaps.fetch_add(1, Ordering::SeqCst);
-                }
-                tokens.lock().unwrap().push(lease.fencing_token());
-                // Widen the window in which an overlap would be seen.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.store(false, Ordering::SeqCst);
-                assert!(lease.release().await.unwrap(), "the holder releases");
-            }
-        }));
+    let mut clients = Vec::new();
+    for _ in 0..WORKERS {
+        clients.push(connect(&server).await);
     }
-    for worker in workers {
-        within(Duration::from_secs(120), "all acquisitions", worker)
-            .await
-            .expect("worker task");
-    }
-    assert_eq!(
-        overlaps.load(Ordering::SeqCst),
-        0,
-        "overlapping critical sections"
-    );
-    let tokens = tokens.lock().unwrap();
-    assert_eq!(tokens.len(), WORKERS * ROUNDS);
-    assert!(
-        tokens.windows(2).all(|pair| pair[0] < pair[1]),
-        "tokens in acquisition order: {tokens:?}"
-    );
+    let (options, wait) = (options(Duration::from_secs(30)), Duration::from_secs(60));
+    take_turns(clients, ROUNDS, &options, wait, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,32 +323,7 @@ async fn a_waiter_is_woken_by_a_release() {
             .try_acquire("handoff", &options(Duration::from_secs(600)))
             .await,
     );
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
-    let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
-    let holder_id = holder.id().to_string();
-    let waiter = tokio::spawn(async move {
-        waiter_client
-            .acquire_observed("handoff", &waiter_options, Duration::from_secs(600), |h| {
-                assert_eq!(h.lease_id.as_deref(), Some(holder_id.as_str()));
-                seen_sender.send_modify(|count| *count += 1);
-            })
-            .await
-    });
-    // The first failed try subscribes; after the second the waiter is listening.
-    within(
-        BOUND,
-        "two observations",
-        seen.wait_for(|count| *count >= 2),
-    )
-    .await
-    .expect("the waiter is running");
-    let holder_token = holder.fencing_token();
-    assert!(holder.release().await.unwrap());
-    let lease = acquired(within(BOUND, "the waiter's wake-up", waiter).await.unwrap());
-    assert!(lease.fencing_token() > holder_token);
+    hand_over(BOUND, holder, waiter_client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

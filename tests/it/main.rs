@@ -4,7 +4,9 @@
 mod cli;
 mod configure;
 mod exec;
+mod leases;
 mod library;
+mod process;
 mod quorum;
 mod security;
 mod support;

@@ -2,23 +2,21 @@
 //! paused, a majority down, stale keys, undone partial grants, fencing tokens across majorities
 //! and restarts, waking waiters, and the binary's exit codes and `inspect --json`.
 
-use std::future::Future;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use leasectl::{
-    Acquire, Error, Holder, Lease, LeaseClient, LeaseInfo, LeaseOptions, LostReason, Settings,
-};
+use leasectl::{Acquire, Error, Lease, LeaseClient, LeaseInfo, LeaseOptions, LostReason, Settings};
 use serde::Deserialize;
 
-use crate::support::{self, Leasectl, Quorum, RedisServer};
+use crate::leases::{
+    acquired, connect_within, hand_over, held, options, renewing, take_turns, within,
+};
+use crate::process::{complete, parse_json, Output, Running, LIMIT};
+use crate::support::{self, fence_key, key, Leasectl, Quorum, RedisServer};
 
 /// The failure bound of every wait: far beyond what any step needs, even on a loaded machine.
 const BOUND: Duration = Duration::from_secs(30);
-/// The longest any `leasectl` process may take: reached only when something hangs.
-const LIMIT: Duration = Duration::from_secs(60);
 /// `run`'s default lease.
 const RUN_LEASE: &str = "critical-section-lock";
 
@@ -58,23 +56,6 @@ with_3_and_5!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Options with this TTL, no renewal, no metadata.
-fn options(ttl: Duration) -> LeaseOptions {
-    LeaseOptions {
-        ttl,
-        auto_renew: None,
-        ..LeaseOptions::from_settings(&Settings::default())
-    }
-}
-
-/// Options with this TTL, renewed every `every`.
-fn renewing(ttl: Duration, every: Duration) -> LeaseOptions {
-    LeaseOptions {
-        auto_renew: Some(every),
-        ..options(ttl)
-    }
-}
-
 /// A minute-long lease, no renewal.
 fn long() -> LeaseOptions {
     options(Duration::from_secs(60))
@@ -85,33 +66,7 @@ async fn connect(quorum: &Quorum) -> LeaseClient {
 }
 
 async fn connect_with(settings: Settings) -> LeaseClient {
-    within(BOUND, "connect", LeaseClient::connect(settings))
-        .await
-        .expect("connect to a majority of the test servers")
-}
-
-/// Awaits `future`, failing the test if it takes longer than `limit` (a failure bound only).
-async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not happen within {limit:?}"),
-    }
-}
-
-/// The lease of an outcome that must be `Acquired`.
-fn acquired(outcome: leasectl::Result<Acquire>) -> Lease {
-    match outcome.expect("acquire") {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => panic!("expected to acquire, but it is held by {holder:?}"),
-    }
-}
-
-/// The holder of an outcome that must be `Held`.
-fn held(outcome: leasectl::Result<Acquire>) -> Holder {
-    match outcome.expect("acquire") {
-        Acquire::Held(holder) => holder,
-        Acquire::Acquired(lease) => panic!("expected a held lease, but acquired {lease:?}"),
-    }
+    connect_within(BOUND, settings).await
 }
 
 /// `try_acquire` bounded by [`BOUND`].
@@ -136,58 +91,27 @@ async fn release(lease: Lease) {
     assert!(released.expect("release"), "the lease was still ours");
 }
 
-/// Runs one command on `server` over a fresh connection: `["HGET", "key", "field"]`.
-fn query<T: redis::FromRedisValue>(server: &RedisServer, args: &[&str]) -> T {
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query(&mut server.connection())
-        .unwrap_or_else(|e| panic!("{args:?} on port {}: {e}", server.port))
-}
-
-fn key(name: &str) -> String {
-    format!("lease:{name}")
-}
-
-fn fence_key(name: &str) -> String {
-    format!("{{lease:{name}}}:fence")
-}
-
 /// The lease id stored on `server` for `name`, if any key is there.
 fn lease_id_on(server: &RedisServer, name: &str) -> Option<String> {
-    query(server, &["HGET", &key(name), "leaseId"])
+    server.query(&["HGET", &key(name), "leaseId"])
 }
 
 fn exists_on(server: &RedisServer, name: &str) -> bool {
-    query::<i64>(server, &["EXISTS", &key(name)]) == 1
+    support::exists(server, &key(name))
 }
 
 /// The fencing counter on `server` (0 when missing).
 fn counter_on(server: &RedisServer, name: &str) -> u64 {
-    query::<Option<u64>>(server, &["GET", &fence_key(name)]).unwrap_or(0)
+    server
+        .query::<Option<u64>>(&["GET", &fence_key(name)])
+        .unwrap_or(0)
 }
 
 /// Writes a lease hash like leasectl's on `server`, held by `instance` (region `us-east`),
 /// with a ten-minute TTL: a holder that is not us.
 fn write_holder(server: &RedisServer, name: &str, instance: &str) {
-    let id = format!("id-of-{instance}");
-    let _: i64 = query(
-        server,
-        &[
-            "HSET",
-            &key(name),
-            "leaseId",
-            &id,
-            "acquiredAt",
-            "2025-12-25T21:00:00.000Z",
-            "fencingToken",
-            "1",
-            "meta_instanceId",
-            instance,
-            "meta_region",
-            "us-east",
-        ],
-    );
-    let _: i64 = query(server, &["PEXPIRE", &key(name), "600000"]);
+    let ttl = Duration::from_secs(600);
+    support::write_lease(server, &key(name), (instance, "us-east"), 1, ttl);
 }
 
 /// How many instances may fail while a majority is left: 1 of 3, 2 of 5.
@@ -345,43 +269,12 @@ async fn critical_sections_never_overlap(n: usize) {
     const WORKERS: usize = 5;
     const ROUNDS: usize = 8;
     let quorum = Quorum::start(n);
-    let inside = Arc::new(AtomicBool::new(false));
-    let overlaps = Arc::new(AtomicUsize::new(0));
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let mut workers = Vec::new();
-    for worker in 0..WORKERS {
-        let client = connect(&quorum).await;
-        let (inside, overlaps, tokens) = (inside.clone(), overlaps.clone(), tokens.clone());
-        workers.push(tokio::spawn(async move {
-            let options = long().meta("instanceId", worker.to_string());
-            for _ in 0..ROUNDS {
-                let outcome = client
-                    .acquire("exclusive", &options, Duration::from_secs(120))
-                    .await;
-                let lease = acquired(outcome);
-                if inside.swap(true, Ordering::SeqCst) {
-                    overlaps.fetch_add(1, Ordering::SeqCst);
-                }
-                tokens.lock().unwrap().push(lease.fencing_token());
-                // Widen the window in which an overlap would be seen.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.store(false, Ordering::SeqCst);
-                release(lease).await;
-            }
-        }));
+    let mut clients = Vec::new();
+    for _ in 0..WORKERS {
+        clients.push(connect(&quorum).await);
     }
-    for worker in workers {
-        within(Duration::from_secs(180), "all acquisitions", worker)
-            .await
-            .expect("worker task");
-    }
-    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "overlapping sections");
-    let tokens = tokens.lock().unwrap();
-    assert_eq!(tokens.len(), WORKERS * ROUNDS);
-    assert!(
-        tokens.windows(2).all(|pair| pair[0] < pair[1]),
-        "tokens in acquisition order: {tokens:?}"
-    );
+    let wait = Duration::from_secs(120);
+    take_turns(clients, ROUNDS, &long(), wait, Duration::from_secs(180)).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -776,7 +669,7 @@ async fn a_paused_minority_does_not_cost_the_lease(n: usize) {
     for (i, server) in quorum.servers.iter().enumerate() {
         if !paused.contains(&i) {
             assert_eq!(lease_id_on(server, "paused").as_deref(), Some(lease.id()));
-            let pttl: i64 = query(server, &["PTTL", &key("paused")]);
+            let pttl: i64 = server.query(&["PTTL", &key("paused")]);
             assert!(pttl > 0, "instance {i}: {pttl}");
         }
     }
@@ -834,32 +727,7 @@ async fn a_waiter_is_woken_by_a_release(n: usize) {
         )
         .await,
     );
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
-    let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
-    let holder_id = holder.id().to_string();
-    let waiter = tokio::spawn(async move {
-        waiter_client
-            .acquire_observed("handoff", &waiter_options, Duration::from_secs(600), |h| {
-                assert_eq!(h.lease_id.as_deref(), Some(holder_id.as_str()));
-                seen_sender.send_modify(|count| *count += 1);
-            })
-            .await
-    });
-    // The first failed try subscribes; after the second the waiter is listening.
-    within(
-        BOUND,
-        "two observations",
-        seen.wait_for(|count| *count >= 2),
-    )
-    .await
-    .expect("the waiter is running");
-    let holder_token = holder.fencing_token();
-    release(holder).await;
-    let lease = acquired(within(BOUND, "the waiter's wake-up", waiter).await.unwrap());
-    assert!(lease.fencing_token() > holder_token);
+    let lease = hand_over(BOUND, holder, waiter_client).await;
     release(lease).await;
 }
 
@@ -894,49 +762,6 @@ struct InstanceJson {
     error: Option<String>,
 }
 
-/// Runs `command` to its end (killed past [`LIMIT`]), with its output.
-fn complete(command: Command) -> Output {
-    finish(spawn(command))
-}
-
-fn spawn(mut command: Command) -> std::process::Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start leasectl")
-}
-
-fn finish(mut child: std::process::Child) -> Output {
-    let exited = support::eventually(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
-    if !exited {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("leasectl's output");
-    assert!(
-        exited,
-        "leasectl did not exit within {LIMIT:?}\n{}",
-        show(&output)
-    );
-    output
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}--- stderr\n{}---",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn code(output: &Output) -> i32 {
-    output
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("ended by a signal\n{}", show(output)))
-}
-
 /// `leasectl run --instance ID --region us-east --work WORK` against every instance.
 fn run_command(leasectl: &Leasectl, quorum: &Quorum, instance: &str, work: &str) -> Command {
     let mut command = leasectl.against_quorum(quorum);
@@ -948,10 +773,7 @@ fn run_command(leasectl: &Leasectl, quorum: &Quorum, instance: &str, work: &str)
 fn inspect_json(leasectl: &Leasectl, quorum: &Quorum) -> LeaseJson {
     let mut command = leasectl.against_quorum(quorum);
     command.args(["inspect", RUN_LEASE, "--json"]);
-    let output = complete(command);
-    assert_eq!(code(&output), 0, "{}", show(&output));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not the expected JSON ({e})\n{}", show(&output)))
+    parse_json(&complete(command))
 }
 
 #[test]
@@ -961,15 +783,15 @@ fn cli_two_runs_at_once_give_one_winner_and_inspect_shows_each_instance() {
     for round in 0..3 {
         let runs: Vec<_> = ["us-east-1", "eu-west-1"]
             .iter()
-            .map(|who| spawn(run_command(&leasectl, &quorum, who, "2s")))
+            .map(|who| Running::spawn(run_command(&leasectl, &quorum, who, "2s")))
             .collect();
-        let outputs: Vec<Output> = runs.into_iter().map(finish).collect();
-        let mut codes: Vec<i32> = outputs.iter().map(code).collect();
-        let all: String = outputs.iter().map(show).collect();
+        let outputs: Vec<Output> = runs.into_iter().map(Running::finish).collect();
+        let mut codes: Vec<i32> = outputs.iter().map(Output::code).collect();
+        let all: String = outputs.iter().map(Output::to_string).collect();
         let loser = &outputs[if codes[0] == 0 { 1 } else { 0 }];
         codes.sort();
         assert_eq!(codes, [0, 3], "round {round}: one winner\n{all}");
-        let stdout = String::from_utf8_lossy(&loser.stdout);
+        let stdout = &loser.stdout;
         assert!(stdout.contains("✗ Lock unavailable | Held by: "), "{all}");
         for server in &quorum.servers {
             assert!(!exists_on(server, RUN_LEASE), "released\n{all}");
@@ -977,7 +799,7 @@ fn cli_two_runs_at_once_give_one_winner_and_inspect_shows_each_instance() {
     }
 
     // While a run holds the lease, inspect shows the holder and what each instance holds.
-    let holder = spawn(run_command(&leasectl, &quorum, "us-east-1", "60s"));
+    let holder = Running::spawn(run_command(&leasectl, &quorum, "us-east-1", "60s"));
     let held_everywhere = support::eventually(LIMIT, || {
         quorum.servers.iter().all(|s| exists_on(s, RUN_LEASE))
     });
@@ -1002,9 +824,9 @@ fn cli_two_runs_at_once_give_one_winner_and_inspect_shows_each_instance() {
         assert!(instance.counter.is_some_and(|c| c >= token), "{instance:?}");
         assert_eq!(instance.error, None);
     }
-    support::signal(holder.id(), "INT");
-    let output = finish(holder);
-    assert_eq!(code(&output), 130, "Ctrl-C releases\n{}", show(&output));
+    support::signal(holder.pid(), "INT");
+    let output = holder.finish();
+    assert_eq!(output.code(), 130, "Ctrl-C releases\n{output}");
 }
 
 #[test]
@@ -1013,9 +835,8 @@ fn cli_one_instance_down_changes_nothing_and_two_give_no_quorum() {
     let leasectl = Leasectl::new();
     quorum.servers[0].kill();
     let output = complete(run_command(&leasectl, &quorum, "us-east-1", "1s"));
-    assert_eq!(code(&output), 0, "{}", show(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("Lock released"), "{}", show(&output));
+    assert_eq!(output.code(), 0, "{output}");
+    assert!(output.stdout.contains("Lock released"), "{output}");
 
     // Held on both live instances: exit 3, naming the holder.
     for server in &quorum.servers[1..] {
@@ -1029,21 +850,21 @@ fn cli_one_instance_down_changes_nothing_and_two_give_no_quorum() {
         "{dead:?}"
     );
     let output = complete(run_command(&leasectl, &quorum, "us-east-1", "1s"));
-    assert_eq!(code(&output), 3, "{}", show(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code(), 3, "{output}");
     assert!(
-        stdout.contains("✗ Lock unavailable | Held by: ap-south-1 (us-east)"),
-        "{}",
-        show(&output)
+        output
+            .stdout
+            .contains("✗ Lock unavailable | Held by: ap-south-1 (us-east)"),
+        "{output}"
     );
 
     // Two down: a clear one-line error and exit 1.
     quorum.servers[1].kill();
     let output = complete(run_command(&leasectl, &quorum, "us-east-1", "1s"));
-    assert_eq!(code(&output), 1, "{}", show(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.code(), 1, "{output}");
+    let stderr = &output.stderr;
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line\n{}", show(&output));
+    assert_eq!(lines.len(), 1, "one line\n{output}");
     assert!(
         lines[0].starts_with("leasectl: error: no quorum: "),
         "{stderr}"

@@ -6,23 +6,20 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::time::OffsetDateTime;
-use leasectl::{
-    Acquire, Endpoint, EntraIdCredentialsProvider, LeaseClient, LeaseOptions, Settings,
-};
+use leasectl::{Endpoint, EntraIdCredentialsProvider, LeaseClient, Settings};
 use serde_json::{json, Value};
 
-use crate::support::{self, Leasectl, RedisServer, TlsRedis};
+use crate::leases::{acquired, renewing, within};
+use crate::process::{complete, Output, Running};
+use crate::support::{self, query, Leasectl, RedisServer, TlsRedis};
 
 /// The longest any `leasectl` process or awaited step may take: reached only when something hangs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -68,170 +65,6 @@ const LEASE_USER_RULES: &[&str] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Running leasectl
-
-/// A `leasectl` process whose stdout is read line by line as it comes; killed on drop.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: String,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Running {
-    fn spawn(mut command: Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start leasectl");
-        let (sender, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        });
-        Running {
-            child,
-            lines,
-            stdout: String::new(),
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Reads stdout until a line contains `needle`.
-    fn wait_for(&mut self, needle: &str) {
-        loop {
-            match self.lines.recv_timeout(LIMIT) {
-                Ok(line) => {
-                    self.stdout.push_str(&line);
-                    self.stdout.push('\n');
-                    if line.contains(needle) {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {needle:?} within {LIMIT:?}\n{}", self.end())
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("leasectl ended before {needle:?}\n{}", self.end())
-                }
-            }
-        }
-    }
-
-    /// Waits for the process to end (killing it after [`LIMIT`]) and answers what it printed.
-    fn finish(mut self) -> Output {
-        self.end()
-    }
-
-    fn end(&mut self) -> Output {
-        let child = &mut self.child;
-        let exited = support::eventually(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = self.child.kill();
-        }
-        let status = self.child.wait().expect("wait for leasectl");
-        while let Ok(line) = self.lines.recv_timeout(LIMIT) {
-            self.stdout.push_str(&line);
-            self.stdout.push('\n');
-        }
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        let output = Output {
-            status,
-            stdout: self.stdout.clone(),
-            stderr,
-        };
-        assert!(exited, "leasectl did not exit within {LIMIT:?}\n{output}");
-        output
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `command` to its end.
-fn finish(command: Command) -> Output {
-    Running::spawn(command).finish()
-}
-
-/// What a finished `leasectl` printed, and how it ended.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("leasectl was ended by a signal\n{self}"))
-    }
-
-    /// Asserts the exit code and answers the one line that states the error (the other lines
-    /// on stderr are `-vvv` logs); fails on a panic.
-    fn failed_with(&self, code: i32) -> &str {
-        assert_eq!(self.code(), code, "{self}");
-        assert!(!self.stderr.contains("panicked"), "a panic\n{self}");
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("leasectl: error:"))
-            .collect();
-        assert_eq!(lines.len(), 1, "expected exactly one error line\n{self}");
-        lines[0]
-    }
-
-    fn succeeded(&self) {
-        assert_eq!(self.code(), 0, "{self}");
-    }
-
-    /// Asserts that no secret is anywhere in stdout or stderr (a failure shows them masked).
-    fn shows_none_of(&self, secrets: &[&str]) {
-        for secret in secrets {
-            assert!(!secret.is_empty());
-            if self.stdout.contains(secret) || self.stderr.contains(secret) {
-                let mask = |text: &str| {
-                    secrets
-                        .iter()
-                        .fold(text.to_string(), |t, s| t.replace(s, "<SECRET>"))
-                };
-                panic!(
-                    "a secret is in the output\n--- stdout\n{}--- stderr\n{}",
-                    mask(&self.stdout),
-                    mask(&self.stderr)
-                );
-            }
-        }
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "status: {}\n--- stdout\n{}--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
 
 /// `leasectl -vvv` in the test's isolated environment, with no Azure credential variables.
 fn verbose(leasectl: &Leasectl) -> Command {
@@ -281,14 +114,6 @@ fn secret(what: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Redis as the administrator sees it
 
-/// Runs one command: `["HGET", "key", "field"]`.
-fn query<T: redis::FromRedisValue>(connection: &mut redis::Connection, args: &[&str]) -> T {
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query(connection)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
 /// Creates (or replaces) the ACL user `user` with `password` and [`LEASE_USER_RULES`].
 fn add_lease_user(admin: &mut redis::Connection, user: &str, password: &str) {
     let password = format!(">{password}");
@@ -322,13 +147,13 @@ fn tls_with_the_test_ca_trusted_verifies_the_server_and_runs_the_demo() {
     trust(&leasectl, &server);
     let url = format!("rediss://app:{password}@localhost:{}", server.port);
 
-    let inspect = finish(at(&leasectl, &url, &["inspect"]));
+    let inspect = complete(at(&leasectl, &url, &["inspect"]));
     inspect.succeeded();
     assert!(
         inspect.stdout.contains("critical-section-lock is free"),
         "{inspect}"
     );
-    let run = finish(at(
+    let run = complete(at(
         &leasectl,
         &url,
         &[
@@ -371,8 +196,8 @@ fn tls_without_the_ca_is_refused_as_an_unknown_authority() {
         &["inspect"][..],
         &["run", "--instance", "a", "--region", "r"],
     ] {
-        let output = finish(at(&leasectl, &url, args));
-        let line = output.failed_with(1);
+        let output = complete(at(&leasectl, &url, args));
+        let line = output.failed_verbosely_with(1);
         assert!(
             line.contains("unknown authority") && line.contains("TlsCaCertificate"),
             "{output}"
@@ -395,8 +220,8 @@ fn tls_to_a_host_name_the_certificate_does_not_cover_is_refused() {
     trust(&leasectl, &server);
     // The certificate names DNS:localhost only; the server listens on 127.0.0.1 too.
     let url = format!("rediss://app:{password}@127.0.0.1:{}", server.port);
-    let output = finish(at(&leasectl, &url, &["inspect"]));
-    let line = output.failed_with(1);
+    let output = complete(at(&leasectl, &url, &["inspect"]));
+    let line = output.failed_verbosely_with(1);
     assert!(line.contains("not valid for this host name"), "{output}");
     output.shows_none_of(&[&password]);
 }
@@ -409,8 +234,8 @@ fn plain_redis_to_a_tls_port_fails_with_a_hint_to_use_tls() {
     let leasectl = Leasectl::new();
     trust(&leasectl, &server);
     let url = format!("redis://app:{password}@localhost:{}", server.port);
-    let output = finish(at(&leasectl, &url, &["inspect"]));
-    let line = output.failed_with(1);
+    let output = complete(at(&leasectl, &url, &["inspect"]));
+    let line = output.failed_verbosely_with(1);
     assert!(
         line.contains("TLS port") && line.contains("rediss://"),
         "{output}"
@@ -426,8 +251,8 @@ fn tls_to_a_plain_port_fails_within_the_connect_timeout_naming_tls() {
     let url = format!("rediss://app:{password}@127.0.0.1:{}", server.port);
     let mut command = at(&leasectl, &url, &["inspect"]);
     command.env("RedisLeasing__ConnectTimeout", "2000");
-    let output = finish(command);
-    let line = output.failed_with(1);
+    let output = complete(command);
+    let line = output.failed_verbosely_with(1);
     assert!(
         line.contains("TLS") && line.contains("redis://"),
         "{output}"
@@ -445,8 +270,8 @@ fn a_tls_ca_certificate_that_is_missing_or_not_pem_is_a_settings_error() {
         "appsettings.json",
         json!({ "TlsCaCertificate": missing }),
     );
-    let output = finish(at(&leasectl, &server.url(), &["inspect"]));
-    let line = output.failed_with(2);
+    let output = complete(at(&leasectl, &server.url(), &["inspect"]));
+    let line = output.failed_verbosely_with(2);
     assert!(
         line.contains("TlsCaCertificate") && line.contains("no-such-ca.pem"),
         "{output}"
@@ -461,8 +286,8 @@ fn a_tls_ca_certificate_that_is_missing_or_not_pem_is_a_settings_error() {
     );
     let mut command = at(&leasectl, &server.url(), &["inspect"]);
     command.arg("--config").arg(config);
-    let output = finish(command);
-    let line = output.failed_with(2);
+    let output = complete(command);
+    let line = output.failed_verbosely_with(2);
     assert!(
         line.contains("TlsCaCertificate") && line.contains("PEM"),
         "{output}"
@@ -504,7 +329,7 @@ fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
 
     let mut holder = Running::spawn(run(&leasectl, "us-east-1", "us-east", &["--work", "60s"]));
     holder.wait_for("Lock acquired");
-    let loser = finish(run(&leasectl, "eu-west-1", "eu-west", &[]));
+    let loser = complete(run(&leasectl, "eu-west-1", "eu-west", &[]));
     assert_eq!(loser.code(), 3, "{loser}");
     assert!(
         loser.stdout.contains("Held by: us-east-1 (us-east)"),
@@ -513,7 +338,7 @@ fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
     let inspect = {
         let mut command = verbose(&leasectl);
         command.args(["inspect", "--all"]);
-        finish(command)
+        complete(command)
     };
     inspect.succeeded();
     assert!(inspect.stdout.contains("us-east-1"), "{inspect}");
@@ -525,7 +350,7 @@ fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
         &["--wait", "60s", "--work", "1s"],
     ));
     waiter.wait_for("Waiting up to");
-    support::signal(holder.child.id(), "TERM");
+    support::signal(holder.pid(), "TERM");
     let holder = holder.finish();
     assert_eq!(holder.code(), 143, "{holder}");
     assert!(holder.stdout.contains("Lock released"), "{holder}");
@@ -604,11 +429,11 @@ fn a_wrong_password_fails_cleanly_without_showing_any_password() {
     let inspect = {
         let mut command = verbose(&leasectl);
         command.arg("inspect");
-        finish(command)
+        complete(command)
     };
-    let run = finish(run(&leasectl, "us-east-1", "us-east", &[]));
+    let run = complete(run(&leasectl, "us-east-1", "us-east", &[]));
     for output in [&inspect, &run] {
-        let line = output.failed_with(1);
+        let line = output.failed_verbosely_with(1);
         assert!(
             line.contains("authentication failed") && line.contains("localhost"),
             "{output}"
@@ -779,23 +604,11 @@ async fn an_entra_id_token_rotation_during_a_held_lease_loses_nothing() {
     .expect("a provider");
     let settings = Settings::for_endpoints(&[server.url()]).unwrap();
     let connecting = LeaseClient::connect_with_credentials(settings.clone(), provider);
-    let client = tokio::time::timeout(LIMIT, connecting)
+    let client = within(LIMIT, "connect_with_credentials", connecting)
         .await
-        .expect("connect_with_credentials did not finish")
         .expect("connect with Entra ID tokens");
-    let options = LeaseOptions {
-        ttl: Duration::from_secs(2),
-        auto_renew: Some(Duration::from_millis(300)),
-        ..LeaseOptions::from_settings(&settings)
-    };
-    let lease = match client
-        .try_acquire("rotation", &options)
-        .await
-        .expect("acquire")
-    {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => panic!("a fresh server holds the lease: {holder:?}"),
-    };
+    let options = renewing(Duration::from_secs(2), Duration::from_millis(300));
+    let lease = acquired(client.try_acquire("rotation", &options).await);
     let lost = tokio::spawn(lease.lost());
 
     let count = || issued.lock().unwrap().len();
@@ -875,7 +688,7 @@ fn entra_settings(leasectl: &Leasectl, server: &RedisServer, entra_id: &str) {
 fn inspect(leasectl: &Leasectl) -> Output {
     let mut command = verbose(leasectl);
     command.arg("inspect");
-    finish(command)
+    complete(command)
 }
 
 #[test]
@@ -884,7 +697,7 @@ fn entra_id_service_principal_without_its_variables_names_the_missing_one() {
     let leasectl = Leasectl::new();
     entra_settings(&leasectl, &server, "ServicePrincipal");
     let output = inspect(&leasectl);
-    let line = output.failed_with(1);
+    let line = output.failed_verbosely_with(1);
     assert!(
         line.contains("ServicePrincipal") && line.contains("AZURE_TENANT_ID"),
         "{output}"
@@ -912,8 +725,8 @@ fn entra_id_azure_cli_that_cannot_sign_in_names_the_credential() {
     );
     let mut command = verbose(&leasectl);
     command.env("PATH", path).arg("inspect");
-    let output = finish(command);
-    let line = output.failed_with(1);
+    let output = complete(command);
+    let line = output.failed_verbosely_with(1);
     assert!(
         line.contains("AzureCli") && line.contains("az login"),
         "{output}"
@@ -930,7 +743,7 @@ fn an_unknown_entra_id_credential_is_a_settings_error() {
     let leasectl = Leasectl::new();
     entra_settings(&leasectl, &server, "Kerberos");
     let output = inspect(&leasectl);
-    let line = output.failed_with(2);
+    let line = output.failed_verbosely_with(2);
     assert!(
         line.contains("EntraId") && line.contains("Kerberos"),
         "{output}"
@@ -979,7 +792,7 @@ fn configure_masks_the_password_in_its_summary_and_saves_the_real_one() {
         &connection_string,
     ]);
     command.args(["--no-test", "--yes"]);
-    let output = finish(command);
+    let output = complete(command);
     output.succeeded();
     output.shows_none_of(&[&password]);
     assert!(output.stdout.contains("password=***"), "{output}");

@@ -1,8 +1,10 @@
-//! Test support: real `redis-server` processes on free loopback ports (killed on drop), and a
-//! `leasectl` command builder whose environment holds no settings of the developer's.
+//! Test support: real `redis-server` processes on free loopback ports (killed on drop), a
+//! `leasectl` command builder whose environment holds no settings of the developer's, and
+//! reading and writing keys from the test.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,26 +23,23 @@ impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer {
-            port: 0,
-            child: None,
+        let (port, child) = on_a_free_port(|port| RedisServer::spawn(port, dir.path())).expect(
+            "could not start redis-server (is it installed? see the README's test command)",
+        );
+        RedisServer {
+            port,
+            child: Some(child),
             dir,
-        };
-        for _ in 0..20 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
         }
-        panic!("could not start redis-server (is it installed? see the README's test command)");
     }
 
-    /// Starts redis-server on `self.port`; answers whether it came up.
-    fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on `port` with its files in `dir`; answers it once it answers PING.
+    fn spawn(port: u16, dir: &Path) -> Option<Child> {
+        let mut command = Command::new("redis-server");
+        command
             .args([
                 "--port",
-                &self.port.to_string(),
+                &port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -49,39 +48,11 @@ impl RedisServer {
                 "no",
             ])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(dir)
             .arg("--logfile")
-            .arg(self.dir.path().join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (the README's test command installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
-                return false; // it exited: most likely the port was taken meanwhile
-            }
-            if self.ping() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        false
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
-            return false;
-        };
-        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200))
-        else {
-            return false;
-        };
-        redis::cmd("PING").query::<String>(&mut connection).is_ok()
+            .arg(dir.join("redis.log"));
+        let url = format!("redis://127.0.0.1:{port}");
+        spawn_ready(command, || ping(&url))
     }
 
     pub fn url(&self) -> String {
@@ -103,17 +74,15 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Starts it again on the same port, with empty memory.
     pub fn restart(&mut self) {
         self.kill();
+        self.child = RedisServer::spawn(self.port, self.dir.path());
         assert!(
-            self.spawn(),
+            self.child.is_some(),
             "redis-server did not restart on port {}",
             self.port
         );
@@ -144,6 +113,58 @@ impl Drop for RedisServer {
             signal(child.id(), "CONT");
         }
         self.kill();
+    }
+}
+
+/// Whether the plain server at `url` answers PING.
+fn ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+        return false;
+    };
+    redis::cmd("PING").query::<String>(&mut connection).is_ok()
+}
+
+/// Tries `spawn` on free ports until a server comes up on one: answers that port and the server.
+fn on_a_free_port(mut spawn: impl FnMut(u16) -> Option<Child>) -> Option<(u16, Child)> {
+    (0..20).find_map(|_| {
+        let port = free_port();
+        spawn(port).map(|child| (port, child))
+    })
+}
+
+/// Starts `command` (a server, no stdio) and waits until it is `ready`; answers it, or `None`
+/// when it exited first (most likely its port was taken meanwhile) or was not ready in 10 s.
+fn spawn_ready(mut command: Command, mut ready: impl FnMut() -> bool) -> Option<Child> {
+    let mut child = Some(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(Ok(Some(_))) = child.as_mut().map(|c| c.try_wait()) {
+            return None;
+        }
+        if ready() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(&mut child);
+    None
+}
+
+/// Kills a server (SIGKILL), if it runs, and waits for it.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -289,27 +310,26 @@ impl TlsRedis {
     pub fn start() -> TlsRedis {
         let dir = tempfile::tempdir().expect("temp dir");
         make_certificates(dir.path(), "localhost");
-        let mut server = TlsRedis {
-            port: 0,
-            child: None,
-            dir,
+        let Some((port, child)) = on_a_free_port(|port| TlsRedis::spawn(port, dir.path())) else {
+            panic!(
+                "could not start redis-server with TLS\n{}",
+                std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default()
+            );
         };
-        for _ in 0..20 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
+        TlsRedis {
+            port,
+            child: Some(child),
+            dir,
         }
-        panic!(
-            "could not start redis-server with TLS\n{}",
-            std::fs::read_to_string(server.dir().join("redis.log")).unwrap_or_default()
-        );
     }
 
-    fn spawn(&mut self) -> bool {
-        let file = |name: &str| self.dir.path().join(name);
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &self.port.to_string()])
+    /// Starts redis-server with TLS on `port` with its files in `dir`; answers it once it
+    /// answers PING.
+    fn spawn(port: u16, dir: &Path) -> Option<Child> {
+        let file = |name: &str| dir.join(name);
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--bind", "127.0.0.1 -::1", "--tls-auth-clients", "no"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--tls-cert-file")
@@ -319,33 +339,17 @@ impl TlsRedis {
             .arg("--tls-ca-cert-file")
             .arg(file("ca.crt"))
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(dir)
             .arg("--logfile")
-            .arg(file("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (the README's test command installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
-                return false;
-            }
-            if self.try_connection().is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        false
+            .arg(file("redis.log"));
+        spawn_ready(command, || {
+            tls_connection(&tls_url(port), &file("ca.crt")).is_some()
+        })
     }
 
     /// `rediss://localhost:PORT`: the name the certificate is for.
     pub fn url(&self) -> String {
-        format!("rediss://localhost:{}", self.port)
+        tls_url(self.port)
     }
 
     /// The PEM file of the CA that signed the server's certificate.
@@ -359,8 +363,7 @@ impl TlsRedis {
 
     /// A synchronous TLS connection as the default user, trusting the test CA.
     pub fn connection(&self) -> redis::Connection {
-        self.try_connection()
-            .expect("connect to the TLS test redis")
+        tls_connection(&self.url(), &self.ca_file()).expect("connect to the TLS test redis")
     }
 
     /// A synchronous TLS connection that logs in as `user` with `password`.
@@ -370,39 +373,39 @@ impl TlsRedis {
         password: &str,
     ) -> redis::RedisResult<redis::Connection> {
         let url = format!("rediss://{user}:{password}@localhost:{}", self.port);
-        let client = redis::Client::build_with_tls(url, self.certificates())?;
+        let client = redis::Client::build_with_tls(url, certificates(&self.ca_file()))?;
         client.get_connection_with_timeout(Duration::from_secs(10))
-    }
-
-    fn try_connection(&self) -> Option<redis::Connection> {
-        let client = redis::Client::build_with_tls(self.url(), self.certificates()).ok()?;
-        let mut connection = client
-            .get_connection_with_timeout(Duration::from_millis(500))
-            .ok()?;
-        redis::cmd("PING").query::<String>(&mut connection).ok()?;
-        Some(connection)
-    }
-
-    fn certificates(&self) -> redis::TlsCertificates {
-        // rustls needs one process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(std::fs::read(self.ca_file()).expect("read the test CA")),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
 impl Drop for TlsRedis {
     fn drop(&mut self) {
-        self.kill();
+        kill(&mut self.child);
+    }
+}
+
+/// `rediss://localhost:PORT`: the name the certificate is for.
+fn tls_url(port: u16) -> String {
+    format!("rediss://localhost:{port}")
+}
+
+/// A synchronous TLS connection to `url` that answered PING, trusting the CA in `ca_file`.
+fn tls_connection(url: &str, ca_file: &Path) -> Option<redis::Connection> {
+    let client = redis::Client::build_with_tls(url, certificates(ca_file)).ok()?;
+    let mut connection = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    redis::cmd("PING").query::<String>(&mut connection).ok()?;
+    Some(connection)
+}
+
+/// Trust in the CA in `ca_file`, and no client certificate.
+fn certificates(ca_file: &Path) -> redis::TlsCertificates {
+    // rustls needs one process-wide crypto provider; a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(ca_file).expect("read the test CA")),
     }
 }
 
@@ -446,4 +449,77 @@ fn openssl(dir: &Path, args: &str) {
         "openssl {args} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys, as the test reads and writes them
+
+/// Runs one command on a synchronous connection: `["HGET", "key", "field"]`.
+pub fn query<T: redis::FromRedisValue>(connection: &mut redis::Connection, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(connection)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+impl RedisServer {
+    /// Runs one command over a fresh connection: `["HGET", "key", "field"]`.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("{args:?} on port {}: {e}", self.port))
+    }
+}
+
+pub fn hgetall(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
+    server.query(&["HGETALL", key])
+}
+
+pub fn exists(server: &RedisServer, key: &str) -> bool {
+    server.query::<i64>(&["EXISTS", key]) == 1
+}
+
+pub fn get(server: &RedisServer, key: &str) -> Option<String> {
+    server.query(&["GET", key])
+}
+
+pub fn pttl(server: &RedisServer, key: &str) -> i64 {
+    server.query(&["PTTL", key])
+}
+
+/// The key of lease `name` under the default prefix.
+pub fn key(name: &str) -> String {
+    format!("lease:{name}")
+}
+
+/// The fencing counter of lease `name` under the default prefix.
+pub fn fence_key(name: &str) -> String {
+    format!("{{lease:{name}}}:fence")
+}
+
+/// Writes a lease hash like leasectl's at `key`: lease id `id-of-INSTANCE`, held by `instance`
+/// in `region` with fencing token `token`, expiring after `ttl`.
+pub fn write_lease(
+    server: &RedisServer,
+    key: &str,
+    (instance, region): (&str, &str),
+    token: u64,
+    ttl: Duration,
+) {
+    let _: i64 = server.query(&[
+        "HSET",
+        key,
+        "leaseId",
+        &format!("id-of-{instance}"),
+        "acquiredAt",
+        "2025-12-25T21:00:00.000Z",
+        "fencingToken",
+        &token.to_string(),
+        "meta_instanceId",
+        instance,
+        "meta_region",
+        region,
+    ]);
+    let _: i64 = server.query(&["PEXPIRE", key, &ttl.as_millis().to_string()]);
 }
