@@ -23,6 +23,8 @@ use crate::scripts;
 use crate::settings::Settings;
 use redis::EntraIdCredentialsProvider;
 
+/// How many times a quorum attempt that ended in a split vote is tried again.
+const SPLIT_RETRIES: u32 = 3;
 /// How often a waiter polls by default when no release notification arrives.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
@@ -205,12 +207,18 @@ impl LeaseClient {
     /// [`Error::Settings`] for an empty or huge name or a too short or huge TTL; connection
     /// errors; [`Error::NoQuorum`] when too few instances answered.
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
-        self.attempt(name, options, "").await
+        self.attempt(name, options, "", SPLIT_RETRIES).await
     }
 
     /// One acquire attempt; `waiter` (single mode, `""` for none) keeps a place in the
     /// lease's queue, so that waiters get the lease in the order they came.
-    async fn attempt(&self, name: &str, options: &LeaseOptions, waiter: &str) -> Result<Acquire> {
+    async fn attempt(
+        &self,
+        name: &str,
+        options: &LeaseOptions,
+        waiter: &str,
+        splits_left: u32,
+    ) -> Result<Acquire> {
         check_name(name)?;
         let ttl_ms = check_ttl(options.ttl)?;
         let shared = &self.shared;
@@ -286,7 +294,7 @@ impl LeaseClient {
                 })) => Ok(Acquire::Held(holder)),
                 // Held, but the key vanished between the check and the read: it is free now.
                 Some(Ok(Grant::Held { holder: None, .. })) => {
-                    Box::pin(self.attempt(name, options, waiter)).await
+                    Box::pin(self.attempt(name, options, waiter, splits_left)).await
                 }
                 Some(Err(error)) => Err(error),
                 _ => Err(shared.unexpected("acquire")),
@@ -307,11 +315,16 @@ impl LeaseClient {
             })
             .collect();
         let majority = quorum::majority(total);
+        let agreed = quorum::agreed_holder(holders.iter().copied(), majority);
         match holders.first() {
+            // A split vote: contenders each won a minority and undid it. Try again after a
+            // random pause (Redlock's remedy), so that one of them wins.
+            Some(_) if agreed.is_none() && tally.granted > 0 && splits_left > 0 => {
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
+                Box::pin(self.attempt(name, options, waiter, splits_left - 1)).await
+            }
             Some(first) if tally.granted + tally.held >= majority => {
-                let holder =
-                    quorum::agreed_holder(holders.iter().copied(), majority).unwrap_or(first);
-                Ok(Acquire::Held(holder.clone()))
+                Ok(Acquire::Held(agreed.unwrap_or(first).clone()))
             }
             _ => Err(shared.no_quorum(&votes, tally.granted, "")),
         }
@@ -358,7 +371,7 @@ impl LeaseClient {
         let queued = Some(place.clone()).filter(|place| !place.is_empty());
         let mut waiter = Waiter::new(key.clone(), wait, options.fallback_poll, queued);
         loop {
-            let holder = match self.attempt(name, options, &place).await? {
+            let holder = match self.attempt(name, options, &place, SPLIT_RETRIES).await? {
                 Acquire::Held(holder) => holder,
                 acquired => return Ok(acquired),
             };
@@ -604,15 +617,9 @@ impl Shared {
     /// Runs `call` on every instance; answers whether any answered 1. An error only when no
     /// instance answered at all.
     async fn any(&self, call: &Arc<Call>) -> Result<bool> {
-        let (votes, pending) = self
-            .nodes
-            .gather(
-                |node| node.script::<i64>(call),
-                |votes| votes.iter().any(|v| matches!(v.answer, Ok(1))),
-            )
-            .await;
-        // Once one instance said yes the answer is known; the others' calls still finish.
-        finish_in_background(pending);
+        // Every instance's answer is awaited: when this returns, the lease is gone wherever
+        // it could be reached, so that the next acquire does not meet a leftover.
+        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
         if votes.iter().any(|v| matches!(v.answer, Ok(1))) {
             return Ok(true);
         }
