@@ -640,6 +640,32 @@ fn inspect_names_the_holder_in_text() {
     assert!(ttl > 0.0 && ttl <= 30.0, "{held}");
 }
 
+#[test]
+fn inspect_all_is_an_aligned_table_of_holder_age_ttl_and_token() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    let _holder = holding(&leasectl, &server, ("us-east-1", "us-east"), LEASE);
+    let all = leasectl_against(&leasectl, &server, &["inspect", "--all"]);
+    assert_eq!(all.code(), 0, "{all}");
+    let lines: Vec<&str> = all.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one lease\n{all}");
+    let columns = ["LEASE", "HOLDER", "AGE", "TTL LEFT", "TOKEN"];
+    let starts: Vec<usize> = columns.iter().map(|c| lines[0].find(c).expect(c)).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{all}");
+    let row = lines[1];
+    assert!(row.starts_with(LEASE), "{all}");
+    assert_eq!(
+        &row[starts[1]..starts[1] + "us-east-1 (us-east)".len()],
+        "us-east-1 (us-east)",
+        "{all}"
+    );
+    assert_eq!(
+        row[starts[4]..].trim(),
+        "1",
+        "the fencing token, in its column\n{all}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Leases written by other tools
 

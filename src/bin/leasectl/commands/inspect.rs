@@ -9,7 +9,7 @@ use leasectl::{LeaseClient, LeaseInfo};
 
 use super::Interrupts;
 use crate::cli::InspectArgs;
-use crate::output::{holder_table, instances_table, LeaseJson, Printer};
+use crate::output::{holder_table, instances_table, ttl_text, LeaseJson, Printer};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -85,7 +85,53 @@ async fn render(client: &LeaseClient, args: &InspectArgs) -> anyhow::Result<Stri
             client.settings().key_prefix
         ));
     }
+    if args.all {
+        return Ok(overview(&infos));
+    }
     Ok(infos.iter().map(describe).collect::<Vec<_>>().join("\n"))
+}
+
+/// `--all`: one aligned line per lease — holder, age, TTL left, fencing token.
+fn overview(infos: &[LeaseInfo]) -> String {
+    let rows: Vec<[String; 5]> = infos
+        .iter()
+        .map(|info| {
+            let holder = info.holder.as_ref();
+            let age = holder
+                .and_then(|h| h.acquired_at.as_deref())
+                .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
+                .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+                .map(|age| ttl_text(Some(age)))
+                .unwrap_or_else(|| "-".into());
+            [
+                info.name.clone(),
+                holder.map_or("(free on a majority)".into(), |h| h.display_name()),
+                age,
+                holder.map_or("-".into(), |h| ttl_text(h.ttl)),
+                holder
+                    .and_then(|h| h.fencing_token)
+                    .map_or("-".into(), |t| t.to_string()),
+            ]
+        })
+        .collect();
+    let header = ["LEASE", "HOLDER", "AGE", "TTL LEFT", "TOKEN"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |row: &[String; 5]| {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        format!("{}\n", cells.join("  ").trim_end())
+    };
+    let mut text = line(&header).bold().to_string();
+    text.extend(rows.iter().map(line));
+    text
 }
 
 fn describe(info: &LeaseInfo) -> String {

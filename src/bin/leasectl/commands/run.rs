@@ -114,6 +114,14 @@ pub async fn run(
         human(took),
         lease.renewals()
     );
+    tracing::info!(
+        "lease {}: waited {}, held {}, {} renewals, fencing token {}",
+        args.lease,
+        human(started.duration_since(asked_at)),
+        human(took),
+        lease.renewals(),
+        lease.fencing_token()
+    );
     if lease.release().await? {
         println!("{tag} Lock released");
         Ok(ExitCode::SUCCESS)
