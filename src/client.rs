@@ -370,15 +370,23 @@ impl LeaseClient {
         };
         let queued = Some(place.clone()).filter(|place| !place.is_empty());
         let mut waiter = Waiter::new(key.clone(), wait, options.fallback_poll, queued);
+        let (started, mut attempts) = (Instant::now(), 0u64);
         loop {
+            attempts += 1;
             let holder = match self.attempt(name, options, &place, SPLIT_RETRIES).await? {
                 Acquire::Held(holder) => holder,
-                acquired => return Ok(acquired),
+                acquired => {
+                    let waited_ms = started.elapsed().as_millis() as u64;
+                    tracing::info!(lease = name, attempts, waited_ms, "acquired after waiting");
+                    return Ok(acquired);
+                }
             };
             if waiter.is_over() {
                 if !place.is_empty() {
                     self.shared.leave_queue(&key, &place).await;
                 }
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(lease = name, attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
                 return Ok(Acquire::Held(holder));
             }
             observe(&holder);

@@ -89,6 +89,8 @@ pub struct Lease {
     fencing_token: u64,
     acquired_at: String,
     ttl: Duration,
+    /// When the acquire that took it was sent (for the hold time in metrics).
+    held_since: Instant,
     /// Renews the lease and watches its cap; `None` when it does neither.
     watchdog: Option<JoinHandle<()>>,
 }
@@ -133,6 +135,7 @@ impl Lease {
             fencing_token,
             acquired_at,
             ttl,
+            held_since: sent_at,
             watchdog,
         }
     }
@@ -259,6 +262,12 @@ impl Lease {
     /// A connection error; the lease then ends when its TTL runs out.
     pub async fn release(self) -> Result<bool> {
         self.stop_watchdog();
+        tracing::info!(
+            lease = %self.state.name,
+            held_ms = self.held_since.elapsed().as_millis() as u64,
+            renewals = self.renewals(),
+            "releasing"
+        );
         self.state.released.store(true, Ordering::Relaxed);
         self.shared.release(&self.key, &self.id).await
     }
