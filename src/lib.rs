@@ -17,6 +17,7 @@
 //! - [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost signal, fed by the
 //!   watchdog in `renew.rs` that renews it and notices loss before the TTL can run out;
 //! - [`Holder`] (`holder.rs`): who holds a lease, read from any of the key formats in use;
+//! - `wait.rs`: the pause between a waiter's tries (release notification, fallback poll);
 //! - `keys.rs`: the names beside a lease key (fencing counter, waiters' queue, channel);
 //!   `scripts/*.lua`: one Lua script per operation;
 //! - [`Error`] (`error.rs`): one variant per kind of failure. A held lease is not an error.
@@ -55,6 +56,7 @@ mod quorum;
 mod renew;
 mod scripts;
 pub mod settings;
+mod wait;
 
 pub use client::{Acquire, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
 pub use endpoint::{mask_password, Endpoint};
