@@ -9,7 +9,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script, ToRedisArgs};
+use redis::{
+    Client, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script,
+    StreamingCredentialsProvider, ToRedisArgs,
+};
 use tokio::time::timeout;
 
 use crate::endpoint::Endpoint;
@@ -71,6 +74,9 @@ pub(crate) struct Nodes {
     /// The bound on one call to one instance (`SyncTimeout`).
     call_timeout: Duration,
     connect_timeout: Duration,
+    /// Entra ID: the pub/sub connections (which the connection manager does not make) sign
+    /// in with its current token too.
+    credentials: Option<EntraIdCredentialsProvider>,
 }
 
 impl Nodes {
@@ -103,8 +109,8 @@ impl Nodes {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
-        if let Some(credentials) = credentials {
-            config = config.set_credentials_provider(credentials);
+        if let Some(credentials) = &credentials {
+            config = config.set_credentials_provider(credentials.clone());
         }
         let mut list = Vec::with_capacity(settings.endpoints.len());
         for endpoint in &settings.endpoints {
@@ -126,6 +132,7 @@ impl Nodes {
             list,
             call_timeout: settings.sync_timeout,
             connect_timeout: settings.connect_timeout,
+            credentials,
         };
         let limit = settings.connect_timeout;
         let (votes, _) = nodes
@@ -274,9 +281,22 @@ impl Nodes {
     /// The release notifications of `channel` from every instance that lets us subscribe;
     /// `None` (the waiter then polls) when none does.
     pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
+        let token = match &self.credentials {
+            Some(provider) => {
+                match timeout(self.connect_timeout, provider.subscribe().next()).await {
+                    Ok(Some(Ok(token))) => Some(token),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
         let subscriptions = self.list.iter().map(|node| async {
             let subscribe = async {
-                let mut pubsub = node.client.get_async_pubsub().await?;
+                let client = match &token {
+                    Some(token) => node.client_signed_in(token)?,
+                    None => node.client.clone(),
+                };
+                let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(channel).await?;
                 Ok::<_, redis::RedisError>(pubsub.into_on_message())
             };
@@ -376,6 +396,17 @@ impl Node {
             response_timeout: self.response_timeout,
             tls: self.tls,
         }
+    }
+
+    /// A client like this node's that signs in with `token` (user and password).
+    fn client_signed_in(&self, token: &redis::BasicAuth) -> redis::RedisResult<Client> {
+        let info = self.client.get_connection_info().clone();
+        let signed_in = info
+            .redis_settings()
+            .clone()
+            .set_username(token.username())
+            .set_password(token.password());
+        Client::open(info.set_redis_settings(signed_in))
     }
 
     /// Runs one command here.

@@ -650,12 +650,34 @@ async fn an_entra_id_token_rotation_during_a_held_lease_loses_nothing() {
         "the first token no longer logs in after {} rotations",
         tokens.len() - 1
     );
+    // A waiter's pub/sub connection signs in with a current token too (the default user is
+    // off), so it subscribes and the release wakes it (its fallback poll is an hour).
+    let waiter = client.clone();
+    let waiting = tokio::spawn(async move {
+        let mut patient = renewing(Duration::from_secs(2), Duration::from_millis(300));
+        patient.fallback_poll = Duration::from_secs(3600);
+        waiter.acquire("rotation", &patient, LIMIT).await
+    });
+    until("the waiter subscribed to the release channel", || {
+        let (_, subscribers): (String, i64) =
+            query(&mut admin, &["PUBSUB", "NUMSUB", "lease:rotation:released"]);
+        subscribers >= 1
+    })
+    .await;
+
     let debug = format!("{lease:?} {settings:?}");
     assert!(
         lease.release().await.expect("release"),
         "released our own lease"
     );
     lost.abort();
+    let taken = within(LIMIT, "the woken waiter", waiting)
+        .await
+        .expect("the waiter task");
+    assert!(
+        acquired(taken).release().await.expect("release"),
+        "the waiter took the lease after the release"
+    );
 
     let logs = logs.text();
     assert!(!logs.is_empty(), "the library's logs were captured");
