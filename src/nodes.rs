@@ -438,6 +438,15 @@ fn was_dropped(error: &redis::RedisError) -> bool {
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(name) = &endpoint.tls_host {
+        // redis-rs checks the certificate against the host it connects to, and offers no way
+        // to connect to one name while checking another.
+        tracing::warn!(
+            "sslHost={name} is not supported: the certificate of {} is checked against {}",
+            endpoint.address(),
+            endpoint.host
+        );
+    }
     let info = endpoint
         .connection_info(settings.database)
         .map_err(|e| Error::Settings(e.to_string()))?;
