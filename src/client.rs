@@ -45,6 +45,10 @@ pub struct LeaseOptions {
     /// A cap on the hold time: renewal stops after it and the lost signal fires with
     /// [`LostReason::MaxHold`](crate::LostReason::MaxHold), so a stuck holder cannot renew forever.
     pub max_hold: Option<Duration>,
+    /// With auto-renewal: also listen on the lease's release channel, so that a forced
+    /// release is noticed at once instead of at the next renewal (one pub/sub connection per
+    /// lease, so it is off by default; `run` and `exec` turn it on).
+    pub watch_releases: bool,
 }
 
 impl LeaseOptions {
@@ -56,6 +60,7 @@ impl LeaseOptions {
             metadata: Vec::new(),
             fallback_poll: FALLBACK_POLL,
             max_hold: None,
+            watch_releases: false,
         }
     }
 
@@ -204,6 +209,7 @@ impl LeaseClient {
                             .auto_renew
                             .map(|every| every.min(options.ttl * 2 / 3)),
                         hold_until: options.max_hold.map(|cap| sent_at + cap),
+                        watch_releases: options.watch_releases,
                     };
                     let lease = Lease::new(
                         shared.clone(),
@@ -545,6 +551,14 @@ impl Shared {
                 })
             }
         }
+    }
+
+    /// The release announcements of `key` (`None` when no instance lets us subscribe).
+    pub(crate) async fn subscribe_releases(
+        &self,
+        key: &str,
+    ) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
+        self.nodes.subscribe(&release_channel(key)).await
     }
 
     /// Releases our lease on every instance and wakes the waiters; answers whether any

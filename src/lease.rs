@@ -75,6 +75,8 @@ pub(crate) struct Schedule {
     pub(crate) renew_every: Option<Duration>,
     /// The hold-time cap: no renewal after it, and the lost signal fires then.
     pub(crate) hold_until: Option<Instant>,
+    /// Renew at once when the key's release channel announces a release (a forced one).
+    pub(crate) watch_releases: bool,
 }
 
 /// A lease we hold. Dropping it stops renewal and releases it in the background.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -40,15 +41,37 @@ async fn watch(
         ttl,
         renew_every,
         hold_until,
+        watch_releases,
     } = schedule;
     let mut next_renewal = renew_every.map(|every| Instant::now() + every);
+    // A release of this key that is not ours (a forced release) is announced on its channel:
+    // renew at once then, which finds the lease gone, instead of at the next interval.
+    let mut releases = match (watch_releases, renew_every) {
+        (true, Some(_)) => shared.subscribe_releases(key).await,
+        _ => None,
+    };
     loop {
         let valid_until = state.valid_until();
         let mut wake = next_renewal.map_or(valid_until, |at| at.min(valid_until));
         if let Some(cap) = hold_until {
             wake = wake.min(cap);
         }
-        sleep_until(wake).await;
+        let announced = async {
+            match releases.as_mut() {
+                Some(stream) => stream.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep_until(wake) => {}
+            open = announced => {
+                if open {
+                    next_renewal = Some(Instant::now());
+                } else {
+                    releases = None;
+                }
+            }
+        }
         let now = Instant::now();
         if hold_until.is_some_and(|cap| now >= cap) {
             return LostReason::MaxHold;

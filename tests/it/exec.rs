@@ -417,6 +417,48 @@ fn deleting_the_key_stops_the_child_and_exits_4() {
 }
 
 #[test]
+fn a_forced_release_stops_the_child_at_once_not_at_the_next_renewal() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    // Renewal only every 10 minutes: the release announcement alone can stop the child in time.
+    let mut command = exec(
+        &leasectl,
+        &server,
+        &["--ttl", "30m"],
+        &trapping("child"),
+        &[],
+    );
+    command.env("RedisLeasing__AutoRenewInterval", "10m");
+    let mut job = Proc::spawn(command);
+    job.record(&path(&leasectl, "child.pid"));
+    let released = leasectl_release_force(&leasectl, &server);
+    assert_eq!(released, 0, "release --force --yes");
+    let done = job.finish();
+    done.expect(4);
+    assert!(
+        done.stderr.contains("lost"),
+        "says the lease was lost\n{done}"
+    );
+    let got = read_record(&path(&leasectl, "child.term"));
+    assert_eq!(
+        got.as_deref(),
+        Some("TERM"),
+        "the child got SIGTERM\n{done}"
+    );
+}
+
+/// `leasectl release job --force --yes`; answers its exit code.
+fn leasectl_release_force(leasectl: &Leasectl, server: &RedisServer) -> i32 {
+    let status = leasectl
+        .against(server)
+        .args(["release", JOB, "--force", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run leasectl release");
+    status.code().unwrap_or(-1)
+}
+
+#[test]
 fn a_child_that_ignores_sigterm_is_killed_and_the_new_holder_kept() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();

@@ -119,6 +119,8 @@ fn lease_options(client: &LeaseClient, args: &ExecArgs) -> LeaseOptions {
         options.ttl = ttl;
     }
     options.max_hold = args.max_hold;
+    // An operator's forced release should stop the command now, not at the next renewal.
+    options.watch_releases = true;
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();

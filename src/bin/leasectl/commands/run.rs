@@ -140,6 +140,8 @@ fn lease_options(client: &LeaseClient, args: &RunArgs) -> LeaseOptions {
     if let Some(ttl) = args.ttl {
         options.ttl = ttl;
     }
+    // A forced release ends the work now, not at the next renewal.
+    options.watch_releases = true;
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
