@@ -302,13 +302,20 @@ fn local_answers_write_a_private_git_ignored_file_equal_to_the_flags() {
     );
     assert_exit(&inspect(&leasectl), 0);
 
-    let by_flags = Leasectl::new();
-    let output = configure_with_flags(
-        &by_flags,
+    flags_write_the_same(
         &["--auth", "local", "--endpoint", &address(&server)],
+        &written,
     );
+}
+
+/// `configure` with these flags (no terminal) in a fresh folder: it succeeds and writes
+/// exactly `written`, the file the prompts wrote.
+fn flags_write_the_same(flags: &[&str], written: &Value) -> Output {
+    let by_flags = Leasectl::new();
+    let output = configure_with_flags(&by_flags, flags);
     assert_exit(&output, 0);
-    assert_eq!(read_settings(&settings_path(&by_flags)), written);
+    assert_eq!(&read_settings(&settings_path(&by_flags)), written);
+    output
 }
 
 #[test]
@@ -342,14 +349,11 @@ fn password_and_acl_user_are_saved_hidden_and_work() {
     );
     assert_exit(&inspect(&leasectl), 0);
 
-    let by_flags = Leasectl::new();
-    let output = configure_with_flags(
-        &by_flags,
+    let output = flags_write_the_same(
         &["--auth", "connection-string", "--connection-string", saved],
+        &written,
     );
-    assert_exit(&output, 0);
     assert!(!text(&output).contains("apppass"), "{}", text(&output));
-    assert_eq!(read_settings(&settings_path(&by_flags)), written);
 }
 
 #[test]
