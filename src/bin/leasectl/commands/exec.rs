@@ -5,10 +5,10 @@
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ExitCode, ExitStatus};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use leasectl::duration::human;
-use leasectl::{Acquire, LeaseClient, LeaseOptions};
+use leasectl::{Acquire, LeaseClient};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::Child;
@@ -24,7 +24,19 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::install()?;
-    let options = lease_options(&client, &args);
+    let mut options = super::working_options(
+        &client,
+        args.ttl,
+        &[
+            (
+                "instanceId",
+                format!("{}:{}", super::host_name(), std::process::id()),
+            ),
+            ("command", args.command.join(" ")),
+        ],
+        &args.meta,
+    );
+    options.max_hold = args.max_hold;
     let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire(&args.name, &options).await?,
@@ -110,32 +122,6 @@ pub async fn run(
         human(held)
     );
     Ok(ExitCode::from(code))
-}
-
-/// TTL and renewal from the settings (or flags), the hold cap, and who is running what.
-fn lease_options(client: &LeaseClient, args: &ExecArgs) -> LeaseOptions {
-    let mut options = LeaseOptions::from_settings(client.settings());
-    if let Some(ttl) = args.ttl {
-        options.ttl = ttl;
-    }
-    options.max_hold = args.max_hold;
-    // An operator's forced release should stop the command now, not at the next renewal.
-    options.watch_releases = true;
-    let hostname = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    options = options
-        .meta("instanceId", format!("{hostname}:{}", std::process::id()))
-        .meta("hostname", hostname)
-        .meta("command", args.command.join(" "))
-        .meta(
-            "startTime",
-            humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        );
-    for (key, value) in &args.meta {
-        options = options.meta(key, value);
-    }
-    options
 }
 
 /// Starts the command with the lease in its environment, tied to our death: if leasectl

@@ -95,6 +95,41 @@ async fn settings(global: &Global, printer: &Printer) -> anyhow::Result<Settings
     Ok(settings)
 }
 
+/// Options for a lease held while working (`run`, `exec`): the settings' TTL (or `ttl`) and
+/// renewal, a forced release noticed at once, and metadata: `identity`, the host name and
+/// start time, then the user's `--meta` pairs.
+pub fn working_options(
+    client: &LeaseClient,
+    ttl: Option<std::time::Duration>,
+    identity: &[(&str, String)],
+    extra: &[(String, String)],
+) -> leasectl::LeaseOptions {
+    let mut options = leasectl::LeaseOptions::from_settings(client.settings());
+    if let Some(ttl) = ttl {
+        options.ttl = ttl;
+    }
+    // A forced release ends the work now, not at the next renewal.
+    options.watch_releases = true;
+    for (key, value) in identity {
+        options = options.meta(*key, value);
+    }
+    let start_time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    options = options
+        .meta("hostname", host_name())
+        .meta("startTime", start_time);
+    for (key, value) in extra {
+        options = options.meta(key, value);
+    }
+    options
+}
+
+/// This machine's name, for `meta_hostname` (empty when it cannot be read).
+pub fn host_name() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Ctrl-C and SIGTERM, caught from the moment this is made (so that neither can kill us
 /// between two polls) until it is dropped.
 pub struct Interrupts {

@@ -2,12 +2,12 @@
 //! releases; a loser shows who holds the lease. Ctrl-C or SIGTERM releases before exit.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use colored::Colorize;
 use indicatif::{ProgressBar, ProgressStyle};
 use leasectl::duration::human;
-use leasectl::{Acquire, LeaseClient, LeaseOptions};
+use leasectl::{Acquire, LeaseClient};
 use tokio::time::{interval_at, sleep_until, Instant};
 
 use super::Interrupts;
@@ -31,7 +31,11 @@ pub async fn run(
     );
     println!("{tag} Attempting lock | Region: {}", args.region);
 
-    let options = lease_options(&client, &args);
+    let identity = [
+        ("instanceId", args.instance.clone()),
+        ("region", args.region.clone()),
+    ];
+    let options = super::working_options(&client, args.ttl, &identity, &args.meta);
     let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire(&args.lease, &options).await?,
@@ -132,29 +136,6 @@ pub async fn run(
         );
         Ok(ExitCode::from(exit::LOST))
     }
-}
-
-/// TTL and renewal from the settings (or `--ttl`), and the metadata of seed 002.
-fn lease_options(client: &LeaseClient, args: &RunArgs) -> LeaseOptions {
-    let mut options = LeaseOptions::from_settings(client.settings());
-    if let Some(ttl) = args.ttl {
-        options.ttl = ttl;
-    }
-    // A forced release ends the work now, not at the next renewal.
-    options.watch_releases = true;
-    let hostname = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let start_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    options = options
-        .meta("instanceId", &args.instance)
-        .meta("region", &args.region)
-        .meta("hostname", hostname)
-        .meta("startTime", start_time);
-    for (key, value) in &args.meta {
-        options = options.meta(key, value);
-    }
-    options
 }
 
 /// While waiting: a spinner with the holder and TTL left on a terminal, one line otherwise.
