@@ -17,6 +17,7 @@ use crate::keys::{
     release_channel,
 };
 use crate::lease::{validity_end, Lease, Schedule};
+use crate::lease_set::LeaseSet;
 use crate::nodes::{Call, Node, Nodes, Pending, Vote};
 use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
@@ -76,6 +77,64 @@ impl LeaseOptions {
 pub enum Acquire {
     Acquired(Lease),
     Held(Holder),
+}
+
+/// The outcome of acquiring a set of leases together: all of them, or who holds one of them.
+#[derive(Debug)]
+pub enum AcquireSet {
+    Acquired(LeaseSet),
+    /// `name`, one of the set, is held by `holder`; none of the set was taken.
+    Held {
+        name: String,
+        holder: Holder,
+    },
+}
+
+/// What an attempt at a set of names (one, usually) came to.
+enum Taken {
+    /// One lease per name, in the order of the names.
+    Acquired(Vec<Lease>),
+    /// The lease at this index is held.
+    Held { lease: usize, holder: Holder },
+}
+
+impl From<Taken> for Acquire {
+    /// For an attempt at one name.
+    fn from(taken: Taken) -> Acquire {
+        match taken {
+            Taken::Acquired(mut leases) => Acquire::Acquired(leases.remove(0)),
+            Taken::Held { holder, .. } => Acquire::Held(holder),
+        }
+    }
+}
+
+impl AcquireSet {
+    fn of(taken: Taken, names: &[String]) -> AcquireSet {
+        match taken {
+            Taken::Acquired(leases) => AcquireSet::Acquired(LeaseSet::new(leases)),
+            Taken::Held { lease, holder } => AcquireSet::Held {
+                name: names[lease].clone(),
+                holder,
+            },
+        }
+    }
+}
+
+/// A set's names, checked, sorted and each once: the fixed order every caller takes them in.
+fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
+    let mut sorted = Vec::with_capacity(names.len());
+    for name in names {
+        check_name(name.as_ref())?;
+        sorted.push(name.as_ref().to_string());
+    }
+    if sorted.is_empty() {
+        return Err(Error::Settings(
+            "a set of leases needs at least one name".into(),
+        ));
+    }
+    sorted.sort();
+    sorted.dedup();
+    Ok(sorted)
 }
 
 /// The outcome of [`LeaseClient::fenced_set`].
@@ -155,128 +214,11 @@ impl LeaseClient {
     /// [`Error::Settings`] for an empty or huge name or a too short or huge TTL; connection
     /// errors; [`Error::NoQuorum`] when too few instances answered.
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
-        self.attempt(name, options, "", SPLIT_RETRIES).await
-    }
-
-    /// One acquire attempt; `waiter` (single mode, `""` for none) keeps a place in the
-    /// lease's queue, so that waiters get the lease in the order they came.
-    async fn attempt(
-        &self,
-        name: &str,
-        options: &LeaseOptions,
-        waiter: &str,
-        splits_left: u32,
-    ) -> Result<Acquire> {
         check_name(name)?;
-        let ttl_ms = check_ttl(options.ttl)?;
-        let shared = &self.shared;
-        let key = shared.settings.key_for(name);
-        let id = uuid::Uuid::new_v4().to_string();
-        let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let (queue, deadlines) = queue_keys(&key);
-        let mut call = Call::new(&scripts::ACQUIRE)
-            .key(&key)
-            .key(fence_key(&key))
-            .key(queue)
-            .key(deadlines)
-            .arg(&id)
-            .arg(ttl_ms)
-            .arg(&acquired_at)
-            .arg(waiter)
-            .arg(queue_grace(options).as_millis() as u64);
-        for (field, value) in &options.metadata {
-            call = call.arg(format!("meta_{field}")).arg(value);
-        }
-        let call = Arc::new(call);
-        let total = shared.nodes.list.len();
-        let sent_at = Instant::now();
-        let (votes, pending) = shared
-            .nodes
-            .gather(
-                |node| grant(node, &call),
-                |votes| Tally::of(votes).decides(total),
-            )
-            .await;
-        let tally = Tally::of(&votes);
-        if tally.granted >= quorum::majority(total) {
-            let token = shared.settle_token(&key, &id, &votes, pending).await;
-            let in_time = Instant::now() < validity_end(sent_at, options.ttl);
-            return match token {
-                Ok(token) if in_time => {
-                    let schedule = Schedule {
-                        ttl: options.ttl,
-                        renew_every: options
-                            .auto_renew
-                            .map(|every| every.min(options.ttl * 2 / 3)),
-                        hold_until: options.max_hold.map(|cap| sent_at + cap),
-                        watch_releases: options.watch_releases,
-                    };
-                    let lease = Lease::new(
-                        shared.clone(),
-                        name,
-                        key,
-                        id,
-                        token,
-                        acquired_at,
-                        sent_at,
-                        schedule,
-                    );
-                    Ok(Acquire::Acquired(lease))
-                }
-                outcome => {
-                    shared.undo(&key, &id).await;
-                    Err(outcome.err().unwrap_or_else(|| {
-                        shared.no_quorum(
-                            &votes,
-                            tally.granted,
-                            "the lease's validity ran out while acquiring",
-                        )
-                    }))
-                }
-            };
-        }
-        if total == 1 {
-            return match votes.into_iter().next().map(|vote| vote.answer) {
-                Some(Ok(Grant::Held {
-                    holder: Some(holder),
-                    ..
-                })) => Ok(Acquire::Held(holder)),
-                // Held, but the key vanished between the check and the read: it is free now.
-                Some(Ok(Grant::Held { holder: None, .. })) => {
-                    Box::pin(self.attempt(name, options, waiter, splits_left)).await
-                }
-                Some(Err(error)) => Err(error),
-                _ => Err(shared.unexpected("acquire")),
-            };
-        }
-        // Quorum mode: undo what may have been granted, here or by calls still under way.
-        if tally.granted > 0 || tally.failed > 0 || !pending.is_empty() {
-            shared.undo(&key, &id).await;
-        }
-        let holders: Vec<&Holder> = votes
-            .iter()
-            .filter_map(|v| match &v.answer {
-                Ok(Grant::Held {
-                    holder: Some(holder),
-                    ..
-                }) => Some(holder),
-                _ => None,
-            })
-            .collect();
-        let majority = quorum::majority(total);
-        let agreed = quorum::agreed_holder(holders.iter().copied(), majority);
-        match holders.first() {
-            // A split vote: contenders each won a minority and undid it. Try again after a
-            // random pause (Redlock's remedy), so that one of them wins.
-            Some(_) if agreed.is_none() && tally.granted > 0 && splits_left > 0 => {
-                tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
-                Box::pin(self.attempt(name, options, waiter, splits_left - 1)).await
-            }
-            Some(first) if tally.granted + tally.held >= majority => {
-                Ok(Acquire::Held(agreed.unwrap_or(first).clone()))
-            }
-            _ => Err(shared.no_quorum(&votes, tally.granted, "")),
-        }
+        let names = [name.to_string()];
+        Ok(Acquire::from(
+            self.attempt(&names, options, "", SPLIT_RETRIES).await?,
+        ))
     }
 
     /// Takes the lease, waiting up to `wait` while someone else holds it.
@@ -299,7 +241,8 @@ impl LeaseClient {
     ///
     /// A release wakes the waiter at once (PUBLISH on the lease's release channel, from any
     /// instance); otherwise it polls with jitter, never sleeping past the holder's remaining
-    /// TTL. Answers [`Acquire::Held`] with the last holder seen when `wait` runs out.
+    /// TTL. In single mode waiters get the lease in the order they came. Answers
+    /// [`Acquire::Held`] with the last holder seen when `wait` runs out.
     ///
     /// # Errors
     /// As [`LeaseClient::try_acquire`].
@@ -310,36 +253,245 @@ impl LeaseClient {
         wait: Duration,
         mut observe: impl FnMut(&Holder),
     ) -> Result<Acquire> {
-        let key = self.shared.settings.key_for(name);
-        // Queueing is per instance, so it is for single mode: in quorum mode different
-        // instances could each promise the lease to a different waiter, and none would win.
-        let place = match self.shared.nodes.list.len() {
-            1 => uuid::Uuid::new_v4().to_string(),
+        check_name(name)?;
+        let names = [name.to_string()];
+        let taken = self
+            .wait_for(&names, options, wait, |_, holder| observe(holder))
+            .await?;
+        Ok(Acquire::from(taken))
+    }
+
+    /// Takes every lease of `names` or none, in one script per instance, so that two callers
+    /// asking for overlapping sets — in any order — can never each hold a part and wait for
+    /// the other. The names are taken in sorted order (duplicates once); in quorum mode a
+    /// majority must grant the whole set. The leases share one lease id and are released
+    /// together by [`LeaseSet::release`]; each has its own fencing token and renewal.
+    ///
+    /// In Redis Cluster mode the names must share a hash tag (`{job}:input`, `{job}:output`).
+    ///
+    /// # Errors
+    /// As [`LeaseClient::try_acquire`]; [`Error::Settings`] for an empty set.
+    pub async fn try_acquire_set(
+        &self,
+        names: &[impl AsRef<str>],
+        options: &LeaseOptions,
+    ) -> Result<AcquireSet> {
+        let names = set_names(names)?;
+        let taken = self.attempt(&names, options, "", SPLIT_RETRIES).await?;
+        Ok(AcquireSet::of(taken, &names))
+    }
+
+    /// Takes every lease of `names` or none, waiting up to `wait`; see
+    /// [`LeaseClient::try_acquire_set`] and [`LeaseClient::acquire_set_observed`].
+    ///
+    /// # Errors
+    /// As [`LeaseClient::try_acquire_set`].
+    pub async fn acquire_set(
+        &self,
+        names: &[impl AsRef<str>],
+        options: &LeaseOptions,
+        wait: Duration,
+    ) -> Result<AcquireSet> {
+        self.acquire_set_observed(names, options, wait, |_, _| {})
+            .await
+    }
+
+    /// Takes every lease of `names` or none, waiting up to `wait`, woken by the release of the
+    /// lease that stood in the way; `observe` sees that lease's name and holder after each
+    /// failed try that leaves time to wait. A set does not queue behind the waiters of its
+    /// leases (it would have to hold a place in several queues at once); it tries again when
+    /// a lease that stood in the way is released. With one name this is
+    /// [`LeaseClient::acquire_observed`].
+    ///
+    /// # Errors
+    /// As [`LeaseClient::try_acquire_set`].
+    pub async fn acquire_set_observed(
+        &self,
+        names: &[impl AsRef<str>],
+        options: &LeaseOptions,
+        wait: Duration,
+        observe: impl FnMut(&str, &Holder),
+    ) -> Result<AcquireSet> {
+        let names = set_names(names)?;
+        let taken = self.wait_for(&names, options, wait, observe).await?;
+        Ok(AcquireSet::of(taken, &names))
+    }
+
+    /// One acquire attempt for a set of checked names (one, usually); `waiter` (single mode
+    /// and one lease, `""` for none) keeps a place in the lease's queue, so that waiters get
+    /// the lease in the order they came.
+    async fn attempt(
+        &self,
+        names: &[String],
+        options: &LeaseOptions,
+        waiter: &str,
+        splits_left: u32,
+    ) -> Result<Taken> {
+        let ttl_ms = check_ttl(options.ttl)?;
+        let shared = &self.shared;
+        let keys: Vec<String> = names.iter().map(|n| shared.settings.key_for(n)).collect();
+        let id = uuid::Uuid::new_v4().to_string();
+        let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut call = Call::new(&scripts::ACQUIRE);
+        for key in &keys {
+            let (queue, deadlines) = queue_keys(key);
+            call = call.key(key).key(fence_key(key)).key(queue).key(deadlines);
+        }
+        call = call
+            .arg(&id)
+            .arg(ttl_ms)
+            .arg(&acquired_at)
+            .arg(waiter)
+            .arg(queue_grace(options).as_millis() as u64);
+        for (field, value) in &options.metadata {
+            call = call.arg(format!("meta_{field}")).arg(value);
+        }
+        let call = Arc::new(call);
+        let total = shared.nodes.list.len();
+        let sent_at = Instant::now();
+        let (votes, pending) = shared
+            .nodes
+            .gather(
+                |node| grant(node, &call),
+                |votes| Tally::of(votes).decides(total),
+            )
+            .await;
+        let tally = Tally::of(&votes);
+        if tally.granted >= quorum::majority(total) {
+            let tokens = shared.settle_tokens(&keys, &id, &votes, pending).await;
+            let in_time = Instant::now() < validity_end(sent_at, options.ttl);
+            return match tokens {
+                Ok(tokens) if in_time => {
+                    let schedule = Schedule {
+                        ttl: options.ttl,
+                        renew_every: options
+                            .auto_renew
+                            .map(|every| every.min(options.ttl * 2 / 3)),
+                        hold_until: options.max_hold.map(|cap| sent_at + cap),
+                        watch_releases: options.watch_releases,
+                    };
+                    let leases = names.iter().zip(keys).zip(tokens);
+                    let leases = leases.map(|((name, key), token)| {
+                        let (id, at) = (id.clone(), acquired_at.clone());
+                        Lease::new(shared.clone(), name, key, id, token, at, sent_at, schedule)
+                    });
+                    Ok(Taken::Acquired(leases.collect()))
+                }
+                outcome => {
+                    shared.undo(&keys, &id).await;
+                    Err(outcome.err().unwrap_or_else(|| {
+                        shared.no_quorum(
+                            &votes,
+                            tally.granted,
+                            "the lease's validity ran out while acquiring",
+                        )
+                    }))
+                }
+            };
+        }
+        if total == 1 {
+            return match votes.into_iter().next().map(|vote| vote.answer) {
+                Some(Ok(Grant::Held {
+                    holder: Some(holder),
+                    lease,
+                    ..
+                })) => Ok(Taken::Held { lease, holder }),
+                // Held, but the key vanished between the check and the read: it is free now.
+                Some(Ok(Grant::Held { holder: None, .. })) => {
+                    Box::pin(self.attempt(names, options, waiter, splits_left)).await
+                }
+                Some(Err(error)) => Err(error),
+                _ => Err(shared.unexpected("acquire")),
+            };
+        }
+        // Quorum mode: undo what may have been granted, here or by calls still under way.
+        if tally.granted > 0 || tally.failed > 0 || !pending.is_empty() {
+            shared.undo(&keys, &id).await;
+        }
+        let holders: Vec<(usize, &Holder)> = votes
+            .iter()
+            .filter_map(|v| match &v.answer {
+                Ok(Grant::Held {
+                    holder: Some(holder),
+                    lease,
+                    ..
+                }) => Some((*lease, holder)),
+                _ => None,
+            })
+            .collect();
+        let majority = quorum::majority(total);
+        let agreed = quorum::agreed_holder(holders.iter().map(|(_, holder)| *holder), majority)
+            .and_then(|agreed| holders.iter().find(|(_, h)| std::ptr::eq(*h, agreed)));
+        match holders.first() {
+            // A split vote: contenders each won a minority and undid it. Try again after a
+            // random pause (Redlock's remedy), so that one of them wins.
+            Some(_) if agreed.is_none() && tally.granted > 0 && splits_left > 0 => {
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
+                Box::pin(self.attempt(names, options, waiter, splits_left - 1)).await
+            }
+            Some(first) if tally.granted + tally.held >= majority => {
+                let (lease, holder) = agreed.unwrap_or(first);
+                Ok(Taken::Held {
+                    lease: *lease,
+                    holder: (*holder).clone(),
+                })
+            }
+            _ => Err(shared.no_quorum(&votes, tally.granted, "")),
+        }
+    }
+
+    /// Tries to take `names` until it does or `wait` runs out, woken by the release of the
+    /// lease that stood in the way (see [`LeaseClient::acquire_set_observed`]).
+    async fn wait_for(
+        &self,
+        names: &[String],
+        options: &LeaseOptions,
+        wait: Duration,
+        mut observe: impl FnMut(&str, &Holder),
+    ) -> Result<Taken> {
+        let deadline = Instant::now() + wait;
+        // Queueing is per instance and per lease, so it is for one lease in single mode: in
+        // quorum mode different instances could each promise the lease to a different waiter,
+        // and none would win; a set would hold places in several queues at once.
+        let place = match (self.shared.nodes.list.len(), names.len()) {
+            (1, 1) => uuid::Uuid::new_v4().to_string(),
             _ => String::new(),
         };
-        let queued = Some(place.clone()).filter(|place| !place.is_empty());
-        let mut waiter = Waiter::new(key.clone(), wait, options.fallback_poll, queued);
+        // The waiter for the lease that stood in the way last time.
+        let mut waiter: Option<(usize, Waiter)> = None;
         let (started, mut attempts) = (Instant::now(), 0u64);
         loop {
             attempts += 1;
-            let holder = match self.attempt(name, options, &place, SPLIT_RETRIES).await? {
-                Acquire::Held(holder) => holder,
+            let (lease, holder) = match self.attempt(names, options, &place, SPLIT_RETRIES).await? {
+                Taken::Held { lease, holder } => (lease, holder),
                 acquired => {
                     let waited_ms = started.elapsed().as_millis() as u64;
-                    tracing::info!(lease = name, attempts, waited_ms, "acquired after waiting");
+                    tracing::info!(lease = %names.join(","), attempts, waited_ms, "acquired after waiting");
                     return Ok(acquired);
                 }
             };
-            if waiter.is_over() {
+            if Instant::now() >= deadline {
                 if !place.is_empty() {
+                    let key = self.shared.settings.key_for(&names[0]);
                     self.shared.leave_queue(&key, &place).await;
                 }
                 let waited_ms = started.elapsed().as_millis() as u64;
-                tracing::info!(lease = name, attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
-                return Ok(Acquire::Held(holder));
+                tracing::info!(lease = %names.join(","), attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
+                return Ok(Taken::Held { lease, holder });
             }
-            observe(&holder);
-            waiter.pause(&self.shared.nodes, &holder).await;
+            observe(&names[lease], &holder);
+            if waiter
+                .as_ref()
+                .is_none_or(|(blocking, _)| *blocking != lease)
+            {
+                let key = self.shared.settings.key_for(&names[lease]);
+                let place = Some(place.clone()).filter(|place| !place.is_empty());
+                let fresh = Waiter::new(key, deadline, options.fallback_poll, place);
+                waiter = Some((lease, fresh));
+            }
+            if let Some((_, waiter)) = waiter.as_mut() {
+                waiter.pause(&self.shared.nodes, &holder).await;
+            }
         }
     }
 
@@ -352,7 +504,7 @@ impl LeaseClient {
         check_name(name)?;
         let mut waiter = Waiter::new(
             self.shared.settings.key_for(name),
-            wait,
+            Instant::now() + wait,
             FALLBACK_POLL,
             None,
         );
@@ -480,9 +632,8 @@ impl LeaseClient {
     /// [`Error::Settings`] for a bad name; connection errors.
     pub async fn release(&self, name: &str, lease_id: &str) -> Result<bool> {
         check_name(name)?;
-        self.shared
-            .release(&self.shared.settings.key_for(name), lease_id)
-            .await
+        let key = self.shared.settings.key_for(name);
+        Ok(self.shared.release(&[key], lease_id).await? > 0)
     }
 
     /// Deletes `name`'s key whoever holds it (an operator's action), on every instance.
@@ -499,7 +650,7 @@ impl LeaseClient {
                 .key(queue_keys(&key).0)
                 .arg(release_channel(&key)),
         );
-        self.shared.any(&call).await
+        Ok(self.shared.most(&call).await? > 0)
     }
 }
 
@@ -561,35 +712,38 @@ impl Shared {
         self.nodes.subscribe(&release_channel(key)).await
     }
 
-    /// Releases our lease on every instance and wakes the waiters; answers whether any
-    /// instance held it.
-    pub(crate) async fn release(&self, key: &str, id: &str) -> Result<bool> {
-        self.release_on_all(key, id, &release_channel(key)).await
+    /// Releases our lease (or set of leases) on every instance and wakes their waiters;
+    /// answers how many of them an instance still held.
+    pub(crate) async fn release(&self, keys: &[String], id: &str) -> Result<i64> {
+        self.release_on_all(keys, id, true).await
     }
 
-    /// Releases on every instance; `channel` is where waiters are woken (`""`: nowhere).
-    async fn release_on_all(&self, key: &str, id: &str, channel: &str) -> Result<bool> {
-        let call = Arc::new(
-            Call::new(&scripts::RELEASE)
-                .key(key)
-                .key(queue_keys(key).0)
-                .arg(id)
-                .arg(channel),
-        );
-        self.any(&call).await
+    /// Releases on every instance, waking the waiters when `notify` (else silently).
+    async fn release_on_all(&self, keys: &[String], id: &str, notify: bool) -> Result<i64> {
+        let mut call = Call::new(&scripts::RELEASE);
+        for key in keys {
+            call = call.key(key).key(queue_keys(key).0);
+        }
+        call = call.arg(id);
+        for key in keys {
+            call = call.arg(if notify {
+                release_channel(key)
+            } else {
+                String::new()
+            });
+        }
+        self.most(&Arc::new(call)).await
     }
 
-    /// Runs `call` on every instance; answers whether any answered 1. An error only when no
+    /// Runs `call` on every instance; answers the largest answer. An error only when no
     /// instance answered at all.
-    async fn any(&self, call: &Arc<Call>) -> Result<bool> {
+    async fn most(&self, call: &Arc<Call>) -> Result<i64> {
         // Every instance's answer is awaited: when this returns, the lease is gone wherever
         // it could be reached, so that the next acquire does not meet a leftover.
         let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
-        if votes.iter().any(|v| matches!(v.answer, Ok(1))) {
-            return Ok(true);
-        }
-        if votes.iter().any(|v| v.answer.is_ok()) {
-            return Ok(false);
+        let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
+        if let Some(most) = answers.max() {
+            return Ok(*most);
         }
         Err(votes
             .into_iter()
@@ -610,73 +764,76 @@ impl Shared {
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
-    async fn undo(&self, key: &str, id: &str) {
+    async fn undo(&self, keys: &[String], id: &str) {
         // Silently: nothing was held that anyone waits for.
-        if let Err(error) = self.release_on_all(key, id, "").await {
+        if let Err(error) = self.release_on_all(keys, id, false).await {
             tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
         }
     }
 
-    /// Makes sure that a majority's fencing counters stand at the token before it is handed
-    /// out, so that no later acquisition — by any majority — can get a smaller one. When the
-    /// granting instances agree (the usual case) this costs nothing; otherwise the instances
-    /// behind are raised first. Instances still answering, or that answered behind, are raised
-    /// in the background.
-    async fn settle_token(
+    /// Makes sure that a majority's fencing counters stand at each lease's token before it is
+    /// handed out, so that no later acquisition — by any majority — can get a smaller one.
+    /// When the granting instances agree (the usual case) this costs nothing; otherwise the
+    /// instances behind are raised first. Instances still answering, or that answered behind,
+    /// are raised in the background.
+    async fn settle_tokens(
         self: &Arc<Self>,
-        key: &str,
+        keys: &[String],
         id: &str,
         votes: &[Vote<Grant>],
         pending: Pending<Grant>,
-    ) -> Result<u64> {
-        let (token, agreeing) = quorum::token_of(votes);
-        let raise = Arc::new(
-            Call::new(&scripts::RAISE)
-                .key(key)
-                .key(fence_key(key))
-                .arg(token)
-                .arg(id),
-        );
-        let mut behind = quorum::behind(votes, token);
+    ) -> Result<Vec<u64>> {
         let majority = self.nodes.majority();
-        if agreeing < majority {
-            let granting_behind: Vec<usize> = behind
-                .iter()
-                .copied()
-                .filter(|i| {
-                    votes
-                        .iter()
-                        .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted(_))))
-                })
-                .collect();
-            let raised = self
-                .nodes
-                .on(&granting_behind, |node| node.script::<i64>(&raise))
-                .await;
-            let standing = agreeing
-                + raised
+        let mut tokens = Vec::with_capacity(keys.len());
+        let mut stragglers = Vec::new();
+        for (lease, key) in keys.iter().enumerate() {
+            let (token, agreeing) = quorum::token_of(votes, lease);
+            let mut behind = quorum::behind(votes, token, lease);
+            if agreeing < majority {
+                let granting_behind: Vec<usize> = behind
                     .iter()
-                    .filter(|v| v.answer.as_ref().is_ok_and(|c| *c as u64 >= token))
-                    .count();
-            if standing < majority {
-                return Err(self.no_quorum(
-                    votes,
-                    standing,
-                    "the instances could not agree on a fencing token",
-                ));
+                    .copied()
+                    .filter(|i| {
+                        votes
+                            .iter()
+                            .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted(_))))
+                    })
+                    .collect();
+                let raise = raise_call(key, token, id);
+                let raised = self
+                    .nodes
+                    .on(&granting_behind, |node| node.script::<i64>(&raise))
+                    .await;
+                let standing = agreeing
+                    + raised
+                        .iter()
+                        .filter(|v| v.answer.as_ref().is_ok_and(|c| *c as u64 >= token))
+                        .count();
+                if standing < majority {
+                    return Err(self.no_quorum(
+                        votes,
+                        standing,
+                        "the instances could not agree on a fencing token",
+                    ));
+                }
+                behind.retain(|i| !granting_behind.contains(i));
             }
-            behind.retain(|i| !granting_behind.contains(i));
+            stragglers.push(behind);
+            tokens.push(token);
         }
-        if !behind.is_empty() || !pending.is_empty() {
-            tokio::spawn(raise_stragglers(
+        let all_settled = stragglers.iter().all(Vec::is_empty);
+        if !all_settled || !pending.is_empty() {
+            let raise = raise_stragglers(
                 self.clone(),
-                raise,
-                behind,
+                keys.to_vec(),
+                id.to_string(),
+                stragglers,
                 pending,
-                token,
-            ));
+                tokens.clone(),
+            );
+            tokio::spawn(raise);
         }
-        Ok(token)
+        Ok(tokens)
     }
 
     fn no_quorum(&self, votes: &[Vote<Grant>], granted: usize, why: &str) -> Error {
@@ -767,24 +924,45 @@ fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
     })
 }
 
-/// Raises the instances that answered behind the token, and those whose answers were still
-/// under way when the acquire was decided.
+/// The call that raises `key`'s fencing counter to `token` (and records it in our lease).
+fn raise_call(key: &str, token: u64, id: &str) -> Arc<Call> {
+    Arc::new(
+        Call::new(&scripts::RAISE)
+            .key(key)
+            .key(fence_key(key))
+            .arg(token)
+            .arg(id),
+    )
+}
+
+/// Raises the instances that answered behind each lease's token, and those whose answers
+/// were still under way when the acquire was decided.
 async fn raise_stragglers(
     shared: Arc<Shared>,
-    raise: Arc<Call>,
-    mut behind: Vec<usize>,
+    keys: Vec<String>,
+    id: String,
+    mut behind: Vec<Vec<usize>>,
     mut pending: Pending<Grant>,
-    token: u64,
+    tokens: Vec<u64>,
 ) {
     while let Some(late) = pending.next().await {
-        behind.extend(quorum::behind(std::slice::from_ref(&late), token));
+        for (lease, behind) in behind.iter_mut().enumerate() {
+            behind.extend(quorum::behind(
+                std::slice::from_ref(&late),
+                tokens[lease],
+                lease,
+            ));
+        }
     }
-    let raised = shared
-        .nodes
-        .on(&behind, |node| node.script::<i64>(&raise))
-        .await;
-    for vote in raised.iter().filter(|v| v.answer.is_err()) {
-        tracing::debug!(node = %shared.nodes.list[vote.node].address, "raising the fencing counter failed");
+    for (lease, behind) in behind.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+        let raise = raise_call(&keys[lease], tokens[lease], &id);
+        let raised = shared
+            .nodes
+            .on(behind, |node| node.script::<i64>(&raise))
+            .await;
+        for vote in raised.iter().filter(|v| v.answer.is_err()) {
+            tracing::debug!(node = %shared.nodes.list[vote.node].address, "raising the fencing counter failed");
+        }
     }
 }
 

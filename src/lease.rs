@@ -148,6 +148,22 @@ impl Lease {
         }
     }
 
+    /// Stops renewal and marks the lease released, for a caller that releases it on the
+    /// server itself (a set releases all its leases in one script).
+    pub(crate) fn disarm(&self) {
+        self.stop_watchdog();
+        self.state.released.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// How long since the acquire that took it was sent.
+    pub(crate) fn held_for(&self) -> Duration {
+        self.held_since.elapsed()
+    }
+
     /// The lease's name.
     pub fn name(&self) -> &str {
         &self.state.name
@@ -263,15 +279,15 @@ impl Lease {
     /// # Errors
     /// A connection error; the lease then ends when its TTL runs out.
     pub async fn release(self) -> Result<bool> {
-        self.stop_watchdog();
+        self.disarm();
         tracing::info!(
             lease = %self.state.name,
-            held_ms = self.held_since.elapsed().as_millis() as u64,
+            held_ms = self.held_for().as_millis() as u64,
             renewals = self.renewals(),
             "releasing"
         );
-        self.state.released.store(true, Ordering::Relaxed);
-        self.shared.release(&self.key, &self.id).await
+        let keys = [self.key.clone()];
+        Ok(self.shared.release(&keys, &self.id).await? > 0)
     }
 }
 
@@ -283,9 +299,9 @@ impl Drop for Lease {
         }
         // Never block in drop: release in the background when a runtime is still there.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (shared, key, id) = (self.shared.clone(), self.key.clone(), self.id.clone());
+            let (shared, keys, id) = (self.shared.clone(), [self.key.clone()], self.id.clone());
             runtime.spawn(async move {
-                let _ = shared.release(&key, &id).await;
+                let _ = shared.release(&keys, &id).await;
             });
         }
     }

@@ -16,6 +16,7 @@
 //!   turns their answers into one (single mode is the case of one instance);
 //! - [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost signal, fed by the
 //!   watchdog in `renew.rs` that renews it and notices loss before the TTL can run out;
+//!   [`LeaseSet`] (`lease_set.rs`): several leases taken together (all or none);
 //! - [`Holder`] (`holder.rs`): who holds a lease, read from any of the key formats in use;
 //! - `wait.rs`: the pause between a waiter's tries (release notification, fallback poll);
 //! - `keys.rs`: the names beside a lease key (fencing counter, waiters' queue, channel);
@@ -51,6 +52,7 @@ mod error;
 mod holder;
 mod keys;
 mod lease;
+mod lease_set;
 mod nodes;
 mod quorum;
 mod renew;
@@ -58,13 +60,14 @@ mod scripts;
 pub mod settings;
 mod wait;
 
-pub use client::{Acquire, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
+pub use client::{Acquire, AcquireSet, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
 pub use endpoint::{mask_password, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
 pub use holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use keys::{check_name, MAX_NAME_LEN, MIN_TTL};
 pub use lease::Lease;
+pub use lease_set::LeaseSet;
 /// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].
 pub use redis::EntraIdCredentialsProvider;
 pub use settings::{Overrides, Settings};

@@ -12,55 +12,72 @@ pub(crate) fn majority(total: usize) -> usize {
     total / 2 + 1
 }
 
-/// One instance's answer to the acquire script.
+/// One instance's answer to the acquire script (for one lease, or a set taken together).
 pub(crate) enum Grant {
-    /// Taken here, with this instance's count as the token.
-    Granted(u64),
-    /// Held here by someone else (`None`: the key vanished between the check and the read),
-    /// with this instance's counter.
+    /// Taken here, with this instance's count of each lease as its token.
+    Granted(Vec<u64>),
+    /// Lease `lease` (its index in the set) is held here by someone else (`None`: the key
+    /// vanished between the check and the read), with this instance's counter of it.
     Held {
         holder: Option<Holder>,
         counter: u64,
+        lease: usize,
     },
 }
 
 impl Grant {
-    /// Reads `{1, token}`, `{0, {type, pttl, fields}, counter}` or `{2, waiters, counter}`.
+    /// Reads `{1, token...}`, `{0, {type, pttl, fields}, counter, i}` or
+    /// `{2, waiters, counter, i}` (`i` counts from 1).
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
         let Value::Array(parts) = reply else {
             return None;
         };
+        let lease = match parts.get(3) {
+            Some(Value::Int(i)) if *i >= 1 => *i as usize - 1,
+            _ => 0,
+        };
         match (parts.first(), parts.get(1), parts.get(2)) {
-            (Some(Value::Int(1)), Some(Value::Int(token)), _) => {
-                Some(Grant::Granted(*token as u64))
+            (Some(Value::Int(1)), Some(Value::Int(_)), _) => {
+                let tokens = parts[1..].iter().map(|part| match part {
+                    Value::Int(token) => Some(*token as u64),
+                    _ => None,
+                });
+                tokens.collect::<Option<Vec<u64>>>().map(Grant::Granted)
             }
             (Some(Value::Int(0)), Some(holder), Some(Value::Int(counter))) => Some(Grant::Held {
                 holder: Holder::from_reply(holder),
                 counter: *counter as u64,
+                lease,
             }),
             // Free, but promised to the first of the queued waiters.
             (Some(Value::Int(2)), Some(Value::Int(waiters)), Some(Value::Int(counter))) => {
                 Some(Grant::Held {
                     holder: Some(Holder::queued(*waiters as u64)),
                     counter: *counter as u64,
+                    lease,
                 })
             }
             _ => None,
         }
     }
 
-    fn token(&self) -> Option<u64> {
+    fn token(&self, lease: usize) -> Option<u64> {
         match self {
-            Grant::Granted(token) => Some(*token),
+            Grant::Granted(tokens) => tokens.get(lease).copied(),
             Grant::Held { .. } => None,
         }
     }
 
-    /// The instance's counter as this answer shows it.
-    fn counter(&self) -> u64 {
+    /// The instance's counter of lease `lease` as this answer shows it (`None`: not shown).
+    fn counter(&self, lease: usize) -> Option<u64> {
         match self {
-            Grant::Granted(token) => *token,
-            Grant::Held { counter, .. } => *counter,
+            Grant::Granted(tokens) => tokens.get(lease).copied(),
+            Grant::Held {
+                counter,
+                lease: held,
+                ..
+            } if *held == lease => Some(*counter),
+            Grant::Held { .. } => None,
         }
     }
 }
@@ -99,26 +116,29 @@ impl Tally {
     }
 }
 
-/// The token to hand out — the largest any granting instance counted — and how many granting
-/// instances already stand at it.
-pub(crate) fn token_of(votes: &[Vote<Grant>]) -> (u64, usize) {
+/// Lease `lease`'s token to hand out — the largest any granting instance counted — and how
+/// many granting instances already stand at it.
+pub(crate) fn token_of(votes: &[Vote<Grant>], lease: usize) -> (u64, usize) {
     let tokens = votes
         .iter()
-        .filter_map(|v| v.answer.as_ref().ok().and_then(Grant::token));
+        .filter_map(|v| v.answer.as_ref().ok().and_then(|grant| grant.token(lease)));
     let token = tokens.clone().max().unwrap_or(0);
     (token, tokens.filter(|t| *t == token).count())
 }
 
-/// The instances whose answers show a counter below `token`, and those that failed: their
-/// counter is unknown, and one may be up again with empty memory (a connection that died with
-/// a restarted instance fails once, then reconnects), so they are raised too.
-pub(crate) fn behind(votes: &[Vote<Grant>], token: u64) -> Vec<usize> {
+/// The instances whose answers show a counter of lease `lease` below `token`, and those whose
+/// counter is unknown (they failed, or showed another lease of the set): one may be up again
+/// with empty memory (a connection that died with a restarted instance fails once, then
+/// reconnects), so they are raised too.
+pub(crate) fn behind(votes: &[Vote<Grant>], token: u64, lease: usize) -> Vec<usize> {
     votes
         .iter()
         .filter(|v| {
             v.answer
                 .as_ref()
-                .map_or(true, |grant| grant.counter() < token)
+                .ok()
+                .and_then(|grant| grant.counter(lease))
+                .is_none_or(|counter| counter < token)
         })
         .map(|v| v.node)
         .collect()
@@ -211,17 +231,34 @@ mod tests {
     #[test]
     fn the_token_is_the_largest_count_and_lower_counters_are_behind() {
         // The sequence: A=0, B=C=5; then {A, C} grant with 1 and 6.
-        let votes = vec![vote(0, Grant::Granted(1)), vote(2, Grant::Granted(6))];
-        assert_eq!(token_of(&votes), (6, 1));
-        assert_eq!(behind(&votes, 6), vec![0]);
+        let votes = vec![
+            vote(0, Grant::Granted(vec![1])),
+            vote(2, Grant::Granted(vec![6])),
+        ];
+        assert_eq!(token_of(&votes, 0), (6, 1));
+        assert_eq!(behind(&votes, 6, 0), vec![0]);
         let held = vec![vote(
             1,
             Grant::Held {
                 holder: None,
                 counter: 5,
+                lease: 0,
             },
         )];
-        assert_eq!(behind(&held, 6), vec![1]);
+        assert_eq!(behind(&held, 6, 0), vec![1]);
+        assert_eq!(behind(&held, 2, 0), Vec::<usize>::new());
+        // A set: the answer shows only the counter of the lease that was held there.
+        assert_eq!(
+            behind(&held, 2, 1),
+            vec![1],
+            "unknown counters may be behind"
+        );
+        let set = vec![
+            vote(0, Grant::Granted(vec![3, 9])),
+            vote(1, Grant::Granted(vec![3, 7])),
+        ];
+        assert_eq!((token_of(&set, 0), token_of(&set, 1)), ((3, 2), (9, 1)));
+        assert_eq!(behind(&set, 9, 1), vec![1]);
         let failed = vec![Vote {
             node: 2,
             answer: Err(crate::Error::Timeout {
@@ -230,7 +267,7 @@ mod tests {
             }),
         }];
         assert_eq!(
-            behind(&failed, 6),
+            behind(&failed, 6, 0),
             vec![2],
             "a failed instance may be behind"
         );

@@ -27,11 +27,10 @@ pub(crate) struct Waiter {
 impl Waiter {
     pub(crate) fn new(
         key: String,
-        wait: Duration,
+        deadline: Instant,
         fallback_poll: Duration,
         place: Option<String>,
     ) -> Waiter {
-        let deadline = Instant::now() + wait;
         Waiter {
             channel: release_channel(&key),
             place,

@@ -1,67 +1,89 @@
--- Takes the lease when its key is free and no waiter is ahead in its queue; otherwise answers
--- who holds it (or how many wait), in the same round trip.
--- KEYS[1] lease key, KEYS[2] fencing counter (never expires, never deleted),
--- KEYS[3] waiters' queue (zset: waiter -> ticket), KEYS[4] waiters' deadlines (zset: waiter -> ms)
+-- Takes a lease — or a set of leases, all or none — when every key is free and no waiter is
+-- ahead in its queue; otherwise answers who holds the first one that is not free (or how many
+-- wait for it), in the same round trip.
+-- KEYS, four per lease: [4i-3] lease key, [4i-2] fencing counter (never expires, never
+-- deleted), [4i-1] waiters' queue (zset: waiter -> ticket), [4i] waiters' deadlines (zset:
+-- waiter -> ms)
 -- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt,
--- ARGV[4] waiter id ('' = not queueing), ARGV[5] how long a waiter keeps its place without
--- trying again (ms), ARGV[6..] meta_* field/value pairs
--- Returns {1, fencingToken} when taken, {0, {type, pttl, fields}, counter} when held, or
--- {2, waiters, counter} when free but promised to the first waiter in the queue.
-local waiter, grace = ARGV[4], tonumber(ARGV[5])
+-- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
+-- keeps its place without trying again (ms), ARGV[6..] meta_* field/value pairs
+-- Returns {1, token1, token2, ...} when taken, {0, {type, pttl, fields}, counter, i} when
+-- lease i is held, or {2, waiters, counter, i} when lease i is free but promised to the first
+-- waiter in its queue.
+local id, waiter, grace = ARGV[1], ARGV[4], tonumber(ARGV[5])
+local leases = #KEYS / 4
 
 local function now_ms()
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
+local function is_ours(key)
+  return redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'leaseId') == id
+end
+
 -- Takes (or keeps) the waiter's place in line, and notes that it is still waiting.
-local function join_queue(now)
+local function join_queue(queue, deadlines, now)
   if waiter == '' then
     return
   end
-  if not redis.call('ZSCORE', KEYS[3], waiter) then
-    local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if not redis.call('ZSCORE', queue, waiter) then
+    local last = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')
     local ticket = 1
     if last[2] then
       ticket = tonumber(last[2]) + 1
     end
-    redis.call('ZADD', KEYS[3], ticket, waiter)
+    redis.call('ZADD', queue, ticket, waiter)
   end
-  redis.call('ZADD', KEYS[4], now + grace, waiter)
-  redis.call('PEXPIRE', KEYS[3], 2 * grace)
-  redis.call('PEXPIRE', KEYS[4], 2 * grace)
+  redis.call('ZADD', deadlines, now + grace, waiter)
+  redis.call('PEXPIRE', queue, 2 * grace)
+  redis.call('PEXPIRE', deadlines, 2 * grace)
 end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  -- Ours already: this is a retry whose first answer was lost with its connection.
-  if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'leaseId') == ARGV[1] then
-    return {1, tonumber(redis.call('HGET', KEYS[1], 'fencingToken'))}
+-- First every lease is checked; nothing is written unless all of them can be taken.
+local ours = {}
+for i = 1, leases do
+  local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  if redis.call('EXISTS', key) == 1 then
+    -- Ours already: this is a retry whose first answer was lost with its connection.
+    if not is_ours(key) then
+      if waiter ~= '' then
+        join_queue(queue, deadlines, now_ms())
+      end
+      return {0, read_holder(key), read_counter(fence), i}
+    end
+    ours[i] = true
+  elseif redis.call('EXISTS', queue) == 1 then
+    local now = now_ms()
+    for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
+      redis.call('ZREM', queue, gone)
+      redis.call('ZREM', deadlines, gone)
+    end
+    local first = redis.call('ZRANGE', queue, 0, 0)[1]
+    if first and first ~= waiter then
+      join_queue(queue, deadlines, now)
+      return {2, redis.call('ZCARD', queue), read_counter(fence), i}
+    end
   end
-  if waiter ~= '' then
-    join_queue(now_ms())
-  end
-  return {0, read_holder(KEYS[1]), read_counter(KEYS[2])}
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local now = now_ms()
-  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
-    redis.call('ZREM', KEYS[3], gone)
-    redis.call('ZREM', KEYS[4], gone)
-  end
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if first and first ~= waiter then
-    join_queue(now)
-    return {2, redis.call('ZCARD', KEYS[3]), read_counter(KEYS[2])}
-  end
-  if first then
-    redis.call('ZREM', KEYS[3], waiter)
-    redis.call('ZREM', KEYS[4], waiter)
+
+local taken = {1}
+for i = 1, leases do
+  local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  if ours[i] then
+    taken[i + 1] = tonumber(redis.call('HGET', key, 'fencingToken'))
+  else
+    if waiter ~= '' then
+      redis.call('ZREM', queue, waiter)
+      redis.call('ZREM', deadlines, waiter)
+    end
+    local token = redis.call('INCR', fence)
+    redis.call('HSET', key, 'leaseId', id, 'acquiredAt', ARGV[3], 'fencingToken', token)
+    for f = 6, #ARGV, 2 do
+      redis.call('HSET', key, ARGV[f], ARGV[f + 1])
+    end
+    redis.call('PEXPIRE', key, ARGV[2])
+    taken[i + 1] = token
   end
 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'acquiredAt', ARGV[3], 'fencingToken', token)
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, token}
+return taken

@@ -1,15 +1,21 @@
--- Releases the lease only while it is ours, and wakes the next waiter.
--- KEYS[1] lease key, KEYS[2] waiters' queue; ARGV[1] lease id, ARGV[2] release channel
--- ('' to release silently: undoing a partial quorum acquire must not wake the waiters, or a
--- waiter that undoes its own grant would wake itself over and over)
+-- Releases a lease — or a set of leases taken together — wherever it is still ours, and wakes
+-- the next waiter of each.
+-- KEYS, two per lease: [2i-1] lease key, [2i] waiters' queue; ARGV[1] lease id,
+-- ARGV[1+i] lease i's release channel ('' to release silently: undoing a partial quorum
+-- acquire must not wake the waiters, or a waiter that undoes its own grant would wake itself
+-- over and over)
 -- The notification names the first queued waiter (only it needs to try now), or is empty
 -- when no one is queued (then every waiter tries).
--- Returns 1 when released, 0 when the key is gone or holds another lease.
-if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'leaseId') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if ARGV[2] ~= '' then
-    redis.call('PUBLISH', ARGV[2], redis.call('ZRANGE', KEYS[2], 0, 0)[1] or '')
+-- Returns how many were released (0 when every key is gone or holds another lease).
+local released = 0
+for i = 1, #KEYS / 2 do
+  local key, queue, channel = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
+  if redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'leaseId') == ARGV[1] then
+    redis.call('DEL', key)
+    if channel ~= '' then
+      redis.call('PUBLISH', channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
+    end
+    released = released + 1
   end
-  return 1
 end
-return 0
+return released
