@@ -9,4 +9,5 @@ mod library;
 mod process;
 mod quorum;
 mod security;
+mod sets;
 mod support;

@@ -112,9 +112,13 @@ pub struct RunArgs {
     /// This instance's region, stored as meta_region.
     #[arg(long, value_parser = non_empty)]
     pub region: String,
-    /// The lease to compete for.
-    #[arg(long, default_value = "critical-section-lock")]
-    pub lease: String,
+    /// The lease to compete for; repeat to take several together (all or none).
+    #[arg(
+        long = "lease",
+        value_name = "NAME",
+        default_value = "critical-section-lock"
+    )]
+    pub leases: Vec<String>,
     // The durations take values with a leading '-' so that `--ttl -5s` is refused as a
     // negative duration, not as an unknown flag `-5`.
     /// How long the winner works.
@@ -159,6 +163,9 @@ pub struct InspectArgs {
 pub struct ExecArgs {
     /// The lease to hold while the command runs.
     pub name: String,
+    /// Another lease to hold with it (all or none); repeatable.
+    #[arg(long = "lease", value_name = "NAME")]
+    pub leases: Vec<String>,
     /// The lease's time to live (default: the settings' DefaultLeaseDuration).
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,

@@ -8,7 +8,7 @@ use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use leasectl::duration::human;
-use leasectl::{Acquire, LeaseClient};
+use leasectl::{AcquireSet, LeaseClient, LeaseSet};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::Child;
@@ -37,20 +37,23 @@ pub async fn run(
         &args.meta,
     );
     options.max_hold = args.max_hold;
+    let names: Vec<&str> = std::iter::once(&args.name)
+        .chain(&args.leases)
+        .map(String::as_str)
+        .collect();
     let asked_at = Instant::now();
     let outcome = match args.wait {
-        None => client.try_acquire(&args.name, &options).await?,
+        None => client.try_acquire_set(&names, &options).await?,
         Some(wait) => tokio::select! {
-            outcome = client.acquire(&args.name, &options, wait) => outcome?,
+            outcome = client.acquire_set(&names, &options, wait) => outcome?,
             code = interrupts.recv() => return Ok(ExitCode::from(code)),
         },
     };
     let lease = match outcome {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => {
+        AcquireSet::Acquired(leases) => leases,
+        AcquireSet::Held { name, holder } => {
             printer.note(format!(
-                "{} is held by {}; not running {}",
-                args.name,
+                "{name} is held by {}; not running {}",
                 holder.display_name(),
                 args.command[0]
             ));
@@ -58,7 +61,7 @@ pub async fn run(
         }
     };
     let waited = asked_at.elapsed();
-    let mut child = match spawn(&args.command, &args.name, lease.id(), lease.fencing_token()) {
+    let mut child = match spawn(&args.command, &args.name, &lease) {
         Ok(child) => child,
         Err(error) => {
             lease.release().await?;
@@ -106,7 +109,7 @@ pub async fn run(
         }
     };
     let renewals = lease.renewals();
-    let token = lease.fencing_token();
+    let token = super::fencing_tokens(&lease);
     let held = asked_at.elapsed().saturating_sub(waited);
     match lease.release().await {
         Ok(_) => {}
@@ -117,23 +120,32 @@ pub async fn run(
     }
     tracing::info!(
         "lease {}: waited {}, held {}, {renewals} renewals, fencing token {token}, exit {code}",
-        args.name,
+        names.join(","),
         human(waited),
         human(held)
     );
     Ok(ExitCode::from(code))
 }
 
-/// Starts the command with the lease in its environment, tied to our death: if leasectl
-/// dies (even by SIGKILL) the kernel sends the command SIGKILL, since nobody would renew.
-fn spawn(command: &[String], name: &str, lease_id: &str, token: u64) -> std::io::Result<Child> {
+/// Starts the command with the lease in its environment (`name`'s token, and with `--lease`
+/// every lease's as `NAME=TOKEN,...`), tied to our death: if leasectl dies (even by SIGKILL)
+/// the kernel sends the command SIGKILL, since nobody would renew.
+fn spawn(command: &[String], name: &str, leases: &LeaseSet) -> std::io::Result<Child> {
     let parent = std::process::id();
+    let token = leases
+        .leases()
+        .iter()
+        .find(|lease| lease.name() == name)
+        .map_or(0, |lease| lease.fencing_token());
     let mut process = std::process::Command::new(&command[0]);
     process
         .args(&command[1..])
         .env("LEASECTL_LEASE", name)
-        .env("LEASECTL_LEASE_ID", lease_id)
+        .env("LEASECTL_LEASE_ID", leases.id())
         .env("LEASECTL_FENCING_TOKEN", token.to_string());
+    if leases.leases().len() > 1 {
+        process.env("LEASECTL_FENCING_TOKENS", super::fencing_tokens(leases));
+    }
     // SAFETY: between fork and exec only async-signal-safe calls: prctl, getppid, kill.
     unsafe {
         process.pre_exec(move || {

@@ -54,8 +54,10 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
 /// whether Redis is up or not, and before `run` prints its banner.
 fn check(command: &Command) -> Result<(), UsageError> {
     match command {
-        Command::Run(args) => check_name(&args.lease),
-        Command::Exec(args) => check_name(&args.name),
+        Command::Run(args) => args.leases.iter().try_for_each(|name| check_name(name)),
+        Command::Exec(args) => std::iter::once(&args.name)
+            .chain(&args.leases)
+            .try_for_each(|name| check_name(name)),
         Command::Inspect(args) if !args.all => check_name(&args.name),
         Command::Release(args) => check_name(&args.name).and_then(|()| release::check(args)),
         _ => Ok(()),
@@ -121,6 +123,18 @@ pub fn working_options(
         options = options.meta(key, value);
     }
     options
+}
+
+/// The fencing tokens of a set: `TOKEN` for one lease, `NAME=TOKEN,...` for several.
+pub fn fencing_tokens(set: &leasectl::LeaseSet) -> String {
+    match set.leases() {
+        [lease] => lease.fencing_token().to_string(),
+        leases => leases
+            .iter()
+            .map(|l| format!("{}={}", l.name(), l.fencing_token()))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// This machine's name, for `meta_hostname` (empty when it cannot be read).

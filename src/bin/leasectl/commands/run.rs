@@ -7,7 +7,7 @@ use std::time::Duration;
 use colored::Colorize;
 use indicatif::{ProgressBar, ProgressStyle};
 use leasectl::duration::human;
-use leasectl::{Acquire, LeaseClient};
+use leasectl::{AcquireSet, LeaseClient};
 use tokio::time::{interval_at, sleep_until, Instant};
 
 use super::Interrupts;
@@ -38,11 +38,12 @@ pub async fn run(
     let options = super::working_options(&client, args.ttl, &identity, &args.meta);
     let asked_at = Instant::now();
     let outcome = match args.wait {
-        None => client.try_acquire(&args.lease, &options).await?,
+        None => client.try_acquire_set(&args.leases, &options).await?,
         Some(wait) => {
             let progress = WaitProgress::new(printer, &tag, wait);
-            let waiting = client
-                .acquire_observed(&args.lease, &options, wait, |holder| progress.show(holder));
+            let waiting = client.acquire_set_observed(&args.leases, &options, wait, |_, holder| {
+                progress.show(holder)
+            });
             tokio::select! {
                 outcome = waiting => { progress.finish(); outcome? }
                 code = interrupts.recv() => {
@@ -54,16 +55,21 @@ pub async fn run(
         }
     };
     let lease = match outcome {
-        Acquire::Acquired(lease) => lease,
-        Acquire::Held(holder) => {
+        AcquireSet::Acquired(leases) => leases,
+        AcquireSet::Held { name, holder } => {
+            // With several leases, say which one stood in the way.
+            let which = match args.leases.len() {
+                1 => String::new(),
+                _ => format!(" | Lease: {name}"),
+            };
             println!(
-                "{tag} {} | Held by: {}",
+                "{tag} {} | Held by: {}{which}",
                 "✗ Lock unavailable".red().bold(),
                 holder.display_name()
             );
             print!(
                 "{}",
-                holder_table(&client.settings().key_for(&args.lease), &holder)
+                holder_table(&client.settings().key_for(&name), &holder)
             );
             return Ok(ExitCode::from(exit::HELD));
         }
@@ -79,11 +85,8 @@ pub async fn run(
         "✓ Lock acquired".green().bold(),
         human(args.work)
     );
-    tracing::info!(
-        token = lease.fencing_token(),
-        id = lease.id(),
-        "lease acquired"
-    );
+    let tokens = super::fencing_tokens(&lease);
+    tracing::info!(token = %tokens, id = lease.id(), "lease acquired");
 
     let started = Instant::now();
     let lost = lease.lost();
@@ -119,12 +122,11 @@ pub async fn run(
         lease.renewals()
     );
     tracing::info!(
-        "lease {}: waited {}, held {}, {} renewals, fencing token {}",
-        args.lease,
+        "lease {}: waited {}, held {}, {} renewals, fencing token {tokens}",
+        args.leases.join(","),
         human(started.duration_since(asked_at)),
         human(took),
         lease.renewals(),
-        lease.fencing_token()
     );
     if lease.release().await? {
         println!("{tag} Lock released");
