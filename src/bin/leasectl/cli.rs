@@ -54,7 +54,8 @@ pub struct Global {
 pub enum Command {
     /// Seed 002's lock competition: take the lease and work, or show who holds it.
     #[command(
-        after_help = "Example:\n  leasectl run --instance us-east-1 --region us-east --work 15s"
+        after_help = "Examples:\n  leasectl run --instance us-east-1 --region us-east --work 15s\n  \
+        leasectl run --instance eu-1 --region eu --lease orders --lease invoices  (both or none)"
     )]
     Run(RunArgs),
     /// Show who holds a lease (or every lease), with its TTL left.
@@ -70,8 +71,10 @@ pub enum Command {
     /// Run a command while holding a lease, renewing it; the command is stopped if the lease is lost.
     #[command(
         after_help = "Examples:\n  leasectl exec nightly-report -- ./report.sh\n  \
-        leasectl exec nightly-report --wait 10m --max-hold 2h -- ./report.sh --full\n\n\
-        The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN.\n\
+        leasectl exec nightly-report --wait 10m --max-hold 2h -- ./report.sh --full\n  \
+        leasectl exec db-migration --lease search-reindex -- ./migrate.sh    (both leases or none)\n\n\
+        The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN\n\
+        (with --lease also LEASECTL_FENCING_TOKENS=name=token,...).\n\
         Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
         (the command got SIGTERM, then SIGKILL after --kill-after)."
     )]
