@@ -3,14 +3,14 @@
 //! arrive and stops as soon as it can decide (node-redlock's way). Single mode is the same
 //! with one instance, so both modes share one code path.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{
-    Client, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script,
+    Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script,
     StreamingCredentialsProvider, ToRedisArgs,
 };
 use tokio::time::timeout;
@@ -18,6 +18,9 @@ use tokio::time::timeout;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
+
+/// Redis's answer to EVALSHA for a script it does not have.
+const NO_SCRIPT: redis::ErrorKind = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
 
 /// One Redis instance.
 pub(crate) struct Node {
@@ -36,6 +39,8 @@ pub(crate) struct Call {
     script: &'static Script,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
+    /// The EVALSHA command, encoded once for every instance and retry.
+    command: OnceLock<Cmd>,
 }
 
 impl Call {
@@ -44,6 +49,7 @@ impl Call {
             script,
             keys: Vec::new(),
             args: Vec::new(),
+            command: OnceLock::new(),
         }
     }
 
@@ -55,6 +61,18 @@ impl Call {
     pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Call {
         self.args.extend(arg.to_redis_args());
         self
+    }
+
+    fn command(&self) -> &Cmd {
+        self.command.get_or_init(|| {
+            let mut command = redis::cmd("EVALSHA");
+            command
+                .arg(self.script.get_hash())
+                .arg(self.keys.len())
+                .arg(&self.keys)
+                .arg(&self.args);
+            command
+        })
     }
 }
 
@@ -341,19 +359,20 @@ impl Node {
             self.response_timeout,
         );
         Box::pin(async move {
-            let mut invocation = call.script.prepare_invoke();
-            for key in &call.keys {
-                invocation.key(key);
-            }
-            for arg in &call.args {
-                invocation.arg(arg);
-            }
-            let mut answer = invocation.invoke_async(&mut connection).await;
+            let mut answer = call.command().query_async(&mut connection).await;
             if answer.as_ref().is_err_and(was_dropped) {
                 // The connection manager reconnects only after a command failed on a dead
                 // connection (a restarted instance): try once more. Every script is safe to
                 // repeat — acquire answers "granted" again for its own lease id.
-                answer = invocation.invoke_async(&mut connection).await;
+                answer = call.command().query_async(&mut connection).await;
+            }
+            if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
+                // First use on this instance (or it restarted): load the script, then run it.
+                let loaded = call.script.prepare_invoke().load_async(&mut connection).await;
+                answer = match loaded {
+                    Ok(_) => call.command().query_async(&mut connection).await,
+                    Err(error) => Err(error),
+                };
             }
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })

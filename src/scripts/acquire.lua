@@ -44,7 +44,9 @@ end
 local ours = {}
 for i = 1, leases do
   local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
-  if redis.call('EXISTS', key) == 1 then
+  if redis.call('EXISTS', key, queue) == 0 then
+    -- Free, and nobody waits for it: the usual case, one call.
+  elseif redis.call('EXISTS', key) == 1 then
     -- Ours already: this is a retry whose first answer was lost with its connection.
     if not is_ours(key) then
       if waiter ~= '' then
@@ -78,10 +80,11 @@ for i = 1, leases do
       redis.call('ZREM', deadlines, waiter)
     end
     local token = redis.call('INCR', fence)
-    redis.call('HSET', key, 'leaseId', id, 'acquiredAt', ARGV[3], 'fencingToken', token)
-    for f = 6, #ARGV, 2 do
-      redis.call('HSET', key, ARGV[f], ARGV[f + 1])
+    local fields = {key, 'leaseId', id, 'acquiredAt', ARGV[3], 'fencingToken', token}
+    for f = 6, #ARGV do
+      fields[#fields + 1] = ARGV[f]
     end
+    redis.call('HSET', unpack(fields))
     redis.call('PEXPIRE', key, ARGV[2])
     taken[i + 1] = token
   end

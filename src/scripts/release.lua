@@ -10,7 +10,8 @@
 local released = 0
 for i = 1, #KEYS / 2 do
   local key, queue, channel = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
-  if redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'leaseId') == ARGV[1] then
+  -- pcall: a key of another type answers an error, which is not our id.
+  if redis.pcall('HGET', key, 'leaseId') == ARGV[1] then
     redis.call('DEL', key)
     if channel ~= '' then
       redis.call('PUBLISH', channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
