@@ -368,7 +368,11 @@ impl Node {
             }
             if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
                 // First use on this instance (or it restarted): load the script, then run it.
-                let loaded = call.script.prepare_invoke().load_async(&mut connection).await;
+                let loaded = call
+                    .script
+                    .prepare_invoke()
+                    .load_async(&mut connection)
+                    .await;
                 answer = match loaded {
                     Ok(_) => call.command().query_async(&mut connection).await,
                     Err(error) => Err(error),

@@ -86,7 +86,9 @@ async fn watch(
         if now < at {
             continue;
         }
-        match timeout(valid_until - now, shared.extend(key, id, ttl)).await {
+        // Boxed: the renewal call exists only while it runs, so that a sleeping watchdog (one per
+        // held lease) stays small.
+        match timeout(valid_until - now, Box::pin(shared.extend(key, id, ttl))).await {
             Ok(Ok(true)) => {
                 state.confirm(now, ttl, true);
                 next_renewal = Some(now + every);

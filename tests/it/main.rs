@@ -1,6 +1,7 @@
 //! One integration-test binary (compiled once): real `redis-server` processes, real
 //! `leasectl` processes. Each area has its own module.
 
+mod bench;
 mod cli;
 mod configure;
 mod exec;

@@ -49,6 +49,14 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
     single_settings.endpoints.truncate(1);
     let single = LeaseClient::connect(single_settings).await?;
     let progress = progress_bar();
+    // First, so that S1 runs right after the round-trip figure it is compared with (this kind
+    // of machine is noisy: figures minutes apart differ by a factor of two).
+    let baseline = if args.baseline {
+        progress.set_message("redis-benchmark…");
+        Some(redis_benchmark(&settings).await?)
+    } else {
+        None
+    };
     let mut reports = Vec::new();
     for scenario in &scenarios {
         progress.set_message(format!("{scenario}…"));
@@ -75,11 +83,6 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
         reports.push(report);
     }
     progress.finish_and_clear();
-    let baseline = if args.baseline {
-        Some(redis_benchmark(&settings).await?)
-    } else {
-        None
-    };
     if args.json {
         if let Some(baseline) = &baseline {
             println!("{}", serde_json::to_string(baseline)?);
@@ -207,44 +210,60 @@ struct Handoffs {
     hold_total: Duration,
 }
 
-/// S3: `workers` waiters on one key: each acquires (waiting), holds with a blocking sleep on a
-/// blocking thread (tokio's timer rounds 1 ms up to 2), releases, and comes back.
+/// S3: `workers` waiters on one key, each a thread of its own with its own client (as separate
+/// processes would be): each acquires (waiting), holds with a blocking sleep on its thread
+/// (tokio's timer rounds 1 ms up to 2), releases, and comes back.
 async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
     let options = options(args, client);
     let name = format!("bench:S3:{}", std::process::id());
     let deadline = Instant::now() + args.duration;
     let log = Arc::new(Mutex::new(Handoffs::default()));
     let started = Instant::now();
-    let workers = (0..args.workers).map(|worker| {
-        let (client, options, name, log) =
-            (client.clone(), options.clone(), name.clone(), log.clone());
-        let (hold, wait) = (args.hold, args.wait_timeout);
-        tokio::spawn(async move {
-            let mut errors = 0u64;
-            while Instant::now() < deadline {
-                let Ok(Acquire::Acquired(lease)) = client.acquire(&name, &options, wait).await
-                else {
-                    errors += 1;
-                    continue;
-                };
-                let acquired = Instant::now();
-                log.lock().expect("log").acquired.push((acquired, worker));
-                let _ = tokio::task::spawn_blocking(move || std::thread::sleep(hold)).await;
-                let held = acquired.elapsed();
-                let released = lease.release().await;
-                let mut log = log.lock().expect("log");
-                log.released.push((Instant::now(), worker));
-                log.hold_total += held;
-                if !matches!(released, Ok(true)) {
-                    errors += 1;
-                }
-            }
-            errors
+    let workers: Vec<_> = (0..args.workers)
+        .map(|worker| {
+            let (settings, options, name, log) = (
+                client.settings().clone(),
+                options.clone(),
+                name.clone(),
+                log.clone(),
+            );
+            let (hold, wait) = (args.hold, args.wait_timeout);
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let client = LeaseClient::connect(settings).await?;
+                    let mut errors = 0u64;
+                    while Instant::now() < deadline {
+                        let Ok(Acquire::Acquired(lease)) =
+                            client.acquire(&name, &options, wait).await
+                        else {
+                            errors += 1;
+                            continue;
+                        };
+                        let acquired = Instant::now();
+                        log.lock().expect("log").acquired.push((acquired, worker));
+                        std::thread::sleep(hold);
+                        let held = acquired.elapsed();
+                        let released = lease.release().await;
+                        let mut log = log.lock().expect("log");
+                        log.released.push((Instant::now(), worker));
+                        log.hold_total += held;
+                        if !matches!(released, Ok(true)) {
+                            errors += 1;
+                        }
+                    }
+                    Ok(errors)
+                })
+            })
         })
-    });
+        .collect();
     let mut errors = 0;
-    for outcome in futures_util::future::join_all(workers).await {
-        errors += outcome?;
+    for worker in workers {
+        errors += tokio::task::spawn_blocking(move || worker.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("an S3 worker panicked"))??;
     }
     let elapsed = started.elapsed();
     let log = Arc::try_unwrap(log)
@@ -321,7 +340,8 @@ async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Res
     let mut extra = Map::new();
     extra.insert(
         "cpu_us_per_renewal".into(),
-        json!(round(cpu.as_secs_f64() * 1e6 / renewals.max(1) as f64)),
+        // None (null) when the window was too short for any renewal (TTL / 3 or longer).
+        json!((renewals > 0).then(|| round(cpu.as_secs_f64() * 1e6 / renewals as f64))),
     );
     extra.insert("rss_bytes_per_lease".into(), json!(rss_per_lease));
     extra.insert("late_renewals".into(), json!(lost));
@@ -392,40 +412,64 @@ fn cpu_time() -> anyhow::Result<Duration> {
 /// `redis-benchmark`'s PING (multibulk) requests per second at 1 and 50 clients, against the
 /// first endpoint, measured now.
 async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
-    let endpoint = &settings.endpoints[0];
     let mut figures = Map::new();
-    for (clients, requests) in [(1, 50_000), (50, 200_000)] {
-        let mut command = tokio::process::Command::new("redis-benchmark");
-        command.args([
-            "-h",
-            &endpoint.host,
-            "-p",
-            &endpoint.port.to_string(),
-            "-t",
-            "ping",
-            "--csv",
-        ]);
-        command.args(["-c", &clients.to_string(), "-n", &requests.to_string()]);
-        if let Some(password) = endpoint.password() {
-            command.env("REDISCLI_AUTH", password);
-        }
-        if endpoint.tls {
-            command.arg("--tls");
-        }
-        let output = command
-            .output()
-            .await
-            .context("running redis-benchmark (install redis-tools)")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let rps = text
-            .lines()
-            .find(|line| line.starts_with("\"PING_MBULK\""))
-            .and_then(|line| line.split(',').nth(1))
-            .and_then(|field| field.trim_matches('"').parse::<f64>().ok())
-            .context("redis-benchmark printed no PING_MBULK figure")?;
-        figures.insert(format!("ping_c{clients}_per_s"), json!(rps));
+    // The pipelined EVALSHA limit: the cheapest script, 50 clients, 16 requests in flight each.
+    let evalsha = ["-P", "16", "EVALSHA", RETURN_1_SHA, "0"];
+    redis_benchmark_once(settings, &["SCRIPT", "LOAD", "return 1"], 1, 1).await?;
+    for (name, clients, requests, command) in [
+        ("ping_c1_per_s", 1, 50_000, &["PING"][..]),
+        ("ping_c50_per_s", 50, 200_000, &["PING"][..]),
+        ("evalsha_pipelined_per_s", 50, 1_000_000, &evalsha[..]),
+    ] {
+        let rps = redis_benchmark_once(settings, command, clients, requests).await?;
+        figures.insert(name.into(), json!(rps));
     }
     Ok(json!({ "scenario": "baseline", "tool": "redis-benchmark", "figures": figures }))
+}
+
+/// The SHA1 of the script `return 1`.
+const RETURN_1_SHA: &str = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+
+/// Runs `redis-benchmark` for one command against the first endpoint: requests per second.
+async fn redis_benchmark_once(
+    settings: &Settings,
+    command_line: &[&str],
+    clients: u32,
+    requests: u32,
+) -> anyhow::Result<f64> {
+    let endpoint = &settings.endpoints[0];
+    let mut command = tokio::process::Command::new("redis-benchmark");
+    command.args([
+        "-h",
+        &endpoint.host,
+        "-p",
+        &endpoint.port.to_string(),
+        "--csv",
+    ]);
+    command.args(["-c", &clients.to_string(), "-n", &requests.to_string()]);
+    if let Some(password) = endpoint.password() {
+        command.env("REDISCLI_AUTH", password);
+    }
+    if endpoint.tls {
+        command.arg("--tls");
+    }
+    command.args(command_line);
+    let output = command
+        .output()
+        .await
+        .context("running redis-benchmark (install redis-tools)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The CSV has a header line, then one line per command: "NAME","RPS",...
+    text.lines()
+        .filter(|line| !line.starts_with("\"test\""))
+        .find_map(|line| line.split(',').nth(1))
+        .and_then(|field| field.trim_matches('"').parse::<f64>().ok())
+        .with_context(|| {
+            format!(
+                "redis-benchmark printed no figure for {}",
+                command_line.join(" ")
+            )
+        })
 }
 
 fn print_table(reports: &[Report], baseline: Option<&Value>) {
@@ -435,6 +479,7 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
     );
     let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
     let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
+    let evalsha = baseline.and_then(|b| b["figures"]["evalsha_pipelined_per_s"].as_f64());
     for r in reports {
         let mut notes: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
         match (r.scenario, ping_c1, ping_c50) {
@@ -445,13 +490,24 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
                     100.0 * r.ops_per_s / (ping / 2.0)
                 ),
             ),
-            ("S2", _, Some(ping)) => notes.insert(
-                0,
-                format!(
-                    "{:.0}% of half redis-benchmark -c 50 PING",
-                    100.0 * r.ops_per_s / (ping / 2.0)
-                ),
-            ),
+            ("S2", _, Some(ping)) => {
+                notes.insert(
+                    0,
+                    format!(
+                        "{:.0}% of half redis-benchmark -c 50 PING",
+                        100.0 * r.ops_per_s / (ping / 2.0)
+                    ),
+                );
+                if let Some(limit) = evalsha {
+                    notes.insert(
+                        1,
+                        format!(
+                            "{:.0}% of the pipelined EVALSHA limit (two scripts a cycle)",
+                            100.0 * r.ops_per_s / (limit / 2.0)
+                        ),
+                    );
+                }
+            }
             _ => {}
         }
         if r.mode != "single" {
@@ -470,7 +526,9 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
     }
     if let (Some(c1), Some(c50)) = (ping_c1, ping_c50) {
         println!(
-            "redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients (same run)"
+            "redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients; \
+             pipelined EVALSHA: {:.0}/s (same run)",
+            evalsha.unwrap_or(0.0)
         );
     }
 }
