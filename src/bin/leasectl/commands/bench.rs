@@ -61,17 +61,12 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
     for scenario in &scenarios {
         progress.set_message(format!("{scenario}…"));
         let report = match scenario.as_str() {
-            "S1" => cycles("S1", &single, &args, &progress).await?,
+            "S1" => cycles("S1", &single, None, &args, &progress).await?,
             "S2" => parallel(&single, &args).await?,
             "S3" => contended(&single, &args).await?,
             "S4" => {
-                cycles(
-                    "S4",
-                    &LeaseClient::connect(settings.clone()).await?,
-                    &args,
-                    &progress,
-                )
-                .await?
+                let quorum = LeaseClient::connect(settings.clone()).await?;
+                cycles("S4", &quorum, Some(&single), &args, &progress).await?
             }
             _ => renewal_at_scale(&single, &args).await?,
         };
@@ -120,39 +115,56 @@ fn mode(client: &LeaseClient) -> String {
     }
 }
 
-/// S1 and S4: one client, try-acquire + release of one key, one cycle after another.
+/// S1 and S4: one client, try-acquire + release of one key, one cycle after another. With
+/// `beside` (S4), each cycle is followed by one on that single-instance client, so that the
+/// ratio of their medians compares them under the same conditions (on a noisy machine,
+/// figures taken a minute apart can differ by a factor of two).
 async fn cycles(
     scenario: &'static str,
     client: &LeaseClient,
+    beside: Option<&LeaseClient>,
     args: &BenchArgs,
     progress: &ProgressBar,
 ) -> anyhow::Result<Report> {
     let options = options(args, client);
     let name = format!("bench:{scenario}:{}", std::process::id());
+    let beside_name = format!("{name}:beside");
     let mut samples = Vec::with_capacity(args.cycles as usize);
+    let mut beside_samples = Vec::new();
     let mut errors = 0;
     for _ in 0..args.warmup {
         cycle(client, &name, &options).await?;
     }
     let started = Instant::now();
+    let mut timed = Duration::ZERO;
     for i in 0..args.cycles {
         let begun = Instant::now();
         match cycle(client, &name, &options).await {
             Ok(true) => samples.push(begun.elapsed()),
             _ => errors += 1,
         }
+        timed += begun.elapsed();
+        if let Some(single) = beside {
+            let begun = Instant::now();
+            if let Ok(true) = cycle(single, &beside_name, &options).await {
+                beside_samples.push(begun.elapsed());
+            }
+        }
         if i % 1000 == 0 {
             progress.set_message(format!("{scenario}: {i} of {} cycles", args.cycles));
         }
     }
-    Ok(report(
-        scenario,
-        client,
-        &mut samples,
-        started.elapsed(),
-        errors,
-        Map::new(),
-    ))
+    let mut extra = Map::new();
+    if beside.is_some() {
+        let s1_p50 = percentile_us(&mut beside_samples, 0.50);
+        let p50 = percentile_us(&mut samples, 0.50);
+        extra.insert("s1_p50_us_interleaved".into(), json!(s1_p50));
+        let ratio = (s1_p50 > 0.0).then(|| (100.0 * p50 / s1_p50).round() / 100.0);
+        extra.insert("ratio_to_s1".into(), json!(ratio));
+    }
+    // Only the scenario's own cycles count towards its rate.
+    let elapsed = if beside.is_some() { timed } else { started.elapsed() };
+    Ok(report(scenario, client, &mut samples, elapsed, errors, extra))
 }
 
 /// One acquire + release; `false` when the lease was held (someone else uses the bench key).
