@@ -156,7 +156,9 @@ impl Endpoint {
     pub fn connection_info(&self, database: i64) -> redis::RedisResult<ConnectionInfo> {
         let addr = if self.tls {
             ConnectionAddr::TcpTls {
-                host: self.host.clone(),
+                // The name the certificate must carry: `sslHost=` when given (the connection
+                // then still goes to `host`, see `link.rs`).
+                host: self.tls_host.clone().unwrap_or_else(|| self.host.clone()),
                 port: self.port,
                 insecure: false,
                 tls_params: None,

@@ -53,6 +53,7 @@ mod holder;
 mod keys;
 mod lease;
 mod lease_set;
+mod link;
 mod nodes;
 mod quorum;
 mod renew;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
 use redis::{
     Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, RetryConfig, Script,
     StreamingCredentialsProvider, ToRedisArgs,
@@ -17,6 +18,7 @@ use tokio::time::timeout;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::link::{Link, Named};
 use crate::settings::Settings;
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -26,7 +28,7 @@ const NO_SCRIPT: redis::ErrorKind = redis::ErrorKind::Server(redis::ServerErrorK
 pub(crate) struct Node {
     /// `host:port`, for messages.
     pub(crate) address: String,
-    connection: ConnectionManager,
+    connection: Link,
     client: Client,
     /// The connection's own response timeout, for messages.
     response_timeout: Duration,
@@ -133,10 +135,24 @@ impl Nodes {
         let mut list = Vec::with_capacity(settings.endpoints.len());
         for endpoint in &settings.endpoints {
             let client = open_client(endpoint, settings)?;
-            let connection =
-                ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(
-                    |e| Error::from_redis(&endpoint.address(), &e, settings.sync_timeout),
-                )?;
+            let connection = match &endpoint.tls_host {
+                Some(_) if endpoint.tls => {
+                    let mut named = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(settings.connect_timeout))
+                        .set_response_timeout(Some(settings.sync_timeout));
+                    if let Some(credentials) = &credentials {
+                        named = named.set_credentials_provider(credentials.clone());
+                    }
+                    let (host, port) = (&endpoint.host, endpoint.port);
+                    Link::Named(Arc::new(Named::new(client.clone(), named, host, port)))
+                }
+                _ => Link::Managed(
+                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                        .map_err(|e| {
+                            Error::from_redis(&endpoint.address(), &e, settings.sync_timeout)
+                        })?,
+                ),
+            };
             let response_timeout = settings.sync_timeout;
             list.push(Node {
                 address: endpoint.address(),
@@ -314,9 +330,12 @@ impl Nodes {
                     Some(token) => node.client_signed_in(token)?,
                     None => node.client.clone(),
                 };
+                if let Link::Named(named) = &node.connection {
+                    return named.subscribe(&client, channel).await;
+                }
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(channel).await?;
-                Ok::<_, redis::RedisError>(pubsub.into_on_message())
+                Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
             };
             match timeout(self.connect_timeout, subscribe).await {
                 Ok(Ok(stream)) => Some(stream),
@@ -461,13 +480,10 @@ fn was_dropped(error: &redis::RedisError) -> bool {
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Some(name) = &endpoint.tls_host {
-        // redis-rs checks the certificate against the host it connects to, and offers no way
-        // to connect to one name while checking another.
+    if let (Some(name), false) = (&endpoint.tls_host, endpoint.tls) {
         tracing::warn!(
-            "sslHost={name} is not supported: the certificate of {} is checked against {}",
-            endpoint.address(),
-            endpoint.host
+            "sslHost={name} has no effect on {}: it does not use TLS",
+            endpoint.address()
         );
     }
     let info = endpoint

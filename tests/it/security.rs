@@ -226,6 +226,76 @@ fn tls_to_a_host_name_the_certificate_does_not_cover_is_refused() {
     output.shows_none_of(&[&password]);
 }
 
+/// The server's address with `sslHost=NAME`: connect to 127.0.0.1 (not in the certificate),
+/// check the certificate against NAME.
+fn ssl_host(server: &TlsRedis, password: &str, name: &str) -> String {
+    format!(
+        "127.0.0.1:{},user=app,password={password},ssl=True,sslHost={name}",
+        server.port
+    )
+}
+
+#[test]
+fn ssl_host_names_the_certificate_checked_while_connecting_to_the_address() {
+    let server = TlsRedis::start();
+    let password = secret("tls-pw");
+    add_lease_user(&mut server.connection(), "app", &password);
+    let leasectl = Leasectl::new();
+    trust(&leasectl, &server);
+    let args = [
+        "run",
+        "--instance",
+        "us-east-1",
+        "--region",
+        "us-east",
+        "--work",
+        "1s",
+    ];
+    let output = complete(at(
+        &leasectl,
+        &ssl_host(&server, &password, "localhost"),
+        &args,
+    ));
+    output.expect(0);
+    assert!(output.stdout.contains("Lock released"), "{output}");
+    output.shows_none_of(&[&password]);
+
+    // The name is checked: a certificate for localhost is not one for another name.
+    let wrong = ssl_host(&server, &password, "cache.example.net");
+    let output = complete(at(&leasectl, &wrong, &["inspect"]));
+    let line = output.failed_verbosely_with(1);
+    assert!(line.contains("not valid for this host name"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ssl_host_waiters_are_woken_and_dropped_connections_come_back() {
+    let server = TlsRedis::start();
+    let password = secret("tls-pw");
+    add_lease_user(&mut server.connection(), "app", &password);
+    let mut settings = Settings::for_endpoints(&[ssl_host(&server, &password, "localhost")])
+        .expect("a connection string");
+    settings.tls_ca_certificate = Some(server.ca_file());
+    let bound = Duration::from_secs(30);
+    let holder_client = within(bound, "connect", LeaseClient::connect(settings.clone()))
+        .await
+        .expect("connect with sslHost");
+    let waiter_client = within(bound, "connect", LeaseClient::connect(settings))
+        .await
+        .expect("connect with sslHost");
+    let options = renewing(Duration::from_secs(30), Duration::from_secs(10));
+    let holder = acquired(holder_client.try_acquire("job", &options).await);
+    // A waiter whose fallback poll is an hour can only be woken by the release notification,
+    // which comes over its own (RESP3) subscription to 127.0.0.1, checked as localhost.
+    let lease = crate::leases::hand_over(bound, holder, waiter_client.clone()).await;
+    // Cut every client connection: the next calls connect anew.
+    query::<()>(&mut server.connection(), &["CLIENT", "KILL", "USER", "app"]);
+    assert!(within(bound, "release after a cut", lease.release())
+        .await
+        .expect("release"));
+    let again = acquired(waiter_client.try_acquire("job", &options).await);
+    assert!(again.release().await.unwrap());
+}
+
 #[test]
 fn plain_redis_to_a_tls_port_fails_with_a_hint_to_use_tls() {
     let server = TlsRedis::start();

@@ -163,8 +163,19 @@ async fn cycles(
         extra.insert("ratio_to_s1".into(), json!(ratio));
     }
     // Only the scenario's own cycles count towards its rate.
-    let elapsed = if beside.is_some() { timed } else { started.elapsed() };
-    Ok(report(scenario, client, &mut samples, elapsed, errors, extra))
+    let elapsed = if beside.is_some() {
+        timed
+    } else {
+        started.elapsed()
+    };
+    Ok(report(
+        scenario,
+        client,
+        &mut samples,
+        elapsed,
+        errors,
+        extra,
+    ))
 }
 
 /// One acquire + release; `false` when the lease was held (someone else uses the bench key).

@@ -1,0 +1,160 @@
+//! The connection to one instance: redis-rs's `ConnectionManager`, or — for an endpoint whose
+//! certificate names another host than the one dialled (`sslHost=`, e.g. an Azure cache
+//! behind a private endpoint's IP address) — a connection that dials the endpoint's address
+//! and checks the certificate against that name. redis-rs checks the certificate against the
+//! host it resolves, and its manager takes no resolver, so the second kind resolves the name
+//! to the endpoint's address itself and reconnects after a dropped connection on its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::io::AsyncDNSResolver;
+use redis::{AsyncConnectionConfig, Client, Cmd, Msg, Pipeline, RedisFuture, Value};
+use tokio::sync::Mutex;
+
+/// A connection to one instance; clones share it.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Managed(ConnectionManager),
+    Named(Arc<Named>),
+}
+
+/// Dials `address` for a client whose host is the name its certificate must carry.
+pub(crate) struct Named {
+    client: Client,
+    config: AsyncConnectionConfig,
+    current: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Named {
+    /// `client`'s host is the certificate's name; `host:port` is where to connect. Connects
+    /// on first use.
+    pub(crate) fn new(
+        client: Client,
+        config: AsyncConnectionConfig,
+        host: &str,
+        port: u16,
+    ) -> Named {
+        let at = Dial {
+            host: host.to_string(),
+            port,
+        };
+        Named {
+            client,
+            config: config.set_dns_resolver(at),
+            current: Mutex::new(None),
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = current.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        *current = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// After a dead connection, the next call connects anew.
+    async fn forget_if_dead<T>(&self, answer: &redis::RedisResult<T>) {
+        if answer.as_ref().is_err_and(|e| e.is_unrecoverable_error()) {
+            *self.current.lock().await = None;
+        }
+    }
+
+    /// Subscribes to `channel` on a connection of its own (RESP3 pushes: redis-rs's pub/sub
+    /// connection takes no resolver either); `client` is this one's, maybe signed in anew.
+    pub(crate) async fn subscribe(
+        &self,
+        client: &Client,
+        channel: &str,
+    ) -> redis::RedisResult<BoxStream<'static, Msg>> {
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(resp3))?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let config = self.config.clone().set_push_sender(sender);
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        connection.subscribe(channel).await?;
+        // The stream keeps the connection open as long as it is read.
+        let messages = stream::unfold((receiver, connection), |(mut receiver, connection)| async {
+            loop {
+                let push = receiver.recv().await?;
+                if let Some(message) = Msg::from_push_info(push) {
+                    return Some((message, (receiver, connection)));
+                }
+            }
+        });
+        Ok(messages.boxed())
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Managed(manager) => manager.req_packed_command(cmd),
+            Link::Named(named) => Box::pin(async move {
+                let answer = named.connection().await?.req_packed_command(cmd).await;
+                named.forget_if_dead(&answer).await;
+                answer
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Managed(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Link::Named(named) => Box::pin(async move {
+                let mut connection = named.connection().await?;
+                let answer = connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                named.forget_if_dead(&answer).await;
+                answer
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Managed(manager) => manager.get_db(),
+            Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
+        }
+    }
+}
+
+/// Resolves any name to one endpoint's address.
+struct Dial {
+    host: String,
+    port: u16,
+}
+
+impl AsyncDNSResolver for Dial {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        _name: &'b str,
+        _port: u16,
+    ) -> RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        Box::pin(async move {
+            let addresses = tokio::net::lookup_host((self.host.as_str(), self.port)).await?;
+            let addresses: Vec<SocketAddr> = addresses.collect();
+            Ok(Box::new(addresses.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
