@@ -337,17 +337,24 @@ impl LeaseClient {
             let (queue, deadlines) = queue_keys(key);
             call = call.key(key).key(fence_key(key)).key(queue).key(deadlines);
         }
+        let total = shared.nodes.list.len();
+        // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
+        // they agree; in single mode the server's own clock is the floor.
+        let floor = match total {
+            1 => String::new(),
+            _ => unix_micros(SystemTime::now()).to_string(),
+        };
         call = call
             .arg(&id)
             .arg(ttl_ms)
             .arg(&acquired_at)
             .arg(waiter)
-            .arg(queue_grace(options).as_millis() as u64);
+            .arg(queue_grace(options).as_millis() as u64)
+            .arg(floor);
         for (field, value) in &options.metadata {
             call = call.arg(format!("meta_{field}")).arg(value);
         }
         let call = Arc::new(call);
-        let total = shared.nodes.list.len();
         let sent_at = Instant::now();
         let (votes, pending) = shared
             .nodes
@@ -901,6 +908,12 @@ impl Shared {
             detail: format!("unexpected answer to the {what} script"),
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 before it).
+fn unix_micros(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
 }
 
 /// Lets calls that are still under way finish (and be read) in the background, so that each

@@ -6,7 +6,8 @@
 -- waiter -> ms)
 -- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt,
 -- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
--- keeps its place without trying again (ms), ARGV[6..] meta_* field/value pairs
+-- keeps its place without trying again (ms), ARGV[6] the least token to hand out ('' = this
+-- server's clock in microseconds), ARGV[7..] meta_* field/value pairs
 -- Returns {1, token1, token2, ...} when taken, {0, {type, pttl, fields}, counter, i} when
 -- lease i is held, or {2, waiters, counter, i} when lease i is free but promised to the first
 -- waiter in its queue.
@@ -16,6 +17,23 @@ local leases = #KEYS / 4
 local function now_ms()
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- The next fencing token: one more than the counter, but never less than a clock in
+-- microseconds, so that tokens keep increasing even when the counter is lost (a restart with
+-- empty memory, a failover to a replica that missed the last writes): a token taken after such
+-- a loss is still larger than any taken before it. The clock is this server's in single mode;
+-- in quorum mode the client sends its own, so that the instances hand out the same token.
+-- Written with %d: a Lua number passed to redis.call would get 14 significant digits.
+local function next_token(fence, counter)
+  local floor = tonumber(ARGV[6])
+  if not floor then
+    local time = redis.call('TIME')
+    floor = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  end
+  local token = math.max(counter + 1, floor)
+  redis.call('SET', fence, string.format('%d', token))
+  return token
 end
 
 local function is_ours(key)
@@ -41,9 +59,14 @@ local function join_queue(queue, deadlines, now)
 end
 
 -- First every lease is checked; nothing is written unless all of them can be taken.
-local ours = {}
+local ours, counters = {}, {}
 for i = 1, leases do
   local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  local counter = redis.call('GET', fence)
+  counters[i] = tonumber(counter or 0)
+  if not counters[i] then
+    return redis.error_reply('ERR the fencing counter ' .. fence .. ' is not an integer')
+  end
   if redis.call('EXISTS', key, queue) == 0 then
     -- Free, and nobody waits for it: the usual case, one call.
   elseif redis.call('EXISTS', key) == 1 then
@@ -52,7 +75,7 @@ for i = 1, leases do
       if waiter ~= '' then
         join_queue(queue, deadlines, now_ms())
       end
-      return {0, read_holder(key), read_counter(fence), i}
+      return {0, read_holder(key), counters[i], i}
     end
     ours[i] = true
   elseif redis.call('EXISTS', queue) == 1 then
@@ -64,7 +87,7 @@ for i = 1, leases do
     local first = redis.call('ZRANGE', queue, 0, 0)[1]
     if first and first ~= waiter then
       join_queue(queue, deadlines, now)
-      return {2, redis.call('ZCARD', queue), read_counter(fence), i}
+      return {2, redis.call('ZCARD', queue), counters[i], i}
     end
   end
 end
@@ -79,9 +102,9 @@ for i = 1, leases do
       redis.call('ZREM', queue, waiter)
       redis.call('ZREM', deadlines, waiter)
     end
-    local token = redis.call('INCR', fence)
-    local fields = {key, 'leaseId', id, 'acquiredAt', ARGV[3], 'fencingToken', token}
-    for f = 6, #ARGV do
+    local token = next_token(fence, counters[i])
+    local fields = {key, 'leaseId', id, 'acquiredAt', ARGV[3], 'fencingToken', string.format('%d', token)}
+    for f = 7, #ARGV do
       fields[#fields + 1] = ARGV[f]
     end
     redis.call('HSET', unpack(fields))

@@ -200,8 +200,10 @@ fn compete(server: &RedisServer, competitors: &[(&str, &str)]) -> Vec<Output> {
 }
 
 /// Checks one round: exactly one winner (exit 0), every other exits 3 naming it, with the
-/// winner's lease id, `token` and TTL in its holder table.
-fn check_round(competitors: &[(&str, &str)], outputs: &[Output], token: u64) {
+/// winner's lease id, fencing token and TTL in its holder table; answers the token (the
+/// counter's value on `server`: the round's only acquisition).
+fn check_round(competitors: &[(&str, &str)], outputs: &[Output], server: &RedisServer) -> u64 {
+    let token: u64 = server.query(&["GET", FENCE]);
     let codes: Vec<i32> = outputs.iter().map(Output::code).collect();
     let winners: Vec<usize> = (0..codes.len()).filter(|&i| codes[i] == 0).collect();
     let all: String = outputs.iter().map(|o| format!("{o}\n")).collect();
@@ -229,15 +231,19 @@ fn check_round(competitors: &[(&str, &str)], outputs: &[Output], token: u64) {
         let ttl = ttl_left_seconds(&loser.stdout);
         assert!(ttl > 0.0 && ttl <= 30.0, "ttl left {ttl}\n{loser}");
     }
+    token
 }
 
 #[test]
 fn two_simultaneous_runs_give_one_winner_and_one_loser_that_names_it() {
     let server = RedisServer::start();
     let competitors = [("us-east-1", "us-east"), ("eu-west-1", "eu-west")];
+    let mut last = 0;
     for round in 1..=3 {
         let outputs = compete(&server, &competitors);
-        check_round(&competitors, &outputs, round);
+        let token = check_round(&competitors, &outputs, &server);
+        assert!(token > last, "tokens increase: {token} after {last}");
+        last = token;
         assert!(!exists(&server, KEY), "released after round {round}");
     }
 }
@@ -250,9 +256,12 @@ fn three_simultaneous_runs_give_exactly_one_winner() {
         ("eu-west-1", "eu-west"),
         ("ap-south-1", "ap-south"),
     ];
-    for round in 1..=2 {
+    let mut last = 0;
+    for _ in 1..=2 {
         let outputs = compete(&server, &competitors);
-        check_round(&competitors, &outputs, round);
+        let token = check_round(&competitors, &outputs, &server);
+        assert!(token > last, "tokens increase: {token} after {last}");
+        last = token;
     }
 }
 
@@ -339,9 +348,10 @@ fn the_lease_hash_holds_seed_002s_fields_and_the_callers_metadata() {
     assert!(short_id.starts_with(&hash["leaseId"][..8]), "{acquired}");
     assert!(is_rfc3339_utc_millis(&hash["acquiredAt"]), "{hash:?}");
     assert!(is_rfc3339_utc_seconds(&hash["meta_startTime"]), "{hash:?}");
+    let counter: String = server.query(&["GET", FENCE]);
     assert_eq!(
-        hash["fencingToken"], "1",
-        "first acquisition on a fresh server"
+        hash["fencingToken"], counter,
+        "the token is the counter's value"
     );
     assert_eq!(hash["meta_instanceId"], "us-east-1");
     assert_eq!(hash["meta_region"], "us-east");
@@ -474,11 +484,7 @@ fn a_waiting_run_takes_over_after_a_graceful_release() {
     );
     assert!(second.stdout.contains("[b] ✓ Lock acquired"), "{second}");
     assert!(second.stdout.contains("[b] Lock released"), "{second}");
-    let token: u64 = redis::cmd("GET")
-        .arg(FENCE)
-        .query(&mut server.connection())
-        .unwrap();
-    assert_eq!(token, 2, "two acquisitions");
+    assert!(!exists(&server, KEY), "released");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,7 +641,10 @@ fn inspect_names_the_holder_in_text() {
         table_value(&held.stdout, "leaseId"),
         Some(hash["leaseId"].as_str())
     );
-    assert_eq!(table_value(&held.stdout, "fencingToken"), Some("1"));
+    assert_eq!(
+        table_value(&held.stdout, "fencingToken"),
+        Some(hash["fencingToken"].as_str())
+    );
     let ttl = ttl_left_seconds(&held.stdout);
     assert!(ttl > 0.0 && ttl <= 30.0, "{held}");
 }
@@ -659,9 +668,10 @@ fn inspect_all_is_an_aligned_table_of_holder_age_ttl_and_token() {
         "us-east-1 (us-east)",
         "{all}"
     );
+    let token: String = server.query(&["GET", FENCE]);
     assert_eq!(
         row[starts[4]..].trim(),
-        "1",
+        token,
         "the fencing token, in its column\n{all}"
     );
 }

@@ -327,10 +327,10 @@ fn wait_runs_the_command_once_the_holder_releases() {
     done.expect(0);
     let token = read_record(&path(&leasectl, "waiter.ran"))
         .unwrap_or_else(|| panic!("the waiter's command did not run\n{done}"));
-    assert_eq!(
-        token,
-        (holder_token + 1).to_string(),
-        "the next fencing token"
+    let token: u64 = token.parse().expect("a fencing token");
+    assert!(
+        token > holder_token,
+        "the next fencing token: {token} after {holder_token}"
     );
     assert!(!exists(&server, KEY), "released after the waiter's exit");
 }

@@ -573,9 +573,10 @@ async fn fenced_acquisition(quorum: &Quorum, client: &LeaseClient, name: &str, l
 }
 
 async fn tokens_increase_across_majorities(n: usize) {
-    // The sequence with A, B, C: five leases granted by {B, C} leave A=0, B=C=5; the
-    // next is granted by {A, C}, the one after by {A, B}; with a naive max of INCRs the third
-    // would get 6 again. With five instances, two at a time stand in for A, B and C.
+    // The sequence with A, B, C: five leases granted by {B, C} leave A's counter behind
+    // B's and C's; the next is granted by {A, C}, the one after by {A, B}; with a naive max of
+    // per-instance counts the third would repeat a token. With five instances, two at a time
+    // stand in for A, B and C.
     let mut quorum = Quorum::start(n);
     let client = connect(&quorum).await;
     let down = minority(n);
@@ -587,7 +588,6 @@ async fn tokens_increase_across_majorities(n: usize) {
     for _ in 0..5 {
         last = fenced_acquisition(&quorum, &client, "abc", last).await;
     }
-    assert_eq!(last, 5);
     for step in 1..=2 * n {
         // Back with empty memory, and the next ones down: a different majority each time.
         for &i in &dead {

@@ -48,7 +48,7 @@ const LEASE_USER_RULES: &[&str] = &[
     "+hget",
     "+hgetall",
     "+hset",
-    "+incr",
+    "+set",
     "+pexpire",
     "+pttl",
     "+del",
@@ -452,7 +452,7 @@ fn the_acl_user_is_confined_to_the_lease_keys_and_channels() {
         .expect("log in as app");
 
     query::<()>(&mut app, &["HSET", "lease:mine", "leaseId", "x"]);
-    query::<i64>(&mut app, &["INCR", "{lease:mine}:fence"]);
+    query::<()>(&mut app, &["SET", "{lease:mine}:fence", "1"]);
     query::<i64>(&mut app, &["PUBLISH", "lease:mine:released", "x"]);
     let call = |cmd: &[&str], app: &mut redis::Connection| {
         redis::cmd(cmd[0]).arg(&cmd[1..]).query::<redis::Value>(app)
@@ -477,7 +477,7 @@ fn the_acl_user_is_confined_to_the_lease_keys_and_channels() {
         &["FLUSHALL"][..],
         &["KEYS", "*"],
         &["CONFIG", "GET", "*"],
-        &["SET", "lease:mine2", "x"],
+        &["APPEND", "lease:mine2", "x"],
     ] {
         refused(call(command, &mut app), &format!("{command:?}"));
     }
