@@ -138,13 +138,20 @@ fn refused<T: fmt::Debug>(result: redis::RedisResult<T>, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // TLS
 
-#[test]
-fn tls_with_the_test_ca_trusted_verifies_the_server_and_runs_the_demo() {
+/// A TLS server with the ACL user `app` (answered with its password), and a `leasectl` that
+/// trusts the server's CA.
+fn trusted_tls_app() -> (TlsRedis, String, Leasectl) {
     let server = TlsRedis::start();
     let password = secret("tls-pw");
     add_lease_user(&mut server.connection(), "app", &password);
     let leasectl = Leasectl::new();
     trust(&leasectl, &server);
+    (server, password, leasectl)
+}
+
+#[test]
+fn tls_with_the_test_ca_trusted_verifies_the_server_and_runs_the_demo() {
+    let (server, password, leasectl) = trusted_tls_app();
     let url = format!("rediss://app:{password}@localhost:{}", server.port);
 
     let inspect = complete(at(&leasectl, &url, &["inspect"]));
@@ -213,11 +220,7 @@ fn tls_without_the_ca_is_refused_as_an_unknown_authority() {
 
 #[test]
 fn tls_to_a_host_name_the_certificate_does_not_cover_is_refused() {
-    let server = TlsRedis::start();
-    let password = secret("tls-pw");
-    add_lease_user(&mut server.connection(), "app", &password);
-    let leasectl = Leasectl::new();
-    trust(&leasectl, &server);
+    let (server, password, leasectl) = trusted_tls_app();
     // The certificate names DNS:localhost only; the server listens on 127.0.0.1 too.
     let url = format!("rediss://app:{password}@127.0.0.1:{}", server.port);
     let output = complete(at(&leasectl, &url, &["inspect"]));
@@ -237,11 +240,7 @@ fn ssl_host(server: &TlsRedis, password: &str, name: &str) -> String {
 
 #[test]
 fn ssl_host_names_the_certificate_checked_while_connecting_to_the_address() {
-    let server = TlsRedis::start();
-    let password = secret("tls-pw");
-    add_lease_user(&mut server.connection(), "app", &password);
-    let leasectl = Leasectl::new();
-    trust(&leasectl, &server);
+    let (server, password, leasectl) = trusted_tls_app();
     let args = [
         "run",
         "--instance",
@@ -298,11 +297,7 @@ async fn with_ssl_host_waiters_are_woken_and_dropped_connections_come_back() {
 
 #[test]
 fn plain_redis_to_a_tls_port_fails_with_a_hint_to_use_tls() {
-    let server = TlsRedis::start();
-    let password = secret("tls-pw");
-    add_lease_user(&mut server.connection(), "app", &password);
-    let leasectl = Leasectl::new();
-    trust(&leasectl, &server);
+    let (server, password, leasectl) = trusted_tls_app();
     let url = format!("redis://app:{password}@localhost:{}", server.port);
     let output = complete(at(&leasectl, &url, &["inspect"]));
     let line = output.failed_verbosely_with(1);
