@@ -138,6 +138,17 @@ fn refused<T: fmt::Debug>(result: redis::RedisResult<T>, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // TLS
 
+/// The competition demo's winner, working one second.
+const SHORT_RUN: &[&str] = &[
+    "run",
+    "--instance",
+    "us-east-1",
+    "--region",
+    "us-east",
+    "--work",
+    "1s",
+];
+
 /// A TLS server with the ACL user `app` (answered with its password), and a `leasectl` that
 /// trusts the server's CA.
 fn trusted_tls_app() -> (TlsRedis, String, Leasectl) {
@@ -160,19 +171,7 @@ fn tls_with_the_test_ca_trusted_verifies_the_server_and_runs_the_demo() {
         inspect.stdout.contains("critical-section-lock is free"),
         "{inspect}"
     );
-    let run = complete(at(
-        &leasectl,
-        &url,
-        &[
-            "run",
-            "--instance",
-            "us-east-1",
-            "--region",
-            "us-east",
-            "--work",
-            "1s",
-        ],
-    ));
+    let run = complete(at(&leasectl, &url, SHORT_RUN));
     run.succeeded();
     assert!(
         run.stdout.contains("Lock acquired") && run.stdout.contains("Lock released"),
@@ -241,19 +240,10 @@ fn ssl_host(server: &TlsRedis, password: &str, name: &str) -> String {
 #[test]
 fn ssl_host_names_the_certificate_checked_while_connecting_to_the_address() {
     let (server, password, leasectl) = trusted_tls_app();
-    let args = [
-        "run",
-        "--instance",
-        "us-east-1",
-        "--region",
-        "us-east",
-        "--work",
-        "1s",
-    ];
     let output = complete(at(
         &leasectl,
         &ssl_host(&server, &password, "localhost"),
-        &args,
+        SHORT_RUN,
     ));
     output.expect(0);
     assert!(output.stdout.contains("Lock released"), "{output}");
