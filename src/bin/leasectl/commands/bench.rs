@@ -233,30 +233,33 @@ struct Handoffs {
     hold_total: Duration,
 }
 
-/// S3: `workers` waiters on one key, each a thread of its own with its own client (as separate
-/// processes would be): each acquires (waiting), holds with a blocking sleep on its thread
-/// (tokio's timer rounds 1 ms up to 2), releases, and comes back.
+/// S3: `workers` waiters on one key: each acquires (waiting), holds with a blocking sleep
+/// (tokio's timer rounds 1 ms up to 2), releases, and comes back. They run on a runtime of
+/// their own with two worker threads, the hold in `block_in_place` so that the other waiters
+/// go on meanwhile (the command's own runtime has one thread).
 async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
     let options = options(args, client);
     let name = format!("bench:S3:{}", std::process::id());
     let deadline = Instant::now() + args.duration;
     let log = Arc::new(Mutex::new(Handoffs::default()));
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.workers)
-        .map(|worker| {
-            let (settings, options, name, log) = (
-                client.settings().clone(),
-                options.clone(),
-                name.clone(),
-                log.clone(),
-            );
-            let (hold, wait) = (args.hold, args.wait_timeout);
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    let client = LeaseClient::connect(settings).await?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (settings, workers) = (client.settings().clone(), args.workers);
+    let (hold, wait, shared_log) = (args.hold, args.wait_timeout, log.clone());
+    let contend = async move {
+        let client = LeaseClient::connect(settings).await?;
+        let workers: Vec<_> = (0..workers)
+            .map(|worker| {
+                let (client, options, name, log) = (
+                    client.clone(),
+                    options.clone(),
+                    name.clone(),
+                    shared_log.clone(),
+                );
+                tokio::spawn(async move {
                     let mut errors = 0u64;
                     while Instant::now() < deadline {
                         let Ok(Acquire::Acquired(lease)) =
@@ -267,7 +270,7 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
                         };
                         let acquired = Instant::now();
                         log.lock().expect("log").acquired.push((acquired, worker));
-                        std::thread::sleep(hold);
+                        tokio::task::block_in_place(|| std::thread::sleep(hold));
                         let held = acquired.elapsed();
                         let released = lease.release().await;
                         let mut log = log.lock().expect("log");
@@ -277,17 +280,17 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
                             errors += 1;
                         }
                     }
-                    Ok(errors)
+                    errors
                 })
             })
-        })
-        .collect();
-    let mut errors = 0;
-    for worker in workers {
-        errors += tokio::task::spawn_blocking(move || worker.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("an S3 worker panicked"))??;
-    }
+            .collect();
+        let mut errors = 0;
+        for worker in workers {
+            errors += worker.await?;
+        }
+        anyhow::Ok(errors)
+    };
+    let errors = tokio::task::spawn_blocking(move || runtime.block_on(contend)).await??;
     let elapsed = started.elapsed();
     let log = Arc::try_unwrap(log)
         .ok()
