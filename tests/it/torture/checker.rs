@@ -1,0 +1,336 @@
+//! The checker: reads a run's whole history and counts what must never happen.
+//!
+//! - **Overlaps**: two holders of one name whose critical sections overlap while both were
+//!   trusted to hold it. A holder is trusted from its start until it ended, saw its loss, or
+//!   a fault hit it (SIGKILL, SIGSTOP past the TTL, its single Redis restarting empty); after
+//!   that only the fence protects the resource.
+//! - **Accepted stale writes**: the fence orders writes. A write sent after another holder's
+//!   write with a token at least as new was answered must be refused; accepted, it is counted.
+//!   Only definite orders count (one answered before the other was sent), so the check needs
+//!   no timing margin.
+//! - **Late loss signals**: a lost lease must be signalled before the TTL can have run out on
+//!   the server. The next holder of the name got it only once the server's key was gone, so
+//!   the loss must take effect before that next acquisition: for a library holder at the end
+//!   of the validity the library computed (its lost signal fires then; how late the task saw
+//!   it is reported too), for `exec` when its child got SIGTERM. The smallest margin is
+//!   reported. And a lease its single Redis forgot (restart with empty memory) must never be
+//!   renewed by a request sent after the restart: its validity may not reach past the restart
+//!   plus one TTL.
+//! - Keys left behind once every competitor stopped are counted by the run, not here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::history::{Hit, Holder, Outcome, Section, Write};
+
+/// How many examples of each kind of violation a report keeps.
+const EXAMPLES: usize = 5;
+
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    pub sections: usize,
+    pub overlaps: usize,
+    pub stale_accepted: usize,
+    pub late_losses: usize,
+    pub renewed_after_wipe: usize,
+    /// The smallest margin (ns) between a loss reaching its holder and the next acquisition.
+    pub smallest_margin: Option<i64>,
+    pub margins: usize,
+    /// The longest (ns) a library holder saw its lost signal after its validity ended.
+    pub slowest_signal: u64,
+    pub accepted: usize,
+    pub refused: usize,
+    /// Refused writes sent after a newer holder's write was answered: a holder whose lease was
+    /// taken over, caught by the fence.
+    pub refused_taken_over: usize,
+    pub failed: usize,
+    pub lost: usize,
+    pub hits: BTreeMap<&'static str, usize>,
+    pub examples: Vec<String>,
+}
+
+impl Findings {
+    pub fn violations(&self) -> usize {
+        self.overlaps + self.stale_accepted + self.late_losses + self.renewed_after_wipe
+    }
+
+    pub fn merge(&mut self, other: &Findings) {
+        self.sections += other.sections;
+        self.overlaps += other.overlaps;
+        self.stale_accepted += other.stale_accepted;
+        self.late_losses += other.late_losses;
+        self.renewed_after_wipe += other.renewed_after_wipe;
+        self.smallest_margin = match (self.smallest_margin, other.smallest_margin) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.margins += other.margins;
+        self.slowest_signal = self.slowest_signal.max(other.slowest_signal);
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.refused_taken_over += other.refused_taken_over;
+        self.failed += other.failed;
+        self.lost += other.lost;
+        for (kind, count) in &other.hits {
+            *self.hits.entry(kind).or_default() += count;
+        }
+        self.examples.extend(other.examples.iter().cloned());
+    }
+
+    fn example(&mut self, text: String) {
+        if self.examples.len() < EXAMPLES * 4 {
+            self.examples.push(text);
+        }
+    }
+}
+
+/// Checks every section of one deployment; `wipes` are the instants its single Redis was
+/// killed to restart empty (none in quorum mode).
+pub fn check(sections: &[Section], wipes: &[u64], ttl: Duration) -> Findings {
+    let mut findings = Findings {
+        sections: sections.len(),
+        ..Findings::default()
+    };
+    let mut by_name: BTreeMap<&str, Vec<&Section>> = BTreeMap::new();
+    for section in sections {
+        by_name.entry(&section.name).or_default().push(section);
+    }
+    for (_, mut held) in by_name {
+        held.sort_by_key(|s| s.start);
+        check_exclusion(&held, wipes, ttl.as_nanos() as u64, &mut findings);
+        check_fence(&held, &mut findings);
+    }
+    findings
+}
+
+/// Overlaps, late loss signals and renewals after a wipe, for the sections of one name in
+/// order of their start.
+fn check_exclusion(held: &[&Section], wipes: &[u64], ttl: u64, findings: &mut Findings) {
+    for (i, section) in held.iter().enumerate() {
+        let mut until = section.trusted_until();
+        let wiped = wipes
+            .iter()
+            .copied()
+            .find(|&w| w >= section.asked && w < until);
+        if let Some(hit) = section.hit {
+            *findings.hits.entry(hit_name(hit.1)).or_default() += 1;
+        }
+        if let Some(wipe) = wiped {
+            *findings.hits.entry(hit_name(Hit::Wiped)).or_default() += 1;
+            until = wipe;
+            if let Some(&(seen, valid)) = section.validity.iter().find(|(_, v)| *v >= wipe + ttl) {
+                findings.renewed_after_wipe += 1;
+                findings.example(format!(
+                    "renewed after its Redis restarted empty: {} (token {}) was valid until \
+                     +{} ms after the restart, seen at +{} ms",
+                    describe(section),
+                    section.token,
+                    ms(valid as i64 - wipe as i64),
+                    ms(seen as i64 - wipe as i64)
+                ));
+            }
+        }
+        if let Some(lost) = section.lost {
+            findings.lost += 1;
+            if let Some(seen) = section.lost_seen {
+                let delay = seen.saturating_sub(lost);
+                findings.slowest_signal = findings.slowest_signal.max(delay);
+            }
+        }
+        let lost_while_trusted = section.lost.filter(|&lost| lost == until);
+        let unhit = section.hit.is_none() && wiped.is_none();
+        if let (Some(lost), Some(next), true) = (lost_while_trusted, held.get(i + 1), unhit) {
+            let margin = next.start as i64 - lost as i64;
+            findings.margins += 1;
+            findings.smallest_margin = Some(findings.smallest_margin.map_or(margin, |m| m.min(margin)));
+        }
+        for later in held[i + 1..].iter().take_while(|later| later.start < until) {
+            if lost_while_trusted.is_some() && unhit {
+                findings.late_losses += 1;
+                findings.example(format!(
+                    "late loss signal: {} (token {}) learned its loss {} ms after {} (token {}) \
+                     acquired {}",
+                    describe(section),
+                    section.token,
+                    ms(until as i64 - later.start as i64),
+                    describe(later),
+                    later.token,
+                    section.name
+                ));
+            } else {
+                findings.overlaps += 1;
+                findings.example(format!(
+                    "overlap on {}: {} (token {}, trusted until +{} ms) and {} (token {}, from \
+                     +{} ms), both from {}'s start",
+                    section.name,
+                    describe(section),
+                    section.token,
+                    ms(until as i64 - section.start as i64),
+                    describe(later),
+                    later.token,
+                    ms(later.start as i64 - section.start as i64),
+                    describe(section)
+                ));
+            }
+        }
+    }
+}
+
+/// The fence's order, for the sections of one name: a write sent after a write of another
+/// holder with a token at least as new was answered must have been refused.
+fn check_fence(held: &[&Section], findings: &mut Findings) {
+    // (answered, token, holder index) of accepted writes, by answer time; every write by send
+    // time; then one sweep keeps the two newest tokens of distinct holders answered so far.
+    let mut answered: Vec<(u64, u64, usize)> = Vec::new();
+    let mut sent: Vec<(u64, usize, Outcome)> = Vec::new();
+    for (index, section) in held.iter().enumerate() {
+        for write in &section.writes {
+            match write.outcome {
+                Outcome::Written => {
+                    findings.accepted += 1;
+                    answered.push((write.answered, section.token, index));
+                }
+                Outcome::Stale => findings.refused += 1,
+                Outcome::Failed => findings.failed += 1,
+            }
+            sent.push((write.sent, index, write.outcome));
+        }
+    }
+    answered.sort_unstable();
+    sent.sort_unstable_by_key(|&(at, index, _)| (at, index));
+    let mut newest: [Option<(u64, usize)>; 2] = [None, None];
+    let mut next = 0;
+    for (at, index, outcome) in sent {
+        while next < answered.len() && answered[next].0 < at {
+            let (_, token, by) = answered[next];
+            newest = keep_two_newest(newest, token, by);
+            next += 1;
+        }
+        let token = held[index].token;
+        // The newest token of another holder already answered.
+        let other = newest.iter().flatten().find(|(_, by)| *by != index);
+        let Some(&(newer, by)) = other.filter(|(t, _)| *t >= token) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Stale => findings.refused_taken_over += 1,
+            Outcome::Written => {
+                findings.stale_accepted += 1;
+                findings.example(format!(
+                    "stale write accepted on {}: {} (token {token}) wrote after {} (token \
+                     {newer}) had written",
+                    held[index].name,
+                    describe(held[index]),
+                    describe(held[by])
+                ));
+            }
+            Outcome::Failed => {}
+        }
+    }
+}
+
+/// The two newest tokens of distinct holders, after one more accepted write.
+fn keep_two_newest(
+    newest: [Option<(u64, usize)>; 2],
+    token: u64,
+    by: usize,
+) -> [Option<(u64, usize)>; 2] {
+    let mut all: Vec<(u64, usize)> = newest.into_iter().flatten().collect();
+    match all.iter_mut().find(|(_, holder)| *holder == by) {
+        Some(entry) => entry.0 = entry.0.max(token),
+        None => all.push((token, by)),
+    }
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    [all.first().copied(), all.get(1).copied()]
+}
+
+fn hit_name(hit: Hit) -> &'static str {
+    match hit {
+        Hit::Killed => "killed while holding",
+        Hit::Frozen => "frozen while holding",
+        Hit::Wiped => "holding through an empty restart",
+    }
+}
+
+fn describe(section: &Section) -> String {
+    format!("{:?} lease {}", section.holder, section.lease_id)
+}
+
+/// Nanoseconds as milliseconds with two decimals.
+pub fn ms(nanos: i64) -> String {
+    format!("{:.2}", nanos as f64 / 1e6)
+}
+
+const TTL: Duration = Duration::from_millis(1000);
+
+/// A library holder's section that ended of its own accord.
+fn section(holder: usize, token: u64, start: u64, end: u64) -> Section {
+    Section {
+        name: "n".into(),
+        holder: Holder::Library(holder),
+        lease_id: format!("id-{token}"),
+        token,
+        asked: start,
+        start,
+        end: Some(end),
+        lost: None,
+        lost_seen: None,
+        writes: Vec::new(),
+        validity: Vec::new(),
+        hit: None,
+    }
+}
+
+fn write(sent: u64, answered: u64, outcome: Outcome) -> Write {
+    Write {
+        sent,
+        answered,
+        outcome,
+    }
+}
+
+#[test]
+fn the_checker_finds_overlaps_but_not_handovers() {
+    let a = section(0, 1, 0, 100);
+    let b = section(1, 2, 100, 200);
+    assert_eq!(check(&[a.clone(), b.clone()], &[], TTL).violations(), 0);
+    let late = section(1, 2, 50, 200);
+    assert_eq!(check(&[a.clone(), late], &[], TTL).overlaps, 1);
+    let mut frozen = a;
+    frozen.end = None;
+    frozen.hit = Some((40, Hit::Frozen));
+    assert_eq!(check(&[frozen, section(1, 2, 60, 90)], &[], TTL).violations(), 0);
+}
+
+#[test]
+fn the_checker_finds_stale_writes_accepted_and_counts_refused_ones() {
+    let mut old = section(0, 1, 0, 1000);
+    old.hit = Some((10, Hit::Frozen));
+    let mut new = section(1, 2, 500, 600);
+    new.writes = vec![write(510, 520, Outcome::Written)];
+    old.writes = vec![write(5, 6, Outcome::Written), write(700, 710, Outcome::Stale)];
+    let fine = check(&[old.clone(), new.clone()], &[], TTL);
+    assert_eq!((fine.violations(), fine.refused_taken_over), (0, 1));
+    old.writes[1].outcome = Outcome::Written;
+    assert_eq!(check(&[old.clone(), new.clone()], &[], TTL).stale_accepted, 1);
+    // A write sent before the newer holder's was answered may go either way.
+    old.writes[1] = write(515, 530, Outcome::Written);
+    assert_eq!(check(&[old, new], &[], TTL).violations(), 0);
+}
+
+#[test]
+fn the_checker_finds_late_loss_signals_and_renewals_after_a_wipe() {
+    let mut lost = section(0, 1, 0, 0);
+    lost.end = None;
+    lost.lost = Some(100);
+    let next = section(1, 2, 150, 200);
+    let fine = check(&[lost.clone(), next.clone()], &[], TTL);
+    assert_eq!((fine.violations(), fine.smallest_margin), (0, Some(50)));
+    lost.lost = Some(160);
+    assert_eq!(check(&[lost, next.clone()], &[], TTL).late_losses, 1);
+    let ttl = TTL.as_nanos() as u64;
+    let mut wiped = section(0, 1, 0, 3 * ttl);
+    wiped.validity = vec![(10, ttl), (ttl, 2 * ttl)];
+    assert_eq!(check(&[wiped.clone()], &[ttl / 2], TTL).renewed_after_wipe, 1);
+    assert_eq!(check(&[wiped], &[ttl + 1], TTL).renewed_after_wipe, 0);
+}
