@@ -7,6 +7,8 @@ mod exec;
 mod leases;
 mod library;
 mod process;
+mod proxy;
 mod quorum;
 mod security;
 mod support;
+mod torture;
