@@ -2,8 +2,8 @@
 //!
 //! - **Overlaps**: two holders of one name whose critical sections overlap while both were
 //!   trusted to hold it. A holder is trusted from its start until it ended, saw its loss, or
-//!   a fault hit it (SIGKILL, SIGSTOP past the TTL, its single Redis restarting empty); after
-//!   that only the fence protects the resource.
+//!   a fault hit it (SIGKILL, SIGSTOP past the TTL, its key deleted by an empty restart of its
+//!   single Redis or a forced release); after that only the fence protects the resource.
 //! - **Accepted stale writes**: the fence orders writes. A write sent after another holder's
 //!   write with a token at least as new was answered must be refused; accepted, it is counted.
 //!   Only definite orders count (one answered before the other was sent), so the check needs
@@ -13,9 +13,9 @@
 //!   the loss must take effect before that next acquisition: for a library holder at the end
 //!   of the validity the library computed (its lost signal fires then; how late the task saw
 //!   it is reported too), for `exec` when its child got SIGTERM. The smallest margin is
-//!   reported. And a lease its single Redis forgot (restart with empty memory) must never be
-//!   renewed by a request sent after the restart: its validity may not reach past the restart
-//!   plus one TTL.
+//!   reported. And a lease deleted under its holder (its single Redis restarting empty, or an
+//!   operator's forced release) must never be renewed by a request sent after the deletion:
+//!   its validity may not reach past that.
 //! - Keys left behind once every competitor stopped are counted by the run, not here.
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ pub struct Findings {
     pub overlaps: usize,
     pub stale_accepted: usize,
     pub late_losses: usize,
-    pub renewed_after_wipe: usize,
+    pub renewed_after_deletion: usize,
     /// The smallest margin (ns) between a loss reaching its holder and the next acquisition.
     pub smallest_margin: Option<i64>,
     pub margins: usize,
@@ -51,7 +51,7 @@ pub struct Findings {
 
 impl Findings {
     pub fn violations(&self) -> usize {
-        self.overlaps + self.stale_accepted + self.late_losses + self.renewed_after_wipe
+        self.overlaps + self.stale_accepted + self.late_losses + self.renewed_after_deletion
     }
 
     pub fn merge(&mut self, other: &Findings) {
@@ -59,7 +59,7 @@ impl Findings {
         self.overlaps += other.overlaps;
         self.stale_accepted += other.stale_accepted;
         self.late_losses += other.late_losses;
-        self.renewed_after_wipe += other.renewed_after_wipe;
+        self.renewed_after_deletion += other.renewed_after_deletion;
         self.smallest_margin = match (self.smallest_margin, other.smallest_margin) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -84,9 +84,18 @@ impl Findings {
     }
 }
 
-/// Checks every section of one deployment; `wipes` are the instants its single Redis was
-/// killed to restart empty (none in quorum mode).
-pub fn check(sections: &[Section], wipes: &[u64], ttl: Duration) -> Findings {
+/// A lease key deleted under its holder, some time between `from` and `to`: by an empty
+/// restart of the single Redis (every name), or by an operator's forced release (one name).
+#[derive(Clone, Debug)]
+pub struct Deletion {
+    pub from: u64,
+    pub to: u64,
+    pub name: Option<String>,
+    pub what: &'static str,
+}
+
+/// Checks every section of one deployment, which suffered `deletions`.
+pub fn check(sections: &[Section], deletions: &[Deletion], ttl: Duration) -> Findings {
     let mut findings = Findings {
         sections: sections.len(),
         ..Findings::default()
@@ -97,38 +106,68 @@ pub fn check(sections: &[Section], wipes: &[u64], ttl: Duration) -> Findings {
     }
     for (_, mut held) in by_name {
         held.sort_by_key(|s| s.start);
-        check_exclusion(&held, wipes, ttl.as_nanos() as u64, &mut findings);
+        check_exclusion(&held, deletions, ttl.as_nanos() as u64, &mut findings);
         check_fence(&held, &mut findings);
     }
     findings
 }
 
-/// Overlaps, late loss signals and renewals after a wipe, for the sections of one name in
+/// Overlaps, late loss signals and renewals after a deletion, for the sections of one name in
 /// order of their start.
-fn check_exclusion(held: &[&Section], wipes: &[u64], ttl: u64, findings: &mut Findings) {
+fn check_exclusion(held: &[&Section], deletions: &[Deletion], ttl: u64, findings: &mut Findings) {
+    // The validity the library computes: a renewal sent at `s` makes it `s + ttl - drift`.
+    let drift = ttl / 100 + 2_000_000;
     for (i, section) in held.iter().enumerate() {
-        let mut until = section.trusted_until();
-        let wiped = wipes
+        let own_until = section.trusted_until();
+        let mut until = own_until;
+        let mut deleted = false;
+        for deletion in deletions
             .iter()
-            .copied()
-            .find(|&w| w >= section.asked && w < until);
-        if let Some(hit) = section.hit {
-            *findings.hits.entry(hit_name(hit.1)).or_default() += 1;
-        }
-        if let Some(wipe) = wiped {
-            *findings.hits.entry(hit_name(Hit::Wiped)).or_default() += 1;
-            until = wipe;
-            if let Some(&(seen, valid)) = section.validity.iter().find(|(_, v)| *v >= wipe + ttl) {
-                findings.renewed_after_wipe += 1;
+            .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name))
+        {
+            // Deleted under its holder, perhaps: no longer trusted from then on.
+            let at = deletion.from.max(section.asked);
+            if at < own_until && deletion.to >= section.asked {
+                deleted = true;
+                until = until.min(at);
+            }
+            // Surely deleted under its holder (held before, and still held after, the deletion
+            // began): no renewal sent once it ended may succeed.
+            if section.start >= deletion.from || own_until <= deletion.from {
+                continue;
+            }
+            let renewed = section
+                .validity
+                .iter()
+                .find(|(_, valid, _)| *valid >= deletion.to + ttl - drift);
+            if let Some(&(seen, valid, renewals)) = renewed {
+                findings.renewed_after_deletion += 1;
                 findings.example(format!(
-                    "renewed after its Redis restarted empty: {} (token {}) was valid until \
-                     +{} ms after the restart, seen at +{} ms",
+                    "renewed after its key was deleted ({}, {} ms long): {} (token {}) was valid \
+                     until +{} ms after the deletion ended, seen at +{} ms after {renewals} \
+                     renewals; observations {:?}",
+                    deletion.what,
+                    ms(deletion.to as i64 - deletion.from as i64),
                     describe(section),
                     section.token,
-                    ms(valid as i64 - wipe as i64),
-                    ms(seen as i64 - wipe as i64)
+                    ms(valid as i64 - deletion.to as i64),
+                    ms(seen as i64 - deletion.to as i64),
+                    section
+                        .validity
+                        .iter()
+                        .map(|(seen, valid, renewals)| format!(
+                            "{}/{}/{renewals}",
+                            ms(*seen as i64 - deletion.to as i64),
+                            ms(*valid as i64 - deletion.to as i64)
+                        ))
+                        .collect::<Vec<_>>()
                 ));
             }
+        }
+        if let Some(hit) = section.hit {
+            *findings.hits.entry(hit_name(hit.1)).or_default() += 1;
+        } else if deleted {
+            *findings.hits.entry(hit_name(Hit::Deleted)).or_default() += 1;
         }
         if let Some(lost) = section.lost {
             findings.lost += 1;
@@ -138,17 +177,18 @@ fn check_exclusion(held: &[&Section], wipes: &[u64], ttl: u64, findings: &mut Fi
             }
         }
         let lost_while_trusted = section.lost.filter(|&lost| lost == until);
-        let unhit = section.hit.is_none() && wiped.is_none();
+        let unhit = section.hit.is_none() && !deleted;
         if let (Some(lost), Some(next), true) = (lost_while_trusted, held.get(i + 1), unhit) {
             let margin = next.start as i64 - lost as i64;
             findings.margins += 1;
-            findings.smallest_margin = Some(findings.smallest_margin.map_or(margin, |m| m.min(margin)));
+            findings.smallest_margin =
+                Some(findings.smallest_margin.map_or(margin, |m| m.min(margin)));
         }
         for later in held[i + 1..].iter().take_while(|later| later.start < until) {
             if lost_while_trusted.is_some() && unhit {
                 findings.late_losses += 1;
                 findings.example(format!(
-                    "late loss signal: {} (token {}) learned its loss {} ms after {} (token {}) \
+                    "late loss signal: {} (token {}) lost its lease {} ms after {} (token {}) \
                      acquired {}",
                     describe(section),
                     section.token,
@@ -248,7 +288,7 @@ fn hit_name(hit: Hit) -> &'static str {
     match hit {
         Hit::Killed => "killed while holding",
         Hit::Frozen => "frozen while holding",
-        Hit::Wiped => "holding through an empty restart",
+        Hit::Deleted => "deleted while holding",
     }
 }
 
@@ -299,7 +339,10 @@ fn the_checker_finds_overlaps_but_not_handovers() {
     let mut frozen = a;
     frozen.end = None;
     frozen.hit = Some((40, Hit::Frozen));
-    assert_eq!(check(&[frozen, section(1, 2, 60, 90)], &[], TTL).violations(), 0);
+    assert_eq!(
+        check(&[frozen, section(1, 2, 60, 90)], &[], TTL).violations(),
+        0
+    );
 }
 
 #[test]
@@ -308,18 +351,24 @@ fn the_checker_finds_stale_writes_accepted_and_counts_refused_ones() {
     old.hit = Some((10, Hit::Frozen));
     let mut new = section(1, 2, 500, 600);
     new.writes = vec![write(510, 520, Outcome::Written)];
-    old.writes = vec![write(5, 6, Outcome::Written), write(700, 710, Outcome::Stale)];
+    old.writes = vec![
+        write(5, 6, Outcome::Written),
+        write(700, 710, Outcome::Stale),
+    ];
     let fine = check(&[old.clone(), new.clone()], &[], TTL);
     assert_eq!((fine.violations(), fine.refused_taken_over), (0, 1));
     old.writes[1].outcome = Outcome::Written;
-    assert_eq!(check(&[old.clone(), new.clone()], &[], TTL).stale_accepted, 1);
+    assert_eq!(
+        check(&[old.clone(), new.clone()], &[], TTL).stale_accepted,
+        1
+    );
     // A write sent before the newer holder's was answered may go either way.
     old.writes[1] = write(515, 530, Outcome::Written);
     assert_eq!(check(&[old, new], &[], TTL).violations(), 0);
 }
 
 #[test]
-fn the_checker_finds_late_loss_signals_and_renewals_after_a_wipe() {
+fn the_checker_finds_late_loss_signals_and_renewals_after_a_deletion() {
     let mut lost = section(0, 1, 0, 0);
     lost.end = None;
     lost.lost = Some(100);
@@ -329,8 +378,21 @@ fn the_checker_finds_late_loss_signals_and_renewals_after_a_wipe() {
     lost.lost = Some(160);
     assert_eq!(check(&[lost, next.clone()], &[], TTL).late_losses, 1);
     let ttl = TTL.as_nanos() as u64;
-    let mut wiped = section(0, 1, 0, 3 * ttl);
-    wiped.validity = vec![(10, ttl), (ttl, 2 * ttl)];
-    assert_eq!(check(&[wiped.clone()], &[ttl / 2], TTL).renewed_after_wipe, 1);
-    assert_eq!(check(&[wiped], &[ttl + 1], TTL).renewed_after_wipe, 0);
+    let deletion = |from: u64| Deletion {
+        from,
+        to: from + 10,
+        name: None,
+        what: "a test",
+    };
+    let mut deleted = section(0, 1, 0, 3 * ttl);
+    // Renewed at ttl / 3 and at ttl.
+    deleted.validity = vec![(10, ttl * 96 / 100, 1), (ttl, ttl * 196 / 100, 3)];
+    assert_eq!(
+        check(&[deleted.clone()], &[deletion(ttl / 2)], TTL).renewed_after_deletion,
+        1
+    );
+    assert_eq!(
+        check(&[deleted], &[deletion(ttl + 1)], TTL).renewed_after_deletion,
+        0
+    );
 }

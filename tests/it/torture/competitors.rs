@@ -14,7 +14,7 @@ use leasectl::{Acquire, FencedWrite, Lease, LeaseClient, LeaseOptions};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use super::history::{self, append, mono_of, now, Holder, Outcome, Section, Write};
-use super::{Ctx, LONG_HOLD, SHORT_HOLD};
+use super::{Ctx, Held};
 use crate::support::{binary, Leasectl};
 
 /// The exact name of the test that runs as an `exec` child.
@@ -30,16 +30,15 @@ pub fn resource_key(name: &str) -> String {
     format!("resource:{name}")
 }
 
-/// How long a holder holds and how many fenced writes it makes: mostly short, sometimes past
-/// the TTL so that renewals, and faults during them, come into play.
-fn plan(ctx: &Ctx, rng: &mut fastrand::Rng) -> (Duration, usize, u8) {
+/// How long a holder holds, how many fenced writes it makes, and whether the hold is long:
+/// mostly short, sometimes past the TTL so that renewals, and faults during them, come into play.
+fn plan(ctx: &Ctx, rng: &mut fastrand::Rng) -> (Duration, usize, bool) {
     let writes = rng.usize(1..=3);
     if rng.u8(..20) == 0 {
-        let hold = ctx.config.ttl * rng.u32(100..=200) / 100;
-        (hold, writes, LONG_HOLD)
+        (ctx.config.ttl * rng.u32(100..=200) / 100, writes, true)
     } else {
         let hold = Duration::from_micros(rng.u64(..=ctx.config.hold.as_micros() as u64));
-        (hold, writes, SHORT_HOLD)
+        (hold, writes, false)
     }
 }
 
@@ -86,8 +85,16 @@ async fn hold(
     rng: &mut fastrand::Rng,
 ) -> Section {
     let start = now();
-    let (hold, writes, kind) = plan(ctx, rng);
-    ctx.holding[index].store(kind, Ordering::SeqCst);
+    // The acquire that got the lease was sent when its validity, less the TTL and the drift
+    // allowance (SPEC 6: 1% + 2 ms), began: a tighter bound than when we asked.
+    let ttl = lease.ttl().as_nanos() as u64;
+    let sent = mono_of(lease.valid_until()).saturating_sub(ttl - ttl / 100 - 2_000_000);
+    let asked = sent.clamp(asked, start);
+    let (hold, writes, long) = plan(ctx, rng);
+    *ctx.holding[index].lock().unwrap() = Some(Held {
+        name: lease.name().to_string(),
+        long,
+    });
     let mut section = Section {
         name: lease.name().to_string(),
         holder: Holder::Library(index),
@@ -109,10 +116,15 @@ async fn hold(
             section.saw_loss(&lease);
             break;
         }
-        section.validity.push((now(), mono_of(lease.valid_until())));
+        section
+            .validity
+            .push((now(), mono_of(lease.valid_until()), lease.renewals()));
         let value = format!("{}:{i}", lease.id());
         let sent = now();
-        let outcome = match resource.fenced_set(&key, &value, lease.fencing_token()).await {
+        let outcome = match resource
+            .fenced_set(&key, &value, lease.fencing_token())
+            .await
+        {
             Ok(FencedWrite::Written) => Outcome::Written,
             Ok(FencedWrite::Stale { .. }) => Outcome::Stale,
             Err(_) => Outcome::Failed,
@@ -134,10 +146,12 @@ async fn hold(
         }
     }
     if section.lost.is_none() {
-        section.validity.push((now(), mono_of(lease.valid_until())));
+        section
+            .validity
+            .push((now(), mono_of(lease.valid_until()), lease.renewals()));
         section.end = Some(now());
     }
-    ctx.holding[index].store(0, Ordering::SeqCst);
+    *ctx.holding[index].lock().unwrap() = None;
     let _ = lease.release().await;
     section
 }
@@ -147,7 +161,7 @@ impl Section {
     /// the library computed ended, or now if the signal came before that (not ours any more).
     fn saw_loss(&mut self, lease: &Lease) {
         let (seen, valid_until) = (now(), mono_of(lease.valid_until()));
-        self.validity.push((seen, valid_until));
+        self.validity.push((seen, valid_until, lease.renewals()));
         self.lost_seen = Some(seen);
         self.lost = Some(seen.min(valid_until));
     }
@@ -177,7 +191,13 @@ pub fn exec(ctx: Arc<Ctx>, index: usize, urls: Vec<String>, dir: PathBuf, mut rn
             .args(["--wait", &format!("{}ms", 3 * ttl_ms)])
             .args(["--kill-after", "10s", "--"])
             .arg(std::env::current_exe().expect("the test binary"))
-            .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                CHILD_TEST,
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env(RECORD_VAR, &record)
             .env(RESOURCE_VAR, &ctx.resource_url)
             .env(PLAN_VAR, format!("{} {writes}", hold.as_millis()))
@@ -244,11 +264,7 @@ pub fn exec_child(record: &Path) {
         .expect("open the record");
     append(
         &mut file,
-        format_args!(
-            "start {} {name} {id} {token} {}",
-            now(),
-            std::process::id()
-        ),
+        format_args!("start {} {name} {id} {token} {}", now(), std::process::id()),
     );
     let terminated = || TERMINATED_AT.load(Ordering::SeqCst) != 0;
     for i in 0..writes {
@@ -258,7 +274,12 @@ pub fn exec_child(record: &Path) {
         let sent = now();
         let status = Command::new(binary())
             .args(["--endpoint", &resource, "fence", "set"])
-            .args([&resource_key(&name), &format!("{id}:{i}"), "--token", &token])
+            .args([
+                &resource_key(&name),
+                &format!("{id}:{i}"),
+                "--token",
+                &token,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -4,20 +4,21 @@
 //!
 //! Quorum mode stays within Redlock's fault model: at any time the instances hit by a fault
 //! (or hit less than two TTLs ago) are a minority. Single mode has one instance: every fault
-//! hits it, and a restart forgets its leases (the holders caught in it are marked).
+//! hits it, and a restart forgets its leases. Forced releases and restarts that forget leases
+//! are recorded as deletions for the checker.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use super::checker::Deletion;
 use super::history::{now, Hit};
 use super::Ctx;
 use crate::proxy::Proxy;
-use crate::support::RedisServer;
+use crate::support::{Leasectl, RedisServer};
 
 /// Every kind of fault, with the name the summary gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +41,8 @@ pub enum Fault {
     Blackhole,
     /// A library holder's connections slowed past its TTL: renewal cannot keep up.
     SlowRenewal,
+    /// An operator's `leasectl release NAME --force` while someone holds it.
+    ForceRelease,
 }
 
 impl Fault {
@@ -54,6 +57,7 @@ impl Fault {
             Fault::Drop => "proxy dropping connections",
             Fault::Blackhole => "proxy blackhole",
             Fault::SlowRenewal => "renewal slowed until lost",
+            Fault::ForceRelease => "forced release of a held lease",
         }
     }
 
@@ -68,6 +72,7 @@ impl Fault {
             Fault::Drop,
             Fault::Blackhole,
             Fault::SlowRenewal,
+            Fault::ForceRelease,
         ];
         if instances > 1 || single_restarts {
             kinds.push(Fault::Restart);
@@ -79,7 +84,10 @@ impl Fault {
     }
 
     fn hits_an_instance(self) -> bool {
-        !matches!(self, Fault::Kill | Fault::Stop | Fault::SlowRenewal)
+        !matches!(
+            self,
+            Fault::Kill | Fault::Stop | Fault::SlowRenewal | Fault::ForceRelease
+        )
     }
 }
 
@@ -127,6 +135,9 @@ impl Deployment {
     }
 }
 
+/// How many faults hit one minority of a quorum before it heals and another is chosen.
+const GROUP_FAULTS: u32 = 4;
+
 /// Something to undo when its time comes (or when the run ends).
 enum Undo {
     /// SIGCONT to one process.
@@ -146,6 +157,7 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
     let mut pending: Vec<(u64, Undo)> = Vec::new();
     // Per instance: until when it counts as hit (quorum mode keeps those a minority).
     let mut hit_until = vec![0u64; deployment.instances()];
+    let mut group_faults = 0;
     let mut next_at = now() + scaled(ttl, &mut rng, 30, 100);
     while !ctx.stopping() {
         let at = now();
@@ -156,31 +168,42 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
             }
             !due_now
         });
+        // Quorum mode: after a few faults on the same minority, let it heal for two TTLs so
+        // that the next faults pick other instances.
+        let hit_now = hit_until.iter().any(|&until| until > at);
+        if !hit_now {
+            group_faults = 0;
+        }
+        let draining = deployment.instances() > 1 && group_faults >= GROUP_FAULTS;
         if at >= next_at {
             if cycle.is_empty() {
                 cycle = kinds.clone();
                 rng.shuffle(&mut cycle);
             }
-            let kind = cycle[cycle.len() - 1];
-            let instance = kind
-                .hits_an_instance()
-                .then(|| target(&hit_until, at, &mut rng));
-            let injected = match instance {
-                Some(i) => {
+            let position = cycle
+                .iter()
+                .rposition(|kind| !(draining && kind.hits_an_instance()));
+            let injected = position.and_then(|position| {
+                let kind = cycle[position];
+                let undo = if kind.hits_an_instance() {
+                    let i = target(&hit_until, at, &mut rng);
                     let (until, undo) = hit_instance(ctx, deployment, kind, i, &mut rng);
                     hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
-                    Some(undo)
-                }
-                None => hit_holder(ctx, deployment, kind, &mut rng),
-            };
+                    group_faults += 1;
+                    undo
+                } else {
+                    hit_holder(ctx, deployment, kind, &mut rng)?
+                };
+                Some((position, kind, undo))
+            });
             match injected {
-                Some(undo) => {
-                    cycle.pop();
+                Some((position, kind, undo)) => {
+                    cycle.remove(position);
                     *ctx.faults.lock().unwrap().entry(kind).or_default() += 1;
                     pending.extend(undo);
                     next_at = now() + scaled(ttl, &mut rng, 30, 100);
                 }
-                // Nobody to hit yet (no holder, or the minority is taken): soon again.
+                // Nobody to hit right now (no holder, or the instances are healing): soon again.
                 None => next_at = now() + 20_000_000,
             }
         }
@@ -222,15 +245,23 @@ fn hit_instance(
             let server = &mut servers[i];
             let snapshot = server.dir().join("dump.rdb");
             if kind == Fault::RestartWithMemory {
-                let _: redis::RedisResult<String> = redis::cmd("SAVE").query(&mut server.connection());
+                let _: redis::RedisResult<String> =
+                    redis::cmd("SAVE").query(&mut server.connection());
             } else {
                 let _ = std::fs::remove_file(&snapshot);
             }
-            if deployment.instances() == 1 {
-                ctx.wipes.lock().unwrap().push(now());
-            }
+            let from = now();
             server.restart();
-            (now(), Vec::new())
+            let to = now();
+            if deployment.instances() == 1 {
+                ctx.deletions.lock().unwrap().push(Deletion {
+                    from,
+                    to,
+                    name: None,
+                    what: "its Redis restarted empty",
+                });
+            }
+            (to, Vec::new())
         }
         Fault::Latency => {
             let latency = Duration::from_millis(rng.u64(2..=40));
@@ -260,8 +291,8 @@ fn hit_instance(
     }
 }
 
-/// Hits a holder: an `exec` in its critical section (kill, stop) or a library competitor in a
-/// long hold (slowed renewal). `None` when there is none right now.
+/// Hits a holder: an `exec` in its critical section (kill, stop), a library competitor in a
+/// long hold (slowed renewal), or either (forced release). `None` when there is none right now.
 fn hit_holder(
     ctx: &Ctx,
     deployment: &Deployment,
@@ -269,25 +300,45 @@ fn hit_holder(
     rng: &mut fastrand::Rng,
 ) -> Option<Vec<(u64, Undo)>> {
     let ttl = ctx.config.ttl;
+    let library_holding = |long_only: bool| -> Vec<(usize, String)> {
+        (0..ctx.holding.len())
+            .filter_map(|c| {
+                let held = ctx.holding[c].lock().unwrap();
+                let held = held.as_ref().filter(|h| h.long || !long_only)?;
+                Some((c, held.name.clone()))
+            })
+            .collect()
+    };
     if kind == Fault::SlowRenewal {
-        let long: Vec<usize> = (0..ctx.holding.len())
-            .filter(|&c| ctx.holding[c].load(Ordering::SeqCst) == super::LONG_HOLD)
-            .collect();
+        let long: Vec<usize> = library_holding(true).into_iter().map(|(c, _)| c).collect();
         let client = *long.get(rng.usize(..long.len().max(1)))?;
         let group = client + 1;
         for proxy in &deployment.proxies[group] {
             proxy.set_latency(ttl * 2);
         }
         let targets = (0..deployment.instances()).map(|i| (group, i)).collect();
-        return Some(vec![(now() + 3 * ttl.as_nanos() as u64, Undo::Latency(targets))]);
+        return Some(vec![(
+            now() + 3 * ttl.as_nanos() as u64,
+            Undo::Latency(targets),
+        )]);
     }
     let mut execs = ctx.execs.lock().unwrap();
-    let holding: Vec<(u32, u32)> = execs
+    let holding: Vec<(u32, u32, String)> = execs
         .iter()
         .filter(|(_, running)| running.hit.is_none())
-        .filter_map(|(pid, running)| Some((*pid, running.holding_child()?)))
+        .filter_map(|(pid, running)| {
+            let (child, name) = running.holding_child()?;
+            Some((*pid, child, name))
+        })
         .collect();
-    let (pid, child) = *holding.get(rng.usize(..holding.len().max(1)))?;
+    if kind == Fault::ForceRelease {
+        drop(execs);
+        let mut names: Vec<String> = holding.into_iter().map(|(_, _, name)| name).collect();
+        names.extend(library_holding(false).into_iter().map(|(_, name)| name));
+        let name = names.get(rng.usize(..names.len().max(1)))?;
+        return force_release(ctx, deployment, name).then(Vec::new);
+    }
+    let (pid, child, _) = holding.get(rng.usize(..holding.len().max(1)))?.clone();
     let running = execs.get_mut(&pid).expect("listed");
     let at = now();
     match kind {
@@ -309,6 +360,40 @@ fn hit_holder(
         }
         _ => unreachable!("{kind:?} hits no holder"),
     }
+}
+
+/// `leasectl release NAME --force --yes` straight to the servers (past the proxies); answers
+/// whether it released a lease.
+fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> bool {
+    let urls: Vec<String> = deployment
+        .servers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(RedisServer::url)
+        .collect();
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    for url in urls {
+        command.arg("--endpoint").arg(url);
+    }
+    let timeout = ctx.config.timeout().as_millis().to_string();
+    command
+        .env("RedisLeasing__SyncTimeout", &timeout)
+        .args(["release", name, "--force", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let from = now();
+    let released = command.status().is_ok_and(|status| status.success());
+    if released {
+        ctx.deletions.lock().unwrap().push(Deletion {
+            from,
+            to: now(),
+            name: Some(name.to_string()),
+            what: "forced release",
+        });
+    }
+    released
 }
 
 fn undo_fault(deployment: &Deployment, undo: &Undo) {

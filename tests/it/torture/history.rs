@@ -18,10 +18,18 @@ pub fn now() -> u64 {
     time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64
 }
 
-/// `instant` (tokio's or std's monotonic clock, which is `CLOCK_MONOTONIC` on Linux) in
-/// [`now`]'s nanoseconds.
+/// `instant` (tokio's monotonic clock, which is `CLOCK_MONOTONIC` on Linux) in [`now`]'s
+/// nanoseconds. The two clocks are read back to back; a pair that a preemption split by more
+/// than 0.2 ms is read again, so the error stays below that.
 pub fn mono_of(instant: tokio::time::Instant) -> u64 {
-    let (then, here) = (tokio::time::Instant::now(), now());
+    let (then, here) = loop {
+        let before = now();
+        let then = tokio::time::Instant::now();
+        let after = now();
+        if after - before < 200_000 {
+            break (then, before);
+        }
+    };
     if instant >= then {
         here + (instant - then).as_nanos() as u64
     } else {
@@ -62,8 +70,9 @@ pub enum Hit {
     Killed,
     /// SIGSTOP of its `leasectl exec` and child, past the TTL.
     Frozen,
-    /// Single mode: its Redis restarted with empty memory, forgetting the lease.
-    Wiped,
+    /// Its key deleted: its single Redis restarted with empty memory, or an operator
+    /// force-released it (the checker finds these from the run's deletions).
+    Deleted,
 }
 
 /// One holder's critical section.
@@ -85,8 +94,9 @@ pub struct Section {
     /// Library holders: when the task saw the lost signal.
     pub lost_seen: Option<u64>,
     pub writes: Vec<Write>,
-    /// Library holders: `(seen at, valid until)` of the lease, read while holding.
-    pub validity: Vec<(u64, u64)>,
+    /// Library holders: `(seen at, valid until, renewals so far)` of the lease, read while
+    /// holding.
+    pub validity: Vec<(u64, u64, u64)>,
     /// A fault that hit this holder, and when.
     pub hit: Option<(u64, Hit)>,
 }

@@ -17,7 +17,7 @@ mod history;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,6 @@ use leasectl::LeaseClient;
 use checker::{ms, Findings};
 use faults::{Deployment, Fault};
 use history::{Hit, Section};
-
-/// What a library competitor is doing, for the fault injector: 0 = not holding.
-const SHORT_HOLD: u8 = 1;
-const LONG_HOLD: u8 = 2;
 
 /// The size and pace of a run.
 #[derive(Clone, Debug)]
@@ -81,7 +77,10 @@ impl Config {
 /// The seed of this run: `LEASECTL_TORTURE_SEED`, or a fresh one.
 fn seed() -> u64 {
     match std::env::var("LEASECTL_TORTURE_SEED") {
-        Ok(text) => text.trim().parse().expect("LEASECTL_TORTURE_SEED is a number"),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .expect("LEASECTL_TORTURE_SEED is a number"),
         Err(_) => fastrand::u64(..),
     }
 }
@@ -106,6 +105,13 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// What a library competitor holds, for the fault injector.
+pub struct Held {
+    name: String,
+    /// Held past its TTL, so renewed: a target for slowed renewal.
+    long: bool,
+}
+
 /// A `leasectl exec` that runs now, for the fault injector.
 pub struct Running {
     record: PathBuf,
@@ -117,14 +123,21 @@ impl Running {
         Running { record, hit: None }
     }
 
-    /// The pid of its child when the child is in its critical section (started, not ended).
-    fn holding_child(&self) -> Option<u32> {
+    /// The pid of its child and the lease's name, when the child is in its critical section
+    /// (started, not ended).
+    fn holding_child(&self) -> Option<(u32, String)> {
         let text = std::fs::read_to_string(&self.record).ok()?;
         if text.contains("\nend ") || text.contains("\nterm ") {
             return None;
         }
-        let start = text.strip_prefix("start ")?.lines().next()?;
-        start.split_whitespace().nth(4)?.parse().ok()
+        // start TIME NAME LEASE_ID TOKEN PID
+        let start: Vec<&str> = text
+            .strip_prefix("start ")?
+            .lines()
+            .next()?
+            .split(' ')
+            .collect();
+        Some((start.get(4)?.parse().ok()?, start.get(1)?.to_string()))
     }
 }
 
@@ -137,12 +150,12 @@ pub struct Ctx {
     sections: Mutex<Vec<Section>>,
     recorded: AtomicU64,
     errors: AtomicU64,
-    /// Per library competitor: 0, [`SHORT_HOLD`] or [`LONG_HOLD`].
-    holding: Vec<AtomicU8>,
+    /// Per library competitor: what it holds now.
+    holding: Vec<Mutex<Option<Held>>>,
     execs: Mutex<HashMap<u32, Running>>,
     exec_outcomes: Mutex<BTreeMap<String, u64>>,
-    /// Single mode: when its Redis was killed to restart empty.
-    wipes: Mutex<Vec<u64>>,
+    /// Lease keys deleted under their holders: single-mode empty restarts, forced releases.
+    deletions: Mutex<Vec<checker::Deletion>>,
     faults: Mutex<faults::Counts>,
 }
 
@@ -259,7 +272,11 @@ impl fmt::Display for Report {
                 .map_or("none measured".into(), |m| format!("{} ms", ms(m)))
         )?;
         writeln!(f, "  late loss signals        {}", found.late_losses)?;
-        writeln!(f, "  renewed after a wipe     {}", found.renewed_after_wipe)?;
+        writeln!(
+            f,
+            "  renewed after deletion   {}",
+            found.renewed_after_deletion
+        )?;
         writeln!(f, "  keys left behind        {}", self.keys_left.len())?;
         writeln!(f, "  library acquire errors   {}", self.errors)?;
         let outcomes: Vec<String> = self
@@ -295,14 +312,18 @@ fn run(instances: usize, config: Config) -> Report {
         sections: Mutex::new(Vec::new()),
         recorded: AtomicU64::new(0),
         errors: AtomicU64::new(0),
-        holding: (0..config.library_clients).map(|_| AtomicU8::new(0)).collect(),
+        holding: (0..config.library_clients)
+            .map(|_| Mutex::new(None))
+            .collect(),
         execs: Mutex::new(HashMap::new()),
         exec_outcomes: Mutex::new(BTreeMap::new()),
-        wipes: Mutex::new(Vec::new()),
+        deletions: Mutex::new(Vec::new()),
         faults: Mutex::new(BTreeMap::new()),
         config: config.clone(),
     });
-    let rng = |part: u64| fastrand::Rng::with_seed(config.seed ^ part.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let rng = |part: u64| {
+        fastrand::Rng::with_seed(config.seed ^ part.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -337,7 +358,9 @@ fn run(instances: usize, config: Config) -> Report {
     let kinds = config.kinds(instances);
     while started.elapsed() < config.limit {
         let enough = ctx.recorded.load(Ordering::Relaxed) >= config.acquisitions
-            && kinds.iter().all(|&k| ctx.fault_count(k) >= config.faults_each);
+            && kinds
+                .iter()
+                .all(|&k| ctx.fault_count(k) >= config.faults_each);
         if enough || injector.is_finished() {
             break;
         }
@@ -359,8 +382,8 @@ fn run(instances: usize, config: Config) -> Report {
     runtime.shutdown_background();
     let keys_left = keys_left_after(&deployment, &ctx);
     let sections = std::mem::take(&mut *ctx.sections.lock().unwrap());
-    let wipes = ctx.wipes.lock().unwrap().clone();
-    let findings = checker::check(&sections, &wipes, config.ttl);
+    let deletions = ctx.deletions.lock().unwrap().clone();
+    let findings = checker::check(&sections, &deletions, config.ttl);
     let count = |library: bool| {
         sections
             .iter()
@@ -393,7 +416,10 @@ fn keys_left_after(deployment: &Deployment, ctx: &Ctx) -> Vec<String> {
             for name in &ctx.names {
                 let key = format!("lease:{name}");
                 if crate::support::exists(server, &key) {
-                    left.push(format!("{key} left on instance {i} (PTTL {})", crate::support::pttl(server, &key)));
+                    left.push(format!(
+                        "{key} left on instance {i} (PTTL {})",
+                        crate::support::pttl(server, &key)
+                    ));
                 }
             }
         }
@@ -407,7 +433,11 @@ fn keys_left_after(deployment: &Deployment, ctx: &Ctx) -> Vec<String> {
 /// Fails the test with the summary unless the run found nothing wrong and injected every kind
 /// of fault it was asked to.
 fn assert_sound(report: &Report, config: &Config, kinds: &[Fault]) {
-    assert_eq!(report.failures(), 0, "the torture found violations\n{report}");
+    assert_eq!(
+        report.failures(),
+        0,
+        "the torture found violations\n{report}"
+    );
     for &kind in kinds {
         let count = report.faults.get(&kind).copied().unwrap_or(0);
         assert!(
@@ -502,15 +532,27 @@ async fn a_holder_from_before_an_empty_restart_is_fenced_out() {
     let bound = Duration::from_secs(30);
     let mut server = crate::support::RedisServer::start();
     let resource = crate::support::RedisServer::start();
-    let client = LeaseClient::connect(server.settings()).await.expect("connect");
-    let fence = LeaseClient::connect(resource.settings()).await.expect("connect");
+    let client = LeaseClient::connect(server.settings())
+        .await
+        .expect("connect");
+    let fence = LeaseClient::connect(resource.settings())
+        .await
+        .expect("connect");
     let ttl = options(Duration::from_secs(60));
     let old = acquired(client.try_acquire("job", &ttl).await);
     let write = |value: &'static str, token: u64| {
         let fence = fence.clone();
-        async move { fence.fenced_set("resource:job", value, token).await.expect("fenced write") }
+        async move {
+            fence
+                .fenced_set("resource:job", value, token)
+                .await
+                .expect("fenced write")
+        }
     };
-    assert_eq!(write("old", old.fencing_token()).await, FencedWrite::Written);
+    assert_eq!(
+        write("old", old.fencing_token()).await,
+        FencedWrite::Written
+    );
     server.restart();
     // The first call after the restart may meet the connection that died with the server.
     let new = within(bound, "an acquire after the restart", async {
@@ -522,7 +564,10 @@ async fn a_holder_from_before_an_empty_restart_is_fenced_out() {
         }
     })
     .await;
-    assert_eq!(write("new", new.fencing_token()).await, FencedWrite::Written);
+    assert_eq!(
+        write("new", new.fencing_token()).await,
+        FencedWrite::Written
+    );
     let stale = write("old, after the new holder", old.fencing_token()).await;
     assert!(
         matches!(stale, FencedWrite::Stale { .. }),
