@@ -16,7 +16,7 @@ Usage: scripts/torture.sh [--acquisitions N] [--seed S] [--faults-each N] [--ttl
   --faults-each N    go on until every fault kind was injected N times in each deployment
                      (default 100)
   --ttl-ms MS        the leases' TTL (default 1000); faults scale with it
-  --hold-ms MS       the longest short hold (default 10); one hold in twenty is 1-2 TTLs
+  --hold-ms MS       the longest short hold (default 5); one hold in twenty is 1-2 TTLs
   --single-restarts  also restart the single-mode Redis with empty memory (a known library bug
                      makes this fail: see tests/it/torture/mod.rs)
   --limit-s S        stop after S seconds whatever was reached (default 3600)

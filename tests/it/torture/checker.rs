@@ -33,6 +33,9 @@ pub struct Findings {
     pub stale_accepted: usize,
     pub late_losses: usize,
     pub renewed_after_deletion: usize,
+    /// Holders that held on for a third of a TTL after their key was deleted: each renewal
+    /// they tried then had to fail.
+    pub outlived_deletions: usize,
     /// The smallest margin (ns) between a loss reaching its holder and the next acquisition.
     pub smallest_margin: Option<i64>,
     pub margins: usize,
@@ -60,6 +63,7 @@ impl Findings {
         self.stale_accepted += other.stale_accepted;
         self.late_losses += other.late_losses;
         self.renewed_after_deletion += other.renewed_after_deletion;
+        self.outlived_deletions += other.outlived_deletions;
         self.smallest_margin = match (self.smallest_margin, other.smallest_margin) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -140,6 +144,9 @@ fn check_exclusion(held: &[&Section], deletions: &[Deletion], ttl: u64, findings
                 .validity
                 .iter()
                 .find(|(_, valid, _)| *valid >= deletion.to + ttl - drift);
+            if own_until > deletion.to + ttl / 3 || renewed.is_some() {
+                findings.outlived_deletions += 1;
+            }
             if let Some(&(seen, valid, renewals)) = renewed {
                 findings.renewed_after_deletion += 1;
                 findings.example(format!(

@@ -34,7 +34,7 @@ pub fn resource_key(name: &str) -> String {
 /// mostly short, sometimes past the TTL so that renewals, and faults during them, come into play.
 fn plan(ctx: &Ctx, rng: &mut fastrand::Rng) -> (Duration, usize, bool) {
     let writes = rng.usize(1..=3);
-    if rng.u8(..20) == 0 {
+    if rng.u8(..ctx.config.long_hold_every) == 0 {
         (ctx.config.ttl * rng.u32(100..=200) / 100, writes, true)
     } else {
         let hold = Duration::from_micros(rng.u64(..=ctx.config.hold.as_micros() as u64));
@@ -137,12 +137,22 @@ async fn hold(
         if outcome == Outcome::Stale {
             break; // fenced out: a careful holder stops here
         }
-        tokio::select! {
-            _ = tokio::time::sleep(hold / writes as u32) => {}
-            _ = &mut lost => {
-                section.saw_loss(&lease);
-                break;
+        // Sleep until the next write, reading the validity at least every quarter TTL (a
+        // renewal that should have failed shows there).
+        let next_write = tokio::time::Instant::now() + hold / writes as u32;
+        while section.lost.is_none() && tokio::time::Instant::now() < next_write {
+            let wake = next_write.min(tokio::time::Instant::now() + lease.ttl() / 4);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => section.validity.push((
+                    now(),
+                    mono_of(lease.valid_until()),
+                    lease.renewals(),
+                )),
+                _ = &mut lost => section.saw_loss(&lease),
             }
+        }
+        if section.lost.is_some() {
+            break;
         }
     }
     if section.lost.is_none() {

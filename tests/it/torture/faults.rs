@@ -64,6 +64,14 @@ impl Fault {
     /// The kinds a deployment of `instances` suffers; in single mode, restarts only when
     /// `single_restarts` (see `torture::single_restarts`).
     pub fn all(instances: usize, single_restarts: bool) -> Vec<Fault> {
+        let mut kinds = Fault::each(instances, single_restarts);
+        // Forced releases are what shows a renewal that succeeds when it must not: more of them.
+        kinds.extend([Fault::ForceRelease, Fault::ForceRelease]);
+        kinds
+    }
+
+    /// Every kind once.
+    fn each(instances: usize, single_restarts: bool) -> Vec<Fault> {
         let mut kinds = vec![
             Fault::Kill,
             Fault::Stop,
@@ -333,10 +341,20 @@ fn hit_holder(
         .collect();
     if kind == Fault::ForceRelease {
         drop(execs);
-        let mut names: Vec<String> = holding.into_iter().map(|(_, _, name)| name).collect();
-        names.extend(library_holding(false).into_iter().map(|(_, name)| name));
+        // A library holder in a long hold has renewals to come, which must all fail now:
+        // such holders first.
+        let mut names: Vec<String> = library_holding(true).into_iter().map(|(_, n)| n).collect();
+        let long = !names.is_empty();
+        if !long {
+            names = holding.into_iter().map(|(_, _, name)| name).collect();
+            names.extend(library_holding(false).into_iter().map(|(_, name)| name));
+        }
         let name = names.get(rng.usize(..names.len().max(1)))?;
-        return force_release(ctx, deployment, name).then(Vec::new);
+        let released = force_release(ctx, deployment, name);
+        if released && long {
+            ctx.long_holds_released.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        return released.then(Vec::new);
     }
     let (pid, child, _) = holding.get(rng.usize(..holding.len().max(1)))?.clone();
     let running = execs.get_mut(&pid).expect("listed");

@@ -38,8 +38,13 @@ pub struct Config {
     pub acquisitions: u64,
     /// ... and every fault kind was injected this many times ...
     pub faults_each: u64,
+    /// ... and forced releases hit this many library holders in a long hold (which must
+    /// then fail to renew) ...
+    pub long_holds_released: u64,
     /// ... or this much time passed.
     pub limit: Duration,
+    /// One hold in this many is long (one to two TTLs, renewed).
+    pub long_hold_every: u8,
     pub names: usize,
     pub library_clients: usize,
     pub exec_clients: usize,
@@ -56,6 +61,8 @@ impl Config {
             hold: Duration::from_millis(10),
             acquisitions: 100,
             faults_each: 1,
+            long_holds_released: 2,
+            long_hold_every: 10,
             limit: Duration::from_secs(40),
             names: 3,
             library_clients: 3,
@@ -150,6 +157,8 @@ pub struct Ctx {
     sections: Mutex<Vec<Section>>,
     recorded: AtomicU64,
     errors: AtomicU64,
+    /// Forced releases that hit a library holder in a long hold.
+    long_holds_released: AtomicU64,
     /// Per library competitor: what it holds now.
     holding: Vec<Mutex<Option<Held>>>,
     execs: Mutex<HashMap<u32, Running>>,
@@ -181,6 +190,7 @@ pub struct Report {
     library: u64,
     exec: u64,
     faults: faults::Counts,
+    long_holds_released: u64,
     exec_outcomes: BTreeMap<String, u64>,
     errors: u64,
     keys_left: Vec<String>,
@@ -200,6 +210,7 @@ impl Report {
             library: 0,
             exec: 0,
             faults: BTreeMap::new(),
+            long_holds_released: 0,
             exec_outcomes: BTreeMap::new(),
             errors: 0,
             keys_left: Vec::new(),
@@ -216,6 +227,7 @@ impl Report {
                 *total.exec_outcomes.entry(outcome.clone()).or_default() += count;
             }
             total.errors += report.errors;
+            total.long_holds_released += report.long_holds_released;
             total.keys_left.extend(report.keys_left.iter().cloned());
             total.findings.merge(&report.findings);
             total.wall = total.wall.max(report.wall);
@@ -242,7 +254,11 @@ impl fmt::Display for Report {
             self.exec
         )?;
         for (kind, count) in &self.faults {
-            writeln!(f, "  fault: {:<33} {count}", kind.name())?;
+            write!(f, "  fault: {:<33} {count}", kind.name())?;
+            if *kind == Fault::ForceRelease {
+                write!(f, " ({} of a library holder in a long hold)", self.long_holds_released)?;
+            }
+            writeln!(f)?;
         }
         for (hit, count) in &found.hits {
             writeln!(f, "  holders {hit:<32} {count}")?;
@@ -271,11 +287,16 @@ impl fmt::Display for Report {
                 .smallest_margin
                 .map_or("none measured".into(), |m| format!("{} ms", ms(m)))
         )?;
+        writeln!(
+            f,
+            "  lost signal seen late by at most {} ms (library tasks, after the validity ended)",
+            ms(found.slowest_signal as i64)
+        )?;
         writeln!(f, "  late loss signals        {}", found.late_losses)?;
         writeln!(
             f,
-            "  renewed after deletion   {}",
-            found.renewed_after_deletion
+            "  renewed after deletion   {} (of {} holders that went on for a renewal)",
+            found.renewed_after_deletion, found.outlived_deletions
         )?;
         writeln!(f, "  keys left behind        {}", self.keys_left.len())?;
         writeln!(f, "  library acquire errors   {}", self.errors)?;
@@ -299,10 +320,7 @@ fn run(instances: usize, config: Config) -> Report {
         1 => "single".to_string(),
         n => format!("quorum of {n}"),
     };
-    eprintln!(
-        "torture {label}: seed {} (replay with LEASECTL_TORTURE_SEED={})",
-        config.seed, config.seed
-    );
+    eprintln!("torture {label}: seed {}", config.seed);
     let deployment = Arc::new(Deployment::start(instances, config.library_clients));
     let dir = tempfile::tempdir().expect("temp dir");
     let ctx = Arc::new(Ctx {
@@ -312,6 +330,7 @@ fn run(instances: usize, config: Config) -> Report {
         sections: Mutex::new(Vec::new()),
         recorded: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        long_holds_released: AtomicU64::new(0),
         holding: (0..config.library_clients)
             .map(|_| Mutex::new(None))
             .collect(),
@@ -356,11 +375,22 @@ fn run(instances: usize, config: Config) -> Report {
         std::thread::spawn(move || faults::inject(&ctx, &deployment, rng))
     };
     let kinds = config.kinds(instances);
+    let mut progress_at = Duration::from_secs(60);
     while started.elapsed() < config.limit {
+        if started.elapsed() >= progress_at {
+            progress_at += Duration::from_secs(60);
+            let faults: u64 = ctx.faults.lock().unwrap().values().sum();
+            eprintln!(
+                "torture {label}: {} acquisitions, {faults} faults after {} s",
+                ctx.recorded.load(Ordering::Relaxed),
+                started.elapsed().as_secs()
+            );
+        }
         let enough = ctx.recorded.load(Ordering::Relaxed) >= config.acquisitions
             && kinds
                 .iter()
-                .all(|&k| ctx.fault_count(k) >= config.faults_each);
+                .all(|&k| ctx.fault_count(k) >= config.faults_each)
+            && ctx.long_holds_released.load(Ordering::Relaxed) >= config.long_holds_released;
         if enough || injector.is_finished() {
             break;
         }
@@ -396,6 +426,7 @@ fn run(instances: usize, config: Config) -> Report {
         library: count(true),
         exec: count(false),
         faults: ctx.faults.lock().unwrap().clone(),
+        long_holds_released: ctx.long_holds_released.load(Ordering::Relaxed),
         exec_outcomes: ctx.exec_outcomes.lock().unwrap().clone(),
         errors: ctx.errors.load(Ordering::Relaxed),
         keys_left,
@@ -451,6 +482,7 @@ fn assert_sound(report: &Report, config: &Config, kinds: &[Fault]) {
 
 fn ci(instances: usize) {
     let config = Config::ci(seed());
+    eprintln!("replay with LEASECTL_TORTURE_SEED={}", config.seed);
     let report = run(instances, config.clone());
     assert_sound(&report, &config, &config.kinds(instances));
 }
@@ -481,16 +513,21 @@ fn long() {
     let config = Config {
         seed,
         ttl: Duration::from_millis(env_number("LEASECTL_TORTURE_TTL_MS", 1000)),
-        hold: Duration::from_millis(env_number("LEASECTL_TORTURE_HOLD_MS", 10)),
+        hold: Duration::from_millis(env_number("LEASECTL_TORTURE_HOLD_MS", 5)),
         acquisitions: total.div_ceil(3),
         faults_each: env_number("LEASECTL_TORTURE_FAULTS_EACH", 100),
+        long_holds_released: 0,
+        long_hold_every: 20,
         limit: Duration::from_secs(env_number("LEASECTL_TORTURE_LIMIT_S", 3600)),
-        names: 4,
-        library_clients: 3,
+        names: 6,
+        library_clients: 6,
         exec_clients: 2,
         single_restarts: single_restarts(),
     };
-    eprintln!("torture long run: seed {seed}, {total} acquisitions, {config:?}");
+    eprintln!(
+        "torture long run: seed {seed} (replay with LEASECTL_TORTURE_SEED={seed}), {total} \
+         acquisitions, {config:?}"
+    );
     let runs: Vec<_> = [1, 3, 5]
         .into_iter()
         .map(|instances| {
