@@ -312,20 +312,10 @@ const TTL: Duration = Duration::from_millis(1000);
 
 /// A library holder's section that ended of its own accord.
 fn section(holder: usize, token: u64, start: u64, end: u64) -> Section {
-    Section {
-        name: "n".into(),
-        holder: Holder::Library(holder),
-        lease_id: format!("id-{token}"),
-        token,
-        asked: start,
-        start,
-        end: Some(end),
-        lost: None,
-        lost_seen: None,
-        writes: Vec::new(),
-        validity: Vec::new(),
-        hit: None,
-    }
+    let id = format!("id-{token}");
+    let mut section = Section::new("n", Holder::Library(holder), &id, token, start);
+    section.end = Some(end);
+    section
 }
 
 fn write(sent: u64, answered: u64, outcome: Outcome) -> Write {

@@ -95,20 +95,15 @@ async fn hold(
         name: lease.name().to_string(),
         long,
     });
-    let mut section = Section {
-        name: lease.name().to_string(),
-        holder: Holder::Library(index),
-        lease_id: lease.id().to_string(),
-        token: lease.fencing_token(),
-        asked,
+    let holder = Holder::Library(index);
+    let mut section = Section::new(
+        lease.name(),
+        holder,
+        lease.id(),
+        lease.fencing_token(),
         start,
-        end: None,
-        lost: None,
-        lost_seen: None,
-        writes: Vec::new(),
-        validity: Vec::new(),
-        hit: None,
-    };
+    );
+    section.asked = asked;
     let key = resource_key(lease.name());
     let mut lost = Box::pin(lease.lost());
     for i in 0..writes {

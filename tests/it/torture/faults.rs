@@ -352,7 +352,8 @@ fn hit_holder(
         let name = names.get(rng.usize(..names.len().max(1)))?;
         let released = force_release(ctx, deployment, name);
         if released && long {
-            ctx.long_holds_released.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.long_holds_released
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         return released.then(Vec::new);
     }

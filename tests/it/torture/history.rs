@@ -102,6 +102,25 @@ pub struct Section {
 }
 
 impl Section {
+    /// A section that started at `start` (asked for then too, until known better), with
+    /// nothing recorded yet.
+    pub fn new(name: &str, holder: Holder, lease_id: &str, token: u64, start: u64) -> Section {
+        Section {
+            name: name.to_string(),
+            holder,
+            lease_id: lease_id.to_string(),
+            token,
+            asked: start,
+            start,
+            end: None,
+            lost: None,
+            lost_seen: None,
+            writes: Vec::new(),
+            validity: Vec::new(),
+            hit: None,
+        }
+    }
+
     /// The last instant the holder is trusted to have held the lease alone: its end, its loss,
     /// or the fault that hit it, whichever came first.
     pub fn trusted_until(&self) -> u64 {
@@ -168,20 +187,13 @@ pub fn parse_record(text: &str, holder: Holder) -> Option<Section> {
         let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
         match (fields.first().copied(), section.as_mut()) {
             (Some("start"), None) => {
-                section = Some(Section {
-                    name: fields.get(2)?.to_string(),
-                    holder: holder.clone(),
-                    lease_id: fields.get(3)?.to_string(),
-                    token: number(4)?,
-                    asked: number(1)?,
-                    start: number(1)?,
-                    end: None,
-                    lost: None,
-                    lost_seen: None,
-                    writes: Vec::new(),
-                    validity: Vec::new(),
-                    hit: None,
-                })
+                section = Some(Section::new(
+                    fields.get(2)?,
+                    holder.clone(),
+                    fields.get(3)?,
+                    number(4)?,
+                    number(1)?,
+                ))
             }
             (Some("write"), Some(section)) => section.writes.push(Write {
                 sent: number(1)?,
@@ -202,24 +214,14 @@ pub fn parse_record(text: &str, holder: Holder) -> Option<Section> {
 
 #[test]
 fn a_record_reads_back_and_a_torn_last_line_is_ignored() {
-    let section = Section {
-        name: "a".into(),
-        holder: Holder::Exec(7),
-        lease_id: "id-1".into(),
-        token: 42,
-        asked: 10,
-        start: 10,
-        end: Some(90),
-        lost: Some(80),
-        lost_seen: None,
-        writes: vec![Write {
-            sent: 20,
-            answered: 30,
-            outcome: Outcome::Stale,
-        }],
-        validity: Vec::new(),
-        hit: None,
-    };
+    let mut section = Section::new("a", Holder::Exec(7), "id-1", 42, 10);
+    section.end = Some(90);
+    section.lost = Some(80);
+    section.writes.push(Write {
+        sent: 20,
+        answered: 30,
+        outcome: Outcome::Stale,
+    });
     let text = section.to_record();
     let back = parse_record(&text, Holder::Exec(7)).unwrap();
     assert_eq!((back.token, back.end, back.lost), (42, Some(90), Some(80)));

@@ -256,7 +256,11 @@ impl fmt::Display for Report {
         for (kind, count) in &self.faults {
             write!(f, "  fault: {:<33} {count}", kind.name())?;
             if *kind == Fault::ForceRelease {
-                write!(f, " ({} of a library holder in a long hold)", self.long_holds_released)?;
+                write!(
+                    f,
+                    " ({} of a library holder in a long hold)",
+                    self.long_holds_released
+                )?;
             }
             writeln!(f)?;
         }
