@@ -63,7 +63,7 @@ impl Config {
             faults_each: 1,
             long_holds_released: 2,
             long_hold_every: 10,
-            limit: Duration::from_secs(40),
+            limit: Duration::from_secs(60),
             names: 3,
             library_clients: 3,
             exec_clients: 2,
@@ -279,17 +279,16 @@ impl fmt::Display for Report {
             "  writes accepted          {} ({} failed on a connection)",
             found.accepted, found.failed
         )?;
+        writeln!(f, "  leases lost              {}", found.lost)?;
+        let margin = |margin: Option<i64>, count: usize| match margin {
+            Some(margin) => format!("{} ms ({count} measured)", ms(margin)),
+            None => "none measured".into(),
+        };
         writeln!(
             f,
-            "  leases lost              {} ({} with a next holder to measure)",
-            found.lost, found.margins
-        )?;
-        writeln!(
-            f,
-            "  smallest loss margin     {}",
-            found
-                .smallest_margin
-                .map_or("none measured".into(), |m| format!("{} ms", ms(m)))
+            "  smallest loss margin     {} library, {} exec",
+            margin(found.smallest_margin, found.margins),
+            margin(found.smallest_exec_margin, found.exec_margins)
         )?;
         writeln!(
             f,
@@ -361,7 +360,14 @@ fn run(instances: usize, config: Config) -> Report {
             let resource = deployment.resource.settings();
             let (ctx, rng) = (ctx.clone(), rng(100 + index as u64));
             runtime.spawn(async move {
-                let client = LeaseClient::connect(settings).await.expect("connect");
+                // Faults may already be under way: try until connected.
+                let client = loop {
+                    match LeaseClient::connect(settings.clone()).await {
+                        Ok(client) => break client,
+                        Err(_) if ctx.stopping() => return,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                };
                 let resource = LeaseClient::connect(resource).await.expect("connect");
                 competitors::library(ctx, index, client, resource, rng).await
             })
