@@ -1,8 +1,9 @@
 //! The torture test: library clients and `leasectl exec` processes compete for a few lease
 //! names on real `redis-server`s (single, and quorum of 3 and 5) while a seeded fault injector
-//! kills and freezes holders, restarts instances and cuts, delays, drops and blackholes their
-//! connections through a proxy; every holder writes to a protected resource through the
-//! fence. Then the checker reads the whole history (see `checker.rs`).
+//! kills and freezes holders, force-releases their leases, slows their renewals, restarts
+//! instances and cuts, delays, drops and blackholes their connections through a proxy; every
+//! holder writes to a protected resource through the fence. Then the checker reads the whole
+//! history (see `checker.rs`).
 //!
 //! The CI-sized runs are ordinary tests (`torture::single`, `torture::quorum_3`,
 //! `torture::quorum_5`). The long run is `torture::long`, ignored unless asked for:
