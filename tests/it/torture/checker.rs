@@ -35,6 +35,10 @@ pub struct Findings {
     pub stale_accepted: usize,
     pub late_losses: usize,
     pub renewed_after_deletion: usize,
+    /// Overlaps and late loss signals that followed a quorum instance's restart.
+    pub after_restart: usize,
+    /// Overlapping holders where the earlier one wrote, accepted, after the later one started.
+    pub accepted_overlaps: usize,
     /// Holders that held on for a third of a TTL after their key was deleted: each renewal
     /// they tried then had to fail.
     pub outlived_deletions: usize,
@@ -69,6 +73,8 @@ impl Findings {
         self.stale_accepted += other.stale_accepted;
         self.late_losses += other.late_losses;
         self.renewed_after_deletion += other.renewed_after_deletion;
+        self.after_restart += other.after_restart;
+        self.accepted_overlaps += other.accepted_overlaps;
         self.outlived_deletions += other.outlived_deletions;
         self.smallest_margin = smaller(self.smallest_margin, other.smallest_margin);
         self.margins += other.margins;
@@ -110,8 +116,14 @@ fn smaller(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Checks every section of one deployment, which suffered `deletions`.
-pub fn check(sections: &[Section], deletions: &[Deletion], ttl: Duration) -> Findings {
+/// Checks every section of one deployment, which suffered `deletions` and, in quorum mode,
+/// instance `restarts` (from, to).
+pub fn check(
+    sections: &[Section],
+    deletions: &[Deletion],
+    restarts: &[(u64, u64)],
+    ttl: Duration,
+) -> Findings {
     let mut findings = Findings {
         sections: sections.len(),
         ..Findings::default()
@@ -122,7 +134,8 @@ pub fn check(sections: &[Section], deletions: &[Deletion], ttl: Duration) -> Fin
     }
     for (_, mut held) in by_name {
         held.sort_by_key(|s| s.start);
-        check_exclusion(&held, deletions, ttl.as_nanos() as u64, &mut findings);
+        let ttl = ttl.as_nanos() as u64;
+        check_exclusion(&held, deletions, restarts, ttl, &mut findings);
         check_fence(&held, &mut findings);
     }
     findings
@@ -130,7 +143,13 @@ pub fn check(sections: &[Section], deletions: &[Deletion], ttl: Duration) -> Fin
 
 /// Overlaps, late loss signals and renewals after a deletion, for the sections of one name in
 /// order of their start.
-fn check_exclusion(held: &[&Section], deletions: &[Deletion], ttl: u64, findings: &mut Findings) {
+fn check_exclusion(
+    held: &[&Section],
+    deletions: &[Deletion],
+    restarts: &[(u64, u64)],
+    ttl: u64,
+    findings: &mut Findings,
+) {
     // The validity the library computes: a renewal sent at `s` makes it `s + ttl - drift`.
     let drift = ttl / 100 + 2_000_000;
     for (i, section) in held.iter().enumerate() {
@@ -216,6 +235,35 @@ fn check_exclusion(held: &[&Section], deletions: &[Deletion], ttl: u64, findings
             // is reported (the smallest exec margin), not counted.
             let late_by = until - later.start;
             if lost_while_trusted.is_some() && unhit && exec && late_by < ttl {
+                continue;
+            }
+            // The earlier holder wrote, and was accepted, once the later one held the lease.
+            let wrote_after = section
+                .writes
+                .iter()
+                .any(|w| w.outcome == Outcome::Written && w.sent > later.start);
+            if wrote_after && later.writes.iter().any(|w| w.outcome == Outcome::Written) {
+                findings.accepted_overlaps += 1;
+            }
+            // A quorum instance restarted between the earlier holder's acquire and the later
+            // one's: Redlock needs a restarted instance to stay away for a TTL (or to keep its
+            // memory to the last write); without that a lease granted by a bare majority can be
+            // granted again. Counted apart; the fence must still refuse the stale writer.
+            let restarted = restarts
+                .iter()
+                .any(|&(from, to)| to >= section.asked && from <= later.start);
+            if restarted {
+                findings.after_restart += 1;
+                findings.example(format!(
+                    "after a quorum restart, on {}: {} (token {}) and {} (token {}) both held it \
+                     for {} ms",
+                    section.name,
+                    describe(section),
+                    section.token,
+                    describe(later),
+                    later.token,
+                    ms(late_by as i64)
+                ));
                 continue;
             }
             if lost_while_trusted.is_some() && unhit {
@@ -356,14 +404,24 @@ fn write(sent: u64, answered: u64, outcome: Outcome) -> Write {
 fn the_checker_finds_overlaps_but_not_handovers() {
     let a = section(0, 1, 0, 100);
     let b = section(1, 2, 100, 200);
-    assert_eq!(check(&[a.clone(), b.clone()], &[], TTL).violations(), 0);
-    let late = section(1, 2, 50, 200);
-    assert_eq!(check(&[a.clone(), late], &[], TTL).overlaps, 1);
+    assert_eq!(
+        check(&[a.clone(), b.clone()], &[], &[], TTL).violations(),
+        0
+    );
+    let mut late = section(1, 2, 50, 200);
+    late.writes.push(write(55, 56, Outcome::Written));
+    assert_eq!(check(&[a.clone(), late.clone()], &[], &[], TTL).overlaps, 1);
+    // After a quorum instance restarted: counted apart.
+    let after = check(&[a.clone(), late.clone()], &[], &[(20, 30)], TTL);
+    assert_eq!((after.overlaps, after.after_restart), (0, 1));
+    let mut wrote = a.clone();
+    wrote.writes.push(write(60, 61, Outcome::Written));
+    assert_eq!(check(&[wrote, late], &[], &[], TTL).accepted_overlaps, 1);
     let mut frozen = a;
     frozen.end = None;
     frozen.hit = Some((40, Hit::Frozen));
     assert_eq!(
-        check(&[frozen, section(1, 2, 60, 90)], &[], TTL).violations(),
+        check(&[frozen, section(1, 2, 60, 90)], &[], &[], TTL).violations(),
         0
     );
 }
@@ -378,16 +436,16 @@ fn the_checker_finds_stale_writes_accepted_and_counts_refused_ones() {
         write(5, 6, Outcome::Written),
         write(700, 710, Outcome::Stale),
     ];
-    let fine = check(&[old.clone(), new.clone()], &[], TTL);
+    let fine = check(&[old.clone(), new.clone()], &[], &[], TTL);
     assert_eq!((fine.violations(), fine.refused_taken_over), (0, 1));
     old.writes[1].outcome = Outcome::Written;
     assert_eq!(
-        check(&[old.clone(), new.clone()], &[], TTL).stale_accepted,
+        check(&[old.clone(), new.clone()], &[], &[], TTL).stale_accepted,
         1
     );
     // A write sent before the newer holder's was answered may go either way.
     old.writes[1] = write(515, 530, Outcome::Written);
-    assert_eq!(check(&[old, new], &[], TTL).violations(), 0);
+    assert_eq!(check(&[old, new], &[], &[], TTL).violations(), 0);
 }
 
 #[test]
@@ -396,10 +454,10 @@ fn the_checker_finds_late_loss_signals_and_renewals_after_a_deletion() {
     lost.end = None;
     lost.lost = Some(100);
     let next = section(1, 2, 150, 200);
-    let fine = check(&[lost.clone(), next.clone()], &[], TTL);
+    let fine = check(&[lost.clone(), next.clone()], &[], &[], TTL);
     assert_eq!((fine.violations(), fine.smallest_margin), (0, Some(50)));
     lost.lost = Some(160);
-    assert_eq!(check(&[lost, next.clone()], &[], TTL).late_losses, 1);
+    assert_eq!(check(&[lost, next.clone()], &[], &[], TTL).late_losses, 1);
     let ttl = TTL.as_nanos() as u64;
     let deletion = |from: u64| Deletion {
         from,
@@ -411,11 +469,11 @@ fn the_checker_finds_late_loss_signals_and_renewals_after_a_deletion() {
     // Renewed at ttl / 3 and at ttl.
     deleted.validity = vec![(10, ttl * 96 / 100, 1), (ttl, ttl * 196 / 100, 3)];
     assert_eq!(
-        check(&[deleted.clone()], &[deletion(ttl / 2)], TTL).renewed_after_deletion,
+        check(&[deleted.clone()], &[deletion(ttl / 2)], &[], TTL).renewed_after_deletion,
         1
     );
     assert_eq!(
-        check(&[deleted], &[deletion(ttl + 1)], TTL).renewed_after_deletion,
+        check(&[deleted], &[deletion(ttl + 1)], &[], TTL).renewed_after_deletion,
         0
     );
 }

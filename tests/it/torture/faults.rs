@@ -252,13 +252,14 @@ fn hit_instance(
             let mut servers = deployment.servers.lock().unwrap();
             let server = &mut servers[i];
             let snapshot = server.dir().join("dump.rdb");
+            // With memory, what comes after the snapshot is forgotten: the fault starts here.
+            let from = now();
             if kind == Fault::RestartWithMemory {
                 let _: redis::RedisResult<String> =
                     redis::cmd("SAVE").query(&mut server.connection());
             } else {
                 let _ = std::fs::remove_file(&snapshot);
             }
-            let from = now();
             server.restart();
             let to = now();
             if deployment.instances() == 1 {
@@ -268,6 +269,8 @@ fn hit_instance(
                     name: None,
                     what: "its Redis restarted empty",
                 });
+            } else {
+                ctx.restarts.lock().unwrap().push((from, to));
             }
             (to, Vec::new())
         }

@@ -166,6 +166,8 @@ pub struct Ctx {
     exec_outcomes: Mutex<BTreeMap<String, u64>>,
     /// Lease keys deleted under their holders: single-mode empty restarts, forced releases.
     deletions: Mutex<Vec<checker::Deletion>>,
+    /// Quorum mode: when an instance restarted (from, to).
+    restarts: Mutex<Vec<(u64, u64)>>,
     faults: Mutex<faults::Counts>,
 }
 
@@ -269,6 +271,17 @@ impl fmt::Display for Report {
             writeln!(f, "  holders {hit:<32} {count}")?;
         }
         writeln!(f, "  overlaps found           {}", found.overlaps)?;
+        writeln!(
+            f,
+            "  overlaps after a quorum restart {}",
+            found.after_restart
+        )?;
+        writeln!(
+            f,
+            "  overlaps with writes of both accepted {} (the earlier holder wrote after the later \
+             one began, before its first write)",
+            found.accepted_overlaps
+        )?;
         writeln!(f, "  stale writes accepted    {}", found.stale_accepted)?;
         writeln!(
             f,
@@ -341,6 +354,7 @@ fn run(instances: usize, config: Config) -> Report {
         execs: Mutex::new(HashMap::new()),
         exec_outcomes: Mutex::new(BTreeMap::new()),
         deletions: Mutex::new(Vec::new()),
+        restarts: Mutex::new(Vec::new()),
         faults: Mutex::new(BTreeMap::new()),
         config: config.clone(),
     });
@@ -424,7 +438,8 @@ fn run(instances: usize, config: Config) -> Report {
     let keys_left = keys_left_after(&deployment, &ctx);
     let sections = std::mem::take(&mut *ctx.sections.lock().unwrap());
     let deletions = ctx.deletions.lock().unwrap().clone();
-    let findings = checker::check(&sections, &deletions, config.ttl);
+    let restarts = ctx.restarts.lock().unwrap().clone();
+    let findings = checker::check(&sections, &deletions, &restarts, config.ttl);
     let count = |library: bool| {
         sections
             .iter()
