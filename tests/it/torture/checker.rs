@@ -217,7 +217,13 @@ fn check_exclusion(
         let lost_while_trusted = section.lost.filter(|&lost| lost == until);
         let unhit = section.hit.is_none() && !deleted;
         let exec = matches!(section.holder, Holder::Exec(_));
-        if let (Some(lost), Some(next), true) = (lost_while_trusted, held.get(i + 1), unhit) {
+        let restarted_before = |later: &Section| {
+            restarts
+                .iter()
+                .any(|&(from, to)| to >= section.asked && from <= later.start)
+        };
+        let measured = held.get(i + 1).filter(|next| !restarted_before(next));
+        if let (Some(lost), Some(next), true) = (lost_while_trusted, measured, unhit) {
             let margin = next.start as i64 - lost as i64;
             let (count, smallest) = match exec {
                 false => (&mut findings.margins, &mut findings.smallest_margin),
@@ -249,10 +255,7 @@ fn check_exclusion(
             // one's: Redlock needs a restarted instance to stay away for a TTL (or to keep its
             // memory to the last write); without that a lease granted by a bare majority can be
             // granted again. Counted apart; the fence must still refuse the stale writer.
-            let restarted = restarts
-                .iter()
-                .any(|&(from, to)| to >= section.asked && from <= later.start);
-            if restarted {
+            if restarted_before(later) {
                 findings.after_restart += 1;
                 findings.example(format!(
                     "after a quorum restart, on {}: {} (token {}) and {} (token {}) both held it \
