@@ -154,18 +154,12 @@ fn check_exclusion(
     let drift = ttl / 100 + 2_000_000;
     for (i, section) in held.iter().enumerate() {
         let own_until = section.trusted_until();
-        let mut until = own_until;
-        let mut deleted = false;
+        let deleted = deleted_at(section, deletions);
+        let until = deleted.map_or(own_until, |at| at.min(own_until));
         for deletion in deletions
             .iter()
             .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name))
         {
-            // Deleted under its holder, perhaps: no longer trusted from then on.
-            let at = deletion.from.max(section.asked);
-            if at < own_until && deletion.to >= section.asked {
-                deleted = true;
-                until = until.min(at);
-            }
             // Surely deleted under its holder (held before, and still held after, the deletion
             // began): no renewal sent once it ended may succeed.
             if section.start >= deletion.from || own_until <= deletion.from {
@@ -204,7 +198,7 @@ fn check_exclusion(
         }
         if let Some(hit) = section.hit {
             *findings.hits.entry(hit_name(hit.1)).or_default() += 1;
-        } else if deleted {
+        } else if deleted.is_some() {
             *findings.hits.entry(hit_name(Hit::Deleted)).or_default() += 1;
         }
         if let Some(lost) = section.lost {
@@ -215,7 +209,7 @@ fn check_exclusion(
             }
         }
         let lost_while_trusted = section.lost.filter(|&lost| lost == until);
-        let unhit = section.hit.is_none() && !deleted;
+        let unhit = section.hit.is_none() && deleted.is_none();
         let exec = matches!(section.holder, Holder::Exec(_));
         let restarted_before = |later: &Section| {
             restarts
@@ -236,6 +230,13 @@ fn check_exclusion(
             *smallest = Some(smallest.map_or(margin, |m| m.min(margin)));
         }
         for later in held[i + 1..].iter().take_while(|later| later.start < until) {
+            // A holder hit before it even began (its key deleted between its acquire and its
+            // start) was never trusted: only the fence stands between it and the resource.
+            let later_until = deleted_at(later, deletions)
+                .map_or(later.trusted_until(), |at| at.min(later.trusted_until()));
+            if later_until <= later.start {
+                continue;
+            }
             // An exec child's SIGTERM is seen from outside, after leasectl's own lost signal by
             // however long the machine takes to schedule leasectl: late by less than a TTL, it
             // is reported (the smallest exec margin), not counted.
@@ -298,6 +299,19 @@ fn check_exclusion(
             }
         }
     }
+}
+
+/// When a deletion may first have hit `section`'s key while it held it (from then on it is not
+/// trusted): any deletion of its name between its acquire and its trusted end.
+fn deleted_at(section: &Section, deletions: &[Deletion]) -> Option<u64> {
+    let own_until = section.trusted_until();
+    deletions
+        .iter()
+        .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name))
+        .filter(|d| d.to >= section.asked)
+        .map(|d| d.from.max(section.asked))
+        .filter(|&at| at < own_until)
+        .min()
 }
 
 /// The fence's order, for the sections of one name: a write sent after a write of another
@@ -417,6 +431,28 @@ fn the_checker_finds_overlaps_but_not_handovers() {
     // After a quorum instance restarted: counted apart.
     let after = check(&[a.clone(), late.clone()], &[], &[(20, 30)], TTL);
     assert_eq!((after.overlaps, after.after_restart), (0, 1));
+    // A later holder whose key a forced release deleted before it began: not an overlap.
+    let mut early = section(1, 2, 50, 200);
+    early.asked = 10;
+    let release = Deletion {
+        from: 20,
+        to: 30,
+        name: Some("n".into()),
+        what: "a test",
+    };
+    let mut after = section(0, 1, 45, 150);
+    after.asked = 40;
+    assert_eq!(
+        check(
+            &[after.clone(), early.clone()],
+            std::slice::from_ref(&release),
+            &[],
+            TTL
+        )
+        .overlaps,
+        0
+    );
+    assert_eq!(check(&[after, early], &[], &[], TTL).overlaps, 1);
     let mut wrote = a.clone();
     wrote.writes.push(write(60, 61, Outcome::Written));
     assert_eq!(check(&[wrote, late], &[], &[], TTL).accepted_overlaps, 1);
