@@ -1,0 +1,445 @@
+//! The deployment under torture — its `redis-server`s, a fault proxy in front of each for every
+//! group of clients, and the protected resource's own server — and the fault injector that
+//! hits it from a seeded random schedule.
+//!
+//! Quorum mode stays within Redlock's fault model: at any time the instances hit by a fault
+//! (or hit less than two TTLs ago) are a minority. Single mode has one instance: every fault
+//! hits it, and a restart forgets its leases. Forced releases and restarts that forget leases
+//! are recorded as deletions for the checker.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use super::checker::Deletion;
+use super::history::{now, Hit};
+use super::Ctx;
+use crate::proxy::Proxy;
+use crate::support::{Leasectl, RedisServer};
+
+/// Every kind of fault, with the name the summary gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// SIGKILL of a `leasectl exec` holding a lease (its child dies with it).
+    Kill,
+    /// SIGSTOP of a holding `leasectl exec` and its child past the TTL, then SIGCONT.
+    Stop,
+    /// An instance restarts with empty memory.
+    Restart,
+    /// Quorum: an instance restarts from a snapshot taken just before.
+    RestartWithMemory,
+    /// Added latency (2-40 ms each way) on every connection to an instance, for a while.
+    Latency,
+    /// Every connection to an instance cut at once.
+    Cut,
+    /// Connections to an instance cut, and new ones dropped, for a while.
+    Drop,
+    /// An instance blackholed: connections accepted, nothing forwarded, for up to two TTLs.
+    Blackhole,
+    /// A library holder's connections slowed past its TTL: renewal cannot keep up.
+    SlowRenewal,
+    /// An operator's `leasectl release NAME --force` while someone holds it.
+    ForceRelease,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "SIGKILL of a holder",
+            Fault::Stop => "SIGSTOP of a holder past its TTL",
+            Fault::Restart => "Redis restart, empty",
+            Fault::RestartWithMemory => "Redis restart, with memory",
+            Fault::Latency => "proxy latency",
+            Fault::Cut => "proxy cut of all connections",
+            Fault::Drop => "proxy dropping connections",
+            Fault::Blackhole => "proxy blackhole",
+            Fault::SlowRenewal => "renewal slowed until lost",
+            Fault::ForceRelease => "forced release of a held lease",
+        }
+    }
+
+    /// The kinds a deployment of `instances` suffers; in single mode, restarts only when
+    /// `single_restarts` (see `torture::single_restarts`).
+    pub fn all(instances: usize, single_restarts: bool) -> Vec<Fault> {
+        let mut kinds = Fault::each(instances, single_restarts);
+        // Forced releases are what shows a renewal that succeeds when it must not: more of them.
+        kinds.extend([Fault::ForceRelease, Fault::ForceRelease]);
+        kinds
+    }
+
+    /// Every kind once.
+    fn each(instances: usize, single_restarts: bool) -> Vec<Fault> {
+        let mut kinds = vec![
+            Fault::Kill,
+            Fault::Stop,
+            Fault::Latency,
+            Fault::Cut,
+            Fault::Drop,
+            Fault::Blackhole,
+            Fault::SlowRenewal,
+            Fault::ForceRelease,
+        ];
+        if instances > 1 || single_restarts {
+            kinds.push(Fault::Restart);
+        }
+        if instances > 1 {
+            kinds.push(Fault::RestartWithMemory);
+        }
+        kinds
+    }
+
+    fn hits_an_instance(self) -> bool {
+        !matches!(
+            self,
+            Fault::Kill | Fault::Stop | Fault::SlowRenewal | Fault::ForceRelease
+        )
+    }
+}
+
+/// The servers and proxies of one deployment.
+pub struct Deployment {
+    pub servers: Mutex<Vec<RedisServer>>,
+    /// `proxies[group][instance]`: group 0 is every `leasectl` process, group 1 + N is
+    /// library competitor N (so that one client's connections can be slowed alone).
+    pub proxies: Vec<Vec<Proxy>>,
+    pub resource: RedisServer,
+}
+
+impl Deployment {
+    pub fn start(instances: usize, library_clients: usize) -> Deployment {
+        let servers: Vec<RedisServer> = (0..instances).map(|_| RedisServer::start()).collect();
+        let proxies = (0..=library_clients)
+            .map(|_| servers.iter().map(|s| Proxy::start(s.port)).collect())
+            .collect();
+        Deployment {
+            servers: Mutex::new(servers),
+            proxies,
+            resource: RedisServer::start(),
+        }
+    }
+
+    pub fn instances(&self) -> usize {
+        self.proxies[0].len()
+    }
+
+    /// The endpoints a client of `group` connects to.
+    pub fn urls(&self, group: usize) -> Vec<String> {
+        self.proxies[group].iter().map(Proxy::url).collect()
+    }
+
+    fn each_proxy_of(&self, instance: usize, act: impl Fn(&Proxy)) {
+        for group in &self.proxies {
+            act(&group[instance]);
+        }
+    }
+
+    fn heal(&self) {
+        for proxy in self.proxies.iter().flatten() {
+            proxy.heal();
+        }
+    }
+}
+
+/// How many faults hit one minority of a quorum before it heals and another is chosen.
+const GROUP_FAULTS: u32 = 4;
+
+/// Something to undo when its time comes (or when the run ends).
+enum Undo {
+    /// SIGCONT to one process.
+    Continue(u32),
+    /// SIGCONT to a process group.
+    ContinueGroup(u32),
+    Latency(Vec<(usize, usize)>),
+    Refuse(usize),
+    Blackhole(usize),
+}
+
+/// Injects faults until the run stops, then undoes what is still in force.
+pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
+    let ttl = ctx.config.ttl;
+    let kinds = Fault::all(deployment.instances(), ctx.config.single_restarts);
+    let mut cycle: Vec<Fault> = Vec::new();
+    let mut pending: Vec<(u64, Undo)> = Vec::new();
+    // Per instance: until when it counts as hit (quorum mode keeps those a minority).
+    let mut hit_until = vec![0u64; deployment.instances()];
+    let mut group_faults = 0;
+    let mut next_at = now() + scaled(ttl, &mut rng, 30, 100);
+    while !ctx.stopping() {
+        let at = now();
+        pending.retain(|(due, undo)| {
+            let due_now = *due <= at;
+            if due_now {
+                undo_fault(deployment, undo);
+            }
+            !due_now
+        });
+        // Quorum mode: after a few faults on the same minority, let it heal for two TTLs so
+        // that the next faults pick other instances.
+        let hit_now = hit_until.iter().any(|&until| until > at);
+        if !hit_now {
+            group_faults = 0;
+        }
+        let draining = deployment.instances() > 1 && group_faults >= GROUP_FAULTS;
+        if at >= next_at {
+            if cycle.is_empty() {
+                cycle = kinds.clone();
+                rng.shuffle(&mut cycle);
+            }
+            let position = cycle
+                .iter()
+                .rposition(|kind| !(draining && kind.hits_an_instance()));
+            let injected = position.and_then(|position| {
+                let kind = cycle[position];
+                let undo = if kind.hits_an_instance() {
+                    let i = target(&hit_until, at, &mut rng);
+                    let (until, undo) = hit_instance(ctx, deployment, kind, i, &mut rng);
+                    hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
+                    group_faults += 1;
+                    undo
+                } else {
+                    hit_holder(ctx, deployment, kind, &mut rng)?
+                };
+                Some((position, kind, undo))
+            });
+            match injected {
+                Some((position, kind, undo)) => {
+                    cycle.remove(position);
+                    *ctx.faults.lock().unwrap().entry(kind).or_default() += 1;
+                    pending.extend(undo);
+                    next_at = now() + scaled(ttl, &mut rng, 30, 100);
+                }
+                // Nobody to hit right now (no holder, or the instances are healing): soon again.
+                None => next_at = now() + 20_000_000,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (_, undo) in pending {
+        undo_fault(deployment, &undo);
+    }
+    deployment.heal();
+}
+
+/// An instance that may be hit now: any while fewer than a minority are hit (or were, less
+/// than two TTLs ago), else one of those.
+fn target(hit_until: &[u64], at: u64, rng: &mut fastrand::Rng) -> usize {
+    let n = hit_until.len();
+    let hit: Vec<usize> = (0..n).filter(|&i| hit_until[i] > at).collect();
+    // A minority of the instances; in single mode the one instance.
+    let minority = ((n - 1) / 2).max(1);
+    if hit.len() < minority {
+        rng.usize(..n)
+    } else {
+        hit[rng.usize(..hit.len())]
+    }
+}
+
+/// Hits instance `i`; answers until when the fault lasts and what to undo when.
+fn hit_instance(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    kind: Fault,
+    i: usize,
+    rng: &mut fastrand::Rng,
+) -> (u64, Vec<(u64, Undo)>) {
+    let ttl = ctx.config.ttl;
+    let at = now();
+    match kind {
+        Fault::Restart | Fault::RestartWithMemory => {
+            let mut servers = deployment.servers.lock().unwrap();
+            let server = &mut servers[i];
+            let snapshot = server.dir().join("dump.rdb");
+            // With memory, what comes after the snapshot is forgotten: the fault starts here.
+            let from = now();
+            if kind == Fault::RestartWithMemory {
+                let _: redis::RedisResult<String> =
+                    redis::cmd("SAVE").query(&mut server.connection());
+            } else {
+                let _ = std::fs::remove_file(&snapshot);
+            }
+            server.restart();
+            let to = now();
+            if deployment.instances() == 1 {
+                ctx.deletions.lock().unwrap().push(Deletion {
+                    from,
+                    to,
+                    name: None,
+                    what: "its Redis restarted empty",
+                });
+            } else {
+                ctx.restarts.lock().unwrap().push((from, to));
+            }
+            (to, Vec::new())
+        }
+        Fault::Latency => {
+            let latency = Duration::from_millis(rng.u64(2..=40));
+            deployment.each_proxy_of(i, |p| p.set_latency(latency));
+            let until = at + scaled(ttl, rng, 50, 200);
+            let targets = (0..deployment.proxies.len()).map(|g| (g, i)).collect();
+            (until, vec![(until, Undo::Latency(targets))])
+        }
+        Fault::Cut => {
+            deployment.each_proxy_of(i, Proxy::cut);
+            (at, Vec::new())
+        }
+        Fault::Drop => {
+            deployment.each_proxy_of(i, |p| {
+                p.set_refuse(true);
+                p.cut();
+            });
+            let until = at + scaled(ttl, rng, 20, 100);
+            (until, vec![(until, Undo::Refuse(i))])
+        }
+        Fault::Blackhole => {
+            deployment.each_proxy_of(i, |p| p.set_blackhole(true));
+            let until = at + scaled(ttl, rng, 50, 200);
+            (until, vec![(until, Undo::Blackhole(i))])
+        }
+        _ => unreachable!("{kind:?} hits no instance"),
+    }
+}
+
+/// Hits a holder: an `exec` in its critical section (kill, stop), a library competitor in a
+/// long hold (slowed renewal), or either (forced release). `None` when there is none right now.
+fn hit_holder(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    kind: Fault,
+    rng: &mut fastrand::Rng,
+) -> Option<Vec<(u64, Undo)>> {
+    let ttl = ctx.config.ttl;
+    let library_holding = |long_only: bool| -> Vec<(usize, String)> {
+        (0..ctx.holding.len())
+            .filter_map(|c| {
+                let held = ctx.holding[c].lock().unwrap();
+                let held = held.as_ref().filter(|h| h.long || !long_only)?;
+                Some((c, held.name.clone()))
+            })
+            .collect()
+    };
+    if kind == Fault::SlowRenewal {
+        let long: Vec<usize> = library_holding(true).into_iter().map(|(c, _)| c).collect();
+        let client = *long.get(rng.usize(..long.len().max(1)))?;
+        let group = client + 1;
+        for proxy in &deployment.proxies[group] {
+            proxy.set_latency(ttl * 2);
+        }
+        let targets = (0..deployment.instances()).map(|i| (group, i)).collect();
+        return Some(vec![(
+            now() + 3 * ttl.as_nanos() as u64,
+            Undo::Latency(targets),
+        )]);
+    }
+    let mut execs = ctx.execs.lock().unwrap();
+    let holding: Vec<(u32, u32, String)> = execs
+        .iter()
+        .filter(|(_, running)| running.hit.is_none())
+        .filter_map(|(pid, running)| {
+            let (child, name) = running.holding_child()?;
+            Some((*pid, child, name))
+        })
+        .collect();
+    if kind == Fault::ForceRelease {
+        drop(execs);
+        // A library holder in a long hold has renewals to come, which must all fail now:
+        // such holders first.
+        let mut names: Vec<String> = library_holding(true).into_iter().map(|(_, n)| n).collect();
+        let long = !names.is_empty();
+        if !long {
+            names = holding.into_iter().map(|(_, _, name)| name).collect();
+            names.extend(library_holding(false).into_iter().map(|(_, name)| name));
+        }
+        let name = names.get(rng.usize(..names.len().max(1)))?;
+        let released = force_release(ctx, deployment, name);
+        if released && long {
+            ctx.long_holds_released
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        return released.then(Vec::new);
+    }
+    let (pid, child, _) = holding.get(rng.usize(..holding.len().max(1)))?.clone();
+    let running = execs.get_mut(&pid).expect("listed");
+    let at = now();
+    match kind {
+        Fault::Kill => {
+            running.hit = Some((at, Hit::Killed));
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            Some(Vec::new())
+        }
+        Fault::Stop => {
+            running.hit = Some((at, Hit::Frozen));
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+            // The child wakes a moment before `leasectl`, as a worker that goes on before its
+            // supervisor sees the loss: its next write is late, and the fence must refuse it.
+            let wake = at + scaled(ttl, rng, 130, 200);
+            Some(vec![
+                (wake, Undo::Continue(child)),
+                (wake + 30_000_000, Undo::ContinueGroup(pid)),
+            ])
+        }
+        _ => unreachable!("{kind:?} hits no holder"),
+    }
+}
+
+/// `leasectl release NAME --force --yes` straight to the servers (past the proxies); answers
+/// whether it released a lease.
+fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> bool {
+    let urls: Vec<String> = deployment
+        .servers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(RedisServer::url)
+        .collect();
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    for url in urls {
+        command.arg("--endpoint").arg(url);
+    }
+    let timeout = ctx.config.timeout().as_millis().to_string();
+    command
+        .env("RedisLeasing__SyncTimeout", &timeout)
+        .args(["release", name, "--force", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let from = now();
+    let released = command.status().is_ok_and(|status| status.success());
+    if released {
+        ctx.deletions.lock().unwrap().push(Deletion {
+            from,
+            to: now(),
+            name: Some(name.to_string()),
+            what: "forced release",
+        });
+    }
+    released
+}
+
+fn undo_fault(deployment: &Deployment, undo: &Undo) {
+    match undo {
+        Undo::Continue(pid) => {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+        }
+        Undo::ContinueGroup(pid) => {
+            let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+        }
+        Undo::Latency(targets) => {
+            for &(group, instance) in targets {
+                deployment.proxies[group][instance].set_latency(Duration::ZERO);
+            }
+        }
+        Undo::Refuse(i) => deployment.each_proxy_of(*i, |p| p.set_refuse(false)),
+        Undo::Blackhole(i) => deployment.each_proxy_of(*i, |p| p.set_blackhole(false)),
+    }
+}
+
+/// A random share of `ttl` between `low`% and `high`%, in nanoseconds.
+fn scaled(ttl: Duration, rng: &mut fastrand::Rng, low: u64, high: u64) -> u64 {
+    ttl.as_nanos() as u64 * rng.u64(low..=high) / 100
+}
+
+/// The faults injected, by kind.
+pub type Counts = BTreeMap<Fault, u64>;
