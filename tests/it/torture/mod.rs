@@ -587,7 +587,7 @@ fn exec_child() {
 /// token 1 again, the same as the old holder's, and the fence (`token < newest` refuses)
 /// accepts them both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library bug: an empty restart in single mode starts fencing tokens again from 1"]
+
 async fn a_holder_from_before_an_empty_restart_is_fenced_out() {
     use crate::leases::{acquired, options, within};
     use leasectl::FencedWrite;
