@@ -10,7 +10,7 @@ use leasectl::{AcquireSet, Error, Holder, LeaseClient, LeaseOptions, LeaseSet, S
 
 use crate::leases::{acquired, connect_within, options, renewing, within};
 use crate::process::{complete, Running};
-use crate::support::{exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum};
+use crate::support::{exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer};
 
 /// The failure bound of every wait: reached only when something hangs.
 const BOUND: Duration = Duration::from_secs(30);
@@ -315,9 +315,7 @@ async fn losing_one_lease_of_a_set_fires_the_sets_lost_signal() {
 
 #[test]
 fn exec_holds_every_lease_and_tells_the_child_each_token() {
-    let quorum = Quorum::start(1);
-    let server = &quorum.servers[0];
-    let leasectl = Leasectl::new();
+    let (server, leasectl) = (&RedisServer::start(), Leasectl::new());
     let script = "echo \"$LEASECTL_LEASE $LEASECTL_LEASE_ID $LEASECTL_FENCING_TOKEN $LEASECTL_FENCING_TOKENS\" > env; \
                   while [ ! -e go ]; do sleep 0.05; done";
     let mut command = leasectl.against(server);
@@ -373,9 +371,7 @@ fn exec_holds_every_lease_and_tells_the_child_each_token() {
 
 #[test]
 fn execs_wanting_overlapping_sets_in_opposite_orders_run_one_at_a_time() {
-    let quorum = Quorum::start(1);
-    let server = &quorum.servers[0];
-    let leasectl = Leasectl::new();
+    let (server, leasectl) = (&RedisServer::start(), Leasectl::new());
     // A child that finds another inside (its directory already there) records an overlap.
     let script = "mkdir inside 2>/dev/null || echo overlap >> overlaps; sleep 0.1; rmdir inside; echo done >> runs";
     let orders: [&[&str]; 4] = [
@@ -408,9 +404,7 @@ fn execs_wanting_overlapping_sets_in_opposite_orders_run_one_at_a_time() {
 
 #[test]
 fn run_with_several_leases_names_the_one_that_is_held() {
-    let quorum = Quorum::start(1);
-    let server = &quorum.servers[0];
-    let leasectl = Leasectl::new();
+    let (server, leasectl) = (&RedisServer::start(), Leasectl::new());
     write_lease(
         server,
         &key("b"),
