@@ -364,7 +364,7 @@ impl LeaseClient {
             )
             .await;
         let tally = Tally::of(&votes);
-        if tally.granted >= quorum::majority(total) {
+        if tally.counted() >= quorum::majority(total) {
             let tokens = shared.settle_tokens(&keys, &id, &votes, pending).await;
             let in_time = Instant::now() < validity_end(sent_at, options.ttl);
             return match tokens {
@@ -389,7 +389,7 @@ impl LeaseClient {
                     Err(outcome.err().unwrap_or_else(|| {
                         shared.no_quorum(
                             &votes,
-                            tally.granted,
+                            tally.counted(),
                             "the lease's validity ran out while acquiring",
                         )
                     }))
@@ -412,7 +412,7 @@ impl LeaseClient {
             };
         }
         // Quorum mode: undo what may have been granted, here or by calls still under way.
-        if tally.granted > 0 || tally.failed > 0 || !pending.is_empty() {
+        if tally.any_written() || tally.failed > 0 || !pending.is_empty() {
             shared.undo(&keys, &id).await;
         }
         let holders: Vec<(usize, &Holder)> = votes
@@ -432,18 +432,18 @@ impl LeaseClient {
         match holders.first() {
             // A split vote: contenders each won a minority and undid it. Try again after a
             // random pause (Redlock's remedy), so that one of them wins.
-            Some(_) if agreed.is_none() && tally.granted > 0 && splits_left > 0 => {
+            Some(_) if agreed.is_none() && tally.counted() > 0 && splits_left > 0 => {
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
                 Box::pin(self.attempt(names, options, waiter, splits_left - 1)).await
             }
-            Some(first) if tally.granted + tally.held >= majority => {
+            Some(first) if tally.counted() + tally.held + tally.voided >= majority => {
                 let (lease, holder) = agreed.unwrap_or(first);
                 Ok(Taken::Held {
                     lease: *lease,
                     holder: (*holder).clone(),
                 })
             }
-            _ => Err(shared.no_quorum(&votes, tally.granted, "")),
+            _ => Err(shared.no_quorum(&votes, tally.counted(), "")),
         }
     }
 
@@ -803,7 +803,7 @@ impl Shared {
                     .filter(|i| {
                         votes
                             .iter()
-                            .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted(_))))
+                            .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted { .. })))
                     })
                     .collect();
                 let raise = raise_call(key, token, id);
@@ -848,7 +848,11 @@ impl Shared {
             .iter()
             .map(|vote| {
                 self.nodes.describe(vote, |grant| match grant {
-                    Grant::Granted(_) => "granted".into(),
+                    Grant::Granted { young: None, .. } => "granted".into(),
+                    Grant::Granted {
+                        young: Some(uptime),
+                        ..
+                    } => format!("granted, but started {uptime} s ago"),
                     Grant::Held {
                         holder: Some(holder),
                         ..

@@ -2,6 +2,8 @@
 //! extension, the fencing token a majority stands at, and the majority's view of who holds a
 //! lease. Single mode is the case of one instance, whose majority is itself.
 
+use std::time::{Duration, SystemTime};
+
 use redis::Value;
 
 use crate::holder::Holder;
@@ -14,8 +16,12 @@ pub(crate) fn majority(total: usize) -> usize {
 
 /// One instance's answer to the acquire script (for one lease, or a set taken together).
 pub(crate) enum Grant {
-    /// Taken here, with this instance's count of each lease as its token.
-    Granted(Vec<u64>),
+    /// Taken here, with this instance's count of each lease as its token; `young`: the
+    /// instance started this many whole seconds ago, less than the TTL (quorum mode).
+    Granted {
+        tokens: Vec<u64>,
+        young: Option<u64>,
+    },
     /// Lease `lease` (its index in the set) is held here by someone else (`None`: the key
     /// vanished between the check and the read), with this instance's counter of it.
     Held {
@@ -26,8 +32,8 @@ pub(crate) enum Grant {
 }
 
 impl Grant {
-    /// Reads `{1, token...}`, `{0, {type, pttl, fields}, counter, i}` or
-    /// `{2, waiters, counter, i}` (`i` counts from 1).
+    /// Reads `{1, token...}`, `{3, uptime, token...}`, `{0, {type, pttl, fields}, counter, i}`
+    /// or `{2, waiters, counter, i}` (`i` counts from 1).
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
         let Value::Array(parts) = reply else {
             return None;
@@ -36,13 +42,18 @@ impl Grant {
             Some(Value::Int(i)) if *i >= 1 => *i as usize - 1,
             _ => 0,
         };
+        let granted = |young: Option<u64>, tokens: &[Value]| {
+            let tokens = tokens.iter().map(|part| match part {
+                Value::Int(token) => Some(*token as u64),
+                _ => None,
+            });
+            let tokens = tokens.collect::<Option<Vec<u64>>>()?;
+            (!tokens.is_empty()).then_some(Grant::Granted { tokens, young })
+        };
         match (parts.first(), parts.get(1), parts.get(2)) {
-            (Some(Value::Int(1)), Some(Value::Int(_)), _) => {
-                let tokens = parts[1..].iter().map(|part| match part {
-                    Value::Int(token) => Some(*token as u64),
-                    _ => None,
-                });
-                tokens.collect::<Option<Vec<u64>>>().map(Grant::Granted)
+            (Some(Value::Int(1)), Some(Value::Int(_)), _) => granted(None, &parts[1..]),
+            (Some(Value::Int(3)), Some(Value::Int(uptime)), Some(_)) => {
+                granted(Some(*uptime as u64), &parts[2..])
             }
             (Some(Value::Int(0)), Some(holder), Some(Value::Int(counter))) => Some(Grant::Held {
                 holder: Holder::from_reply(holder),
@@ -63,7 +74,7 @@ impl Grant {
 
     fn token(&self, lease: usize) -> Option<u64> {
         match self {
-            Grant::Granted(tokens) => tokens.get(lease).copied(),
+            Grant::Granted { tokens, .. } => tokens.get(lease).copied(),
             Grant::Held { .. } => None,
         }
     }
@@ -71,7 +82,7 @@ impl Grant {
     /// The instance's counter of lease `lease` as this answer shows it (`None`: not shown).
     fn counter(&self, lease: usize) -> Option<u64> {
         match self {
-            Grant::Granted(tokens) => tokens.get(lease).copied(),
+            Grant::Granted { tokens, .. } => tokens.get(lease).copied(),
             Grant::Held {
                 counter,
                 lease: held,
@@ -83,24 +94,70 @@ impl Grant {
 }
 
 /// What the acquire votes add up to.
+///
+/// A young instance — one that started less than a TTL ago — may have restarted with empty
+/// memory and forgotten a lease it granted (Redlock asks for "delayed restarts" to rule that
+/// out; leasectl checks instead). Its grant is `voided` when another instance reports the
+/// lease held by a holder that acquired it before the young instance started, or one whose
+/// start is unknown: counting it could hand that lease out a second time. Grants of young
+/// instances count only once every instance answered, since a later answer may void them.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) granted: usize,
+    pub(crate) young: usize,
+    pub(crate) voided: usize,
     pub(crate) held: usize,
     pub(crate) failed: usize,
 }
 
+/// How far apart two hosts' clocks may be, for telling whether a lease was acquired before an
+/// instance started.
+const CLOCK_SKEW: Duration = Duration::from_millis(100);
+
 impl Tally {
     pub(crate) fn of(votes: &[Vote<Grant>]) -> Tally {
+        Tally::at(votes, SystemTime::now())
+    }
+
+    fn at(votes: &[Vote<Grant>], now: SystemTime) -> Tally {
+        let acquired: Vec<Option<SystemTime>> = votes
+            .iter()
+            .filter_map(|vote| match &vote.answer {
+                Ok(Grant::Held { holder, .. }) => Some(holder.as_ref().and_then(acquired_at)),
+                _ => None,
+            })
+            .collect();
         let mut tally = Tally::default();
         for vote in votes {
             match &vote.answer {
-                Ok(Grant::Granted(_)) => tally.granted += 1,
+                Ok(Grant::Granted { young: None, .. }) => tally.granted += 1,
+                Ok(Grant::Granted {
+                    young: Some(uptime),
+                    ..
+                }) => {
+                    // The latest the instance can have started: the uptime is rounded down.
+                    let started = now - Duration::from_secs(*uptime) - CLOCK_SKEW;
+                    if acquired.iter().any(|at| at.is_none_or(|at| at < started)) {
+                        tally.voided += 1
+                    } else {
+                        tally.young += 1
+                    }
+                }
                 Ok(Grant::Held { .. }) => tally.held += 1,
                 Err(_) => tally.failed += 1,
             }
         }
         tally
+    }
+
+    /// The grants that count.
+    pub(crate) fn counted(&self) -> usize {
+        self.granted + self.young
+    }
+
+    /// The instances that may have written a key (and must be undone on failure).
+    pub(crate) fn any_written(&self) -> bool {
+        self.granted + self.young + self.voided > 0
     }
 
     /// True once the outcome is known: a majority granted; or so many refused or failed that
@@ -109,11 +166,22 @@ impl Tally {
     /// call "no quorum" a lease that the instances still answering hold.
     pub(crate) fn decides(&self, total: usize) -> bool {
         let majority = majority(total);
-        let none_can_grant = self.held + self.failed > total - majority;
-        let answered = self.granted + self.held >= majority;
+        let all_answered =
+            self.granted + self.young + self.voided + self.held + self.failed == total;
+        if self.counted() >= majority {
+            return self.granted >= majority || all_answered;
+        }
+        let refused = self.held + self.voided;
+        let none_can_grant = refused + self.failed > total - majority;
+        let answered = self.counted() + refused >= majority;
         let none_can_answer = self.failed > total - majority;
-        self.granted >= majority || (none_can_grant && (answered || none_can_answer))
+        none_can_grant && (answered || none_can_answer)
     }
+}
+
+/// When a holder acquired its lease, as it says (`acquiredAt`).
+fn acquired_at(holder: &Holder) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(holder.acquired_at.as_deref()?).ok()
 }
 
 /// Lease `lease`'s token to hand out — the largest any granting instance counted — and how
@@ -181,6 +249,13 @@ pub(crate) fn agreed_holder<'a>(
 mod tests {
     use super::*;
 
+    fn granted(tokens: &[u64]) -> Grant {
+        Grant::Granted {
+            tokens: tokens.to_vec(),
+            young: None,
+        }
+    }
+
     fn vote(node: usize, grant: Grant) -> Vote<Grant> {
         Vote {
             node,
@@ -191,50 +266,93 @@ mod tests {
     #[test]
     fn majorities() {
         assert_eq!((majority(1), majority(3), majority(5)), (1, 2, 3));
-        let two_of_three = Tally {
-            granted: 2,
-            held: 0,
-            failed: 0,
+        let tally = |granted, held, failed| Tally {
+            granted,
+            held,
+            failed,
+            ..Tally::default()
         };
-        assert!(two_of_three.decides(3));
-        let split = Tally {
-            granted: 1,
-            held: 1,
-            failed: 0,
-        };
-        assert!(!split.decides(3));
-        assert!(Tally {
-            granted: 1,
-            held: 1,
-            failed: 1
-        }
-        .decides(3));
+        assert!(tally(2, 0, 0).decides(3));
+        assert!(
+            !tally(1, 1, 0).decides(3),
+            "a split vote waits for the third"
+        );
+        assert!(tally(1, 1, 1).decides(3));
         // Held on one, one down, one still answering: its answer tells held from no quorum.
-        let held_and_down = Tally {
-            granted: 0,
-            held: 1,
-            failed: 1,
+        assert!(!tally(0, 1, 1).decides(3));
+        assert!(tally(0, 2, 1).decides(3));
+        assert!(tally(0, 1, 2).decides(3));
+    }
+
+    /// A holder that acquired its lease `ago` before `now`.
+    fn held_since(node: usize, now: SystemTime, ago: Duration) -> Vote<Grant> {
+        let mut holder = Holder::queued(0);
+        holder.acquired_at = Some(humantime::format_rfc3339_millis(now - ago).to_string());
+        vote(
+            node,
+            Grant::Held {
+                holder: Some(holder),
+                counter: 1,
+                lease: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn a_young_instance_counts_unless_it_may_have_forgotten_the_holder() {
+        let now = SystemTime::now();
+        let young = |node, uptime| {
+            let grant = Grant::Granted {
+                tokens: vec![7],
+                young: Some(uptime),
+            };
+            vote(node, grant)
         };
-        assert!(!held_and_down.decides(3));
-        assert!(Tally {
-            held: 2,
-            ..held_and_down
-        }
-        .decides(3));
-        assert!(Tally {
-            failed: 2,
-            ..held_and_down
-        }
-        .decides(3));
+        // Restarted 5 s ago, and the lease was taken 60 s ago, granted by it and the holder's
+        // instance: with the third, free, it must not make a majority.
+        let forgot = [
+            held_since(0, now, secs(60)),
+            young(1, 5),
+            vote(2, granted(&[7])),
+        ];
+        let tally = Tally::at(&forgot, now);
+        assert_eq!((tally.counted(), tally.voided, tally.held), (1, 1, 1));
+        assert!(tally.decides(3) && tally.any_written());
+        // Taken 1 s ago, after the young instance started: it cannot have granted and lost it.
+        let later = [
+            held_since(0, now, secs(1)),
+            young(1, 5),
+            vote(2, granted(&[7])),
+        ];
+        assert_eq!(Tally::at(&later, now).counted(), 2);
+        // A holder whose start is unknown voids it too.
+        let unknown = vote(
+            0,
+            Grant::Held {
+                holder: None,
+                counter: 1,
+                lease: 0,
+            },
+        );
+        let unknown = [unknown, young(1, 5), vote(2, granted(&[7]))];
+        assert_eq!(Tally::at(&unknown, now).counted(), 1);
+        // Young grants wait for every answer, since a later one may void them.
+        let waiting = Tally::at(&[young(1, 5), vote(2, granted(&[7]))], now);
+        assert_eq!(waiting.counted(), 2);
+        assert!(!waiting.decides(3));
+        let free = Tally::at(&[young(0, 0), young(1, 5), vote(2, granted(&[7]))], now);
+        assert!(free.decides(3) && free.counted() == 3);
+        assert!(Tally::at(&[vote(1, granted(&[7])), vote(2, granted(&[7]))], now).decides(3));
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]
     fn the_token_is_the_largest_count_and_lower_counters_are_behind() {
         // The sequence: A=0, B=C=5; then {A, C} grant with 1 and 6.
-        let votes = vec![
-            vote(0, Grant::Granted(vec![1])),
-            vote(2, Grant::Granted(vec![6])),
-        ];
+        let votes = vec![vote(0, granted(&[1])), vote(2, granted(&[6]))];
         assert_eq!(token_of(&votes, 0), (6, 1));
         assert_eq!(behind(&votes, 6, 0), vec![0]);
         let held = vec![vote(
@@ -253,10 +371,7 @@ mod tests {
             vec![1],
             "unknown counters may be behind"
         );
-        let set = vec![
-            vote(0, Grant::Granted(vec![3, 9])),
-            vote(1, Grant::Granted(vec![3, 7])),
-        ];
+        let set = vec![vote(0, granted(&[3, 9])), vote(1, granted(&[3, 7]))];
         assert_eq!((token_of(&set, 0), token_of(&set, 1)), ((3, 2), (9, 1)));
         assert_eq!(behind(&set, 9, 1), vec![1]);
         let failed = vec![Vote {

@@ -8,11 +8,31 @@
 -- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
 -- keeps its place without trying again (ms), ARGV[6] the least token to hand out ('' = this
 -- server's clock in microseconds), ARGV[7..] meta_* field/value pairs
--- Returns {1, token1, token2, ...} when taken, {0, {type, pttl, fields}, counter, i} when
+-- Returns {1, token1, token2, ...} when taken ({3, uptime, token1, ...} in quorum mode when
+-- this instance started less than a TTL ago), {0, {type, pttl, fields}, counter, i} when
 -- lease i is held, or {2, waiters, counter, i} when lease i is free but promised to the first
 -- waiter in its queue.
 local id, waiter, grace = ARGV[1], ARGV[4], tonumber(ARGV[5])
 local leases = #KEYS / 4
+
+-- Quorum mode: how long ago this instance started, in whole seconds, when that is less than
+-- the TTL. Restarted with empty memory (or from a snapshot that missed the last writes), it may
+-- have lost a lease it granted; the client weighs its vote against the others' (see quorum.rs).
+-- Without the right to run INFO, the instance counts as old.
+local function young()
+  if ARGV[6] == '' then
+    return nil
+  end
+  local info = redis.pcall('INFO', 'server')
+  if type(info) ~= 'string' then
+    return nil
+  end
+  local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  if uptime and uptime * 1000 < tonumber(ARGV[2]) then
+    return uptime
+  end
+  return nil
+end
 
 local function now_ms()
   local time = redis.call('TIME')
@@ -92,11 +112,15 @@ for i = 1, leases do
   end
 end
 
-local taken = {1}
+local uptime = young()
+local taken, first = {1}, 1
+if uptime then
+  taken, first = {3, uptime}, 2
+end
 for i = 1, leases do
   local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   if ours[i] then
-    taken[i + 1] = tonumber(redis.call('HGET', key, 'fencingToken'))
+    taken[i + first] = tonumber(redis.call('HGET', key, 'fencingToken'))
   else
     if waiter ~= '' then
       redis.call('ZREM', queue, waiter)
@@ -109,7 +133,7 @@ for i = 1, leases do
     end
     redis.call('HSET', unpack(fields))
     redis.call('PEXPIRE', key, ARGV[2])
-    taken[i + 1] = token
+    taken[i + first] = token
   end
 end
 return taken

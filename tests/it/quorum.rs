@@ -449,6 +449,9 @@ async fn a_stale_key_on_a_minority_blocks_nobody(n: usize) {
     let stale = window(n, 0, minority(n));
     for &i in &stale {
         write_holder(&quorum.servers[i], "stale", "ghost");
+        // Left after the instances started: the others are younger than the TTL, and an older
+        // lease would keep their grants from counting (see the restart test below).
+        support::acquired_now(&quorum.servers[i], &key("stale"));
     }
     let client = connect(&quorum).await;
     let lease = acquired(try_acquire(&client, "stale", &long()).await);
@@ -649,6 +652,29 @@ async fn a_restarted_instance_counts_from_the_first_call() {
     quorum.servers[1].kill();
     // A and C are up: a majority.
     release(acquired(try_acquire(&client, "first-call", &long()).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_restarted_empty_does_not_hand_out_a_held_lease_again() {
+    // A holds a lease granted by a bare majority {0, 1} (2 was down). Instance 1 restarts with
+    // empty memory and 2 comes back empty: {1, 2} would grant the lease a second time, the hole
+    // Redlock closes with "delayed restarts". Their grants must not count while instance 0
+    // reports A, who acquired it before they started.
+    let mut quorum = Quorum::start(3);
+    let first = connect(&quorum).await;
+    quorum.servers[2].kill();
+    let lease = acquired(try_acquire(&first, "forgotten", &long()).await);
+    quorum.servers[1].restart();
+    quorum.servers[2].restart();
+    let second = connect(&quorum).await;
+    let answer = try_acquire(&second, "forgotten", &long()).await;
+    assert_eq!(held(answer).lease_id.as_deref(), Some(lease.id()));
+    for i in [1, 2] {
+        assert!(!exists_on(&quorum.servers[i], "forgotten"), "undone on {i}");
+    }
+    // Once A is gone, the young instances' grants count again.
+    release(lease).await;
+    release(acquired(try_acquire(&second, "forgotten", &long()).await)).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ use leasectl::{AcquireSet, Error, Holder, LeaseClient, LeaseOptions, LeaseSet, S
 
 use crate::leases::{acquired, connect_within, options, renewing, within};
 use crate::process::{complete, Running};
-use crate::support::{exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer};
+use crate::support::{
+    acquired_now, exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer,
+};
 
 /// The failure bound of every wait: reached only when something hangs.
 const BOUND: Duration = Duration::from_secs(30);
@@ -150,6 +152,8 @@ async fn in_quorum_mode_a_majority_must_grant_the_whole_set() {
     // Someone else holds `b` on the first instance only: that instance grants nothing, the
     // other two grant the whole set.
     write_lease(&quorum.servers[0], &key("b"), ("other", "eu"), 7, ttl);
+    // Taken after the other instances started (see `support::acquired_now`).
+    acquired_now(&quorum.servers[0], &key("b"));
     let set = taken(client.try_acquire_set(&["a", "b"], &options(ttl)).await);
     assert!(
         !exists(&quorum.servers[0], &key("a")),

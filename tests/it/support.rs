@@ -498,6 +498,14 @@ pub fn fence_key(name: &str) -> String {
     format!("{{lease:{name}}}:fence")
 }
 
+/// Sets the `acquiredAt` of the lease hash at `key` to now: a lease taken after the instances
+/// started. (In quorum mode one taken before a young instance started — like those of
+/// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.)
+pub fn acquired_now(server: &RedisServer, key: &str) {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let _: i64 = server.query(&["HSET", key, "acquiredAt", &now]);
+}
+
 /// Writes a lease hash like leasectl's at `key`: lease id `id-of-INSTANCE`, held by `instance`
 /// in `region` with fencing token `token`, expiring after `ttl`.
 pub fn write_lease(
