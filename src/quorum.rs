@@ -135,8 +135,10 @@ impl Tally {
                     young: Some(uptime),
                     ..
                 }) => {
-                    // The latest the instance can have started: the uptime is rounded down.
-                    let started = now - Duration::from_secs(*uptime) - CLOCK_SKEW;
+                    // The latest the instance can have started: INFO's uptime may be a second
+                    // ahead (see acquire.lua).
+                    let uptime = Duration::from_secs(uptime.saturating_sub(1));
+                    let started = now - uptime - CLOCK_SKEW;
                     if acquired.iter().any(|at| at.is_none_or(|at| at < started)) {
                         tally.voided += 1
                     } else {

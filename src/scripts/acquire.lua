@@ -15,9 +15,10 @@
 local id, waiter, grace = ARGV[1], ARGV[4], tonumber(ARGV[5])
 local leases = #KEYS / 4
 
--- Quorum mode: how long ago this instance started, in whole seconds, when that is less than
+-- Quorum mode: how long ago this instance started, in whole seconds, when it may be less than
 -- the TTL. Restarted with empty memory (or from a snapshot that missed the last writes), it may
 -- have lost a lease it granted; the client weighs its vote against the others' (see quorum.rs).
+-- INFO's uptime is the difference of two whole-second clocks, so it may be a second ahead.
 -- Without the right to run INFO, the instance counts as old.
 local function young()
   if ARGV[6] == '' then
@@ -28,7 +29,7 @@ local function young()
     return nil
   end
   local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
-  if uptime and uptime * 1000 < tonumber(ARGV[2]) then
+  if uptime and (uptime - 1) * 1000 < tonumber(ARGV[2]) then
     return uptime
   end
   return nil
