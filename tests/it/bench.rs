@@ -140,6 +140,14 @@ fn the_table_shows_the_baseline_beside_the_figures() {
         .find(|l| l.starts_with("S1"))
         .expect("an S1 row");
     assert!(s1.contains("% of the two-round-trip limit"), "{output}");
+    // Five segments, each compared with a redis-benchmark run just before it.
+    assert!(s1.contains("median of 5 segments"), "{output}");
+    let segments = s1
+        .split("segment_limit_pct=[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("the segments' shares");
+    assert_eq!(segments.split(',').count(), 5, "{output}");
     let s2 = output
         .stdout
         .lines()

@@ -61,12 +61,15 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
     for scenario in &scenarios {
         progress.set_message(format!("{scenario}…"));
         let report = match scenario.as_str() {
-            "S1" => cycles("S1", &single, None, &args, &progress).await?,
+            "S1" => {
+                let limit = args.baseline.then_some(&settings);
+                cycles("S1", &single, None, limit, &args, &progress).await?
+            }
             "S2" => parallel(&single, &args).await?,
             "S3" => contended(&single, &args).await?,
             "S4" => {
                 let quorum = LeaseClient::connect(settings.clone()).await?;
-                cycles("S4", &quorum, Some(&single), &args, &progress).await?
+                cycles("S4", &quorum, Some(&single), None, &args, &progress).await?
             }
             _ => renewal_at_scale(&single, &args).await?,
         };
@@ -118,11 +121,15 @@ fn mode(client: &LeaseClient) -> String {
 /// S1 and S4: one client, try-acquire + release of one key, one cycle after another. With
 /// `beside` (S4), each cycle is followed by one on that single-instance client, so that the
 /// ratio of their medians compares them under the same conditions (on a noisy machine,
-/// figures taken a minute apart can differ by a factor of two).
+/// figures taken a minute apart can differ by a factor of two). With `limit` (S1 and
+/// `--baseline`), the cycles run in [`SEGMENTS`] segments, each right after a
+/// `redis-benchmark -c 1` PING run against `limit`'s first endpoint, and the share of the
+/// two-round-trip limit is the median of the segments' shares, for the same reason.
 async fn cycles(
     scenario: &'static str,
     client: &LeaseClient,
     beside: Option<&LeaseClient>,
+    limit: Option<&Settings>,
     args: &BenchArgs,
     progress: &ProgressBar,
 ) -> anyhow::Result<Report> {
@@ -135,9 +142,15 @@ async fn cycles(
     for _ in 0..args.warmup {
         cycle(client, &name, &options).await?;
     }
-    let started = Instant::now();
     let mut timed = Duration::ZERO;
+    let segment = (args.cycles / SEGMENTS).max(1);
+    let (mut shares, mut segment_start, mut limit_per_s) = (Vec::new(), Instant::now(), 0.0);
     for i in 0..args.cycles {
+        if let Some(settings) = limit.filter(|_| i % segment == 0) {
+            let command = ["PING"];
+            limit_per_s = redis_benchmark_once(settings, &command, 1, PING_REQUESTS).await? / 2.0;
+            segment_start = Instant::now();
+        }
         let begun = Instant::now();
         match cycle(client, &name, &options).await {
             Ok(true) => samples.push(begun.elapsed()),
@@ -153,8 +166,17 @@ async fn cycles(
         if i % 1000 == 0 {
             progress.set_message(format!("{scenario}: {i} of {} cycles", args.cycles));
         }
+        if limit.is_some() && (i + 1) % segment == 0 {
+            let rate = segment as f64 / segment_start.elapsed().as_secs_f64();
+            shares.push(round(100.0 * rate / limit_per_s));
+        }
     }
     let mut extra = Map::new();
+    if !shares.is_empty() {
+        extra.insert("segment_limit_pct".into(), json!(shares.clone()));
+        shares.sort_by(f64::total_cmp);
+        extra.insert("limit_pct".into(), json!(shares[shares.len() / 2]));
+    }
     if beside.is_some() {
         let s1_p50 = percentile_us(&mut beside_samples, 0.50);
         let p50 = percentile_us(&mut samples, 0.50);
@@ -163,19 +185,7 @@ async fn cycles(
         extra.insert("ratio_to_s1".into(), json!(ratio));
     }
     // Only the scenario's own cycles count towards its rate.
-    let elapsed = if beside.is_some() {
-        timed
-    } else {
-        started.elapsed()
-    };
-    Ok(report(
-        scenario,
-        client,
-        &mut samples,
-        elapsed,
-        errors,
-        extra,
-    ))
+    Ok(report(scenario, client, &mut samples, timed, errors, extra))
 }
 
 /// One acquire + release; `false` when the lease was held (someone else uses the bench key).
@@ -435,6 +445,11 @@ fn cpu_time() -> anyhow::Result<Duration> {
     ))
 }
 
+/// How many segments S1 runs in when it is compared with the two-round-trip limit.
+const SEGMENTS: u64 = 5;
+/// The PING requests of each `redis-benchmark -c 1` run before an S1 segment.
+const PING_REQUESTS: u32 = 20_000;
+
 /// `redis-benchmark`'s PING (multibulk) requests per second at 1 and 50 clients, against the
 /// first endpoint, measured now.
 async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
@@ -509,6 +524,14 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
     for r in reports {
         let mut notes: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
         match (r.scenario, ping_c1, ping_c50) {
+            ("S1", _, _) if r.extra.contains_key("limit_pct") => notes.insert(
+                0,
+                format!(
+                    "{}% of the two-round-trip limit (median of {SEGMENTS} segments, each \
+                     right after redis-benchmark -c 1 PING)",
+                    r.extra["limit_pct"]
+                ),
+            ),
             ("S1", Some(ping), _) => notes.insert(
                 0,
                 format!(
