@@ -65,10 +65,23 @@ impl Waiter {
         };
         // A release names the first queued waiter (or no one): only it needs to try now.
         let until = Instant::now() + pause;
-        while let Ok(Some(message)) = tokio::time::timeout_at(until, stream.next()).await {
-            let next: String = message.get_payload().unwrap_or_default();
-            if next.is_empty() || self.place.as_deref().is_none_or(|place| place == next) {
-                return;
+        loop {
+            match tokio::time::timeout_at(until, stream.next()).await {
+                Ok(Some(message)) => {
+                    let next: String = message.get_payload().unwrap_or_default();
+                    if next.is_empty() || self.place.as_deref().is_none_or(|place| place == next) {
+                        return;
+                    }
+                }
+                // The subscription's connection died (a restart, a cut, CLIENT KILL): try
+                // once now — a release may have been missed — then subscribe anew. Reading
+                // the ended stream again would answer at once, every time: a busy loop.
+                Ok(None) => {
+                    self.notifications = None;
+                    self.subscribed = false;
+                    return;
+                }
+                Err(_) => return,
             }
         }
     }

@@ -327,6 +327,57 @@ async fn a_waiter_is_woken_by_a_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_subscription_died_subscribes_again_and_is_woken() {
+    let server = RedisServer::start();
+    let holder_client = connect(&server).await;
+    let waiter_client = connect(&server).await;
+    let holder = acquired(
+        holder_client
+            .try_acquire("resubscribed", &options(Duration::from_secs(600)))
+            .await,
+    );
+    // Its fallback poll is an hour: only a notification can wake it within the bound.
+    let waiter_options = LeaseOptions {
+        fallback_poll: Duration::from_secs(3600),
+        ..options(Duration::from_secs(30))
+    };
+    let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
+    let waiter = tokio::spawn(async move {
+        let observe = |_: &Holder| seen_sender.send_modify(|count| *count += 1);
+        waiter_client
+            .acquire_observed(
+                "resubscribed",
+                &waiter_options,
+                Duration::from_secs(600),
+                observe,
+            )
+            .await
+    });
+    within(BOUND, "listening", seen.wait_for(|count| *count >= 2))
+        .await
+        .expect("the waiter is running");
+    // Its pub/sub connection dies (as in a failover or a proxy's cut).
+    let mut redis = server.connection();
+    let channel = format!("{}:released", key("resubscribed"));
+    let killed: i64 = query(&mut redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(killed, 1);
+    let resubscribed = tokio::task::spawn_blocking(move || {
+        eventually(BOUND, || {
+            let (_, count): (String, i64) = query(&mut redis, &["PUBSUB", "NUMSUB", &channel]);
+            count == 1
+        })
+    });
+    assert!(resubscribed.await.unwrap(), "the waiter subscribed again");
+    // One try when the connection died, one after subscribing again: no busy loop on the
+    // ended stream.
+    assert!(*seen.borrow() <= 4, "{} tries", *seen.borrow());
+    let token = holder.fencing_token();
+    assert!(within(BOUND, "release", holder.release()).await.unwrap());
+    let lease = acquired(within(BOUND, "the waiter's wake-up", waiter).await.unwrap());
+    assert!(lease.fencing_token() > token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_whose_wait_runs_out_gets_the_holder() {
     let server = RedisServer::start();
     let holder = acquired(
