@@ -716,7 +716,7 @@ impl Shared {
         &self,
         key: &str,
     ) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
-        self.nodes.subscribe(&release_channel(key)).await
+        self.nodes.subscribe(&release_channel(key), None).await
     }
 
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;

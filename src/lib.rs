@@ -50,6 +50,7 @@ pub mod endpoint;
 mod entra;
 mod error;
 mod holder;
+mod hub;
 mod keys;
 mod lease;
 mod lease_set;

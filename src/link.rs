@@ -8,10 +8,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures_util::stream::{self, BoxStream, StreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::io::AsyncDNSResolver;
-use redis::{AsyncConnectionConfig, Client, Cmd, Msg, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
 /// A connection to one instance; clones share it.
@@ -68,36 +67,29 @@ impl Named {
         }
     }
 
-    /// Subscribes to `channel` on a connection of its own (RESP3 pushes: redis-rs's pub/sub
-    /// connection takes no resolver either); `client` is this one's, maybe signed in anew.
-    pub(crate) async fn subscribe(
-        &self,
-        client: &Client,
-        channel: &str,
-    ) -> redis::RedisResult<BoxStream<'static, Msg>> {
-        let info = client.get_connection_info().clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(resp3))?;
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let config = self.config.clone().set_push_sender(sender);
-        let mut connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        connection.subscribe(channel).await?;
-        // The stream keeps the connection open as long as it is read.
-        let messages = stream::unfold((receiver, connection), |(mut receiver, connection)| async {
-            loop {
-                let push = receiver.recv().await?;
-                if let Some(message) = Msg::from_push_info(push) {
-                    return Some((message, (receiver, connection)));
-                }
-            }
-        });
-        Ok(messages.boxed())
+    /// The settings of a connection to this endpoint (timeouts, the resolver).
+    pub(crate) fn config(&self) -> &AsyncConnectionConfig {
+        &self.config
     }
+}
+
+/// Opens a RESP3 connection like `client`'s that sends its pushes (pub/sub messages) to
+/// `pushes`: the notifications' connection (see hub.rs).
+pub(crate) async fn push_connection(
+    client: &Client,
+    config: AsyncConnectionConfig,
+    pushes: impl redis::aio::AsyncPushSender,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let info = client.get_connection_info().clone();
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = Client::open(info.set_redis_settings(resp3))?;
+    let config = config.set_push_sender(pushes);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 impl ConnectionLike for Link {

@@ -18,7 +18,8 @@ use tokio::time::timeout;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::link::{Link, Named};
+use crate::hub::Hub;
+use crate::link::{push_connection, Link, Named};
 use crate::settings::Settings;
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -34,6 +35,8 @@ pub(crate) struct Node {
     response_timeout: Duration,
     /// Whether it is reached over TLS.
     tls: bool,
+    /// Its release notifications, for every waiter.
+    hub: Arc<Hub>,
 }
 
 /// One script call, sent alike to every instance.
@@ -160,6 +163,7 @@ impl Nodes {
                 client,
                 response_timeout,
                 tls: endpoint.tls,
+                hub: Arc::default(),
             });
         }
         let nodes = Nodes {
@@ -312,9 +316,14 @@ impl Nodes {
         self.gather(call, |_| false).await.0
     }
 
-    /// The release notifications of `channel` from every instance that lets us subscribe;
-    /// `None` (the waiter then polls) when none does.
-    pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
+    /// The release notifications of `channel` from every instance that lets us subscribe, for
+    /// a waiter at `place` in the lease's queue (see hub.rs); `None` (the waiter then polls)
+    /// when none does.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+        place: Option<&str>,
+    ) -> Option<BoxStream<'static, redis::Msg>> {
         let token = match &self.credentials {
             Some(provider) => {
                 match timeout(self.connect_timeout, provider.subscribe().next()).await {
@@ -330,12 +339,26 @@ impl Nodes {
                     Some(token) => node.client_signed_in(token)?,
                     None => node.client.clone(),
                 };
-                if let Link::Named(named) = &node.connection {
-                    return named.subscribe(&client, channel).await;
+                let config = match &node.connection {
+                    Link::Named(named) => named.config().clone(),
+                    Link::Managed(_) => AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.connect_timeout))
+                        .set_response_timeout(Some(self.call_timeout)),
+                };
+                let shared = node.hub.listen(channel, place, |pushes| {
+                    push_connection(&client, config, pushes)
+                });
+                match (shared.await, &node.connection) {
+                    (Ok(stream), _) => Ok(stream),
+                    (Err(error), Link::Named(_)) => Err(error),
+                    // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
+                    (Err(error), Link::Managed(_)) => {
+                        tracing::debug!(node = %node.address, %error, "no shared subscription");
+                        let mut pubsub = client.get_async_pubsub().await?;
+                        pubsub.subscribe(channel).await?;
+                        Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
+                    }
                 }
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(channel).await?;
-                Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
             };
             match timeout(self.connect_timeout, subscribe).await {
                 Ok(Ok(stream)) => Some(stream),
@@ -437,6 +460,7 @@ impl Node {
             client: self.client.clone(),
             response_timeout: self.response_timeout,
             tls: self.tls,
+            hub: self.hub.clone(),
         }
     }
 

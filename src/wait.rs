@@ -50,7 +50,7 @@ impl Waiter {
     pub(crate) async fn pause(&mut self, nodes: &Nodes, holder: &Holder) {
         if !self.subscribed {
             self.subscribed = true;
-            self.notifications = nodes.subscribe(&self.channel).await;
+            self.notifications = nodes.subscribe(&self.channel, self.place.as_deref()).await;
             return;
         }
         let jitter = 0.75 + fastrand::f64() / 2.0;

@@ -327,6 +327,56 @@ async fn a_waiter_is_woken_by_a_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiters_of_a_client_share_one_pub_sub_connection() {
+    let server = RedisServer::start();
+    let holder_client = connect(&server).await;
+    let waiter_client = connect(&server).await;
+    let names = ["shared-a", "shared-b", "shared-c"];
+    let mut holders = Vec::new();
+    for name in names {
+        let outcome = holder_client
+            .try_acquire(name, &options(Duration::from_secs(600)))
+            .await;
+        holders.push(acquired(outcome));
+    }
+    // Two waiters for each lease, from one client (and its clones).
+    let waiter_options = LeaseOptions {
+        fallback_poll: Duration::from_secs(3600),
+        ..options(Duration::from_secs(30))
+    };
+    let mut waiters = Vec::new();
+    for name in names.into_iter().chain(names) {
+        let (client, options) = (waiter_client.clone(), waiter_options.clone());
+        waiters.push(tokio::spawn(async move {
+            let lease = acquired(client.acquire(name, &options, BOUND).await);
+            lease.release().await
+        }));
+    }
+    let mut redis = server.connection();
+    let listening = tokio::task::spawn_blocking(move || {
+        let listening = eventually(BOUND, || {
+            names.iter().all(|name| {
+                let channel = format!("{}:released", key(name));
+                let (_, count): (String, i64) = query(&mut redis, &["PUBSUB", "NUMSUB", &channel]);
+                count == 1
+            })
+        });
+        let clients: String = query(&mut redis, &["CLIENT", "LIST", "TYPE", "pubsub"]);
+        (listening, clients)
+    });
+    let (listening, clients) = listening.await.unwrap();
+    assert!(listening, "every lease has one subscriber");
+    assert_eq!(clients.lines().count(), 1, "{clients}");
+    for holder in holders {
+        assert!(within(BOUND, "release", holder.release()).await.unwrap());
+    }
+    for waiter in waiters {
+        let released = within(BOUND, "a waiter's turn", waiter).await.unwrap();
+        assert!(released.expect("release"), "each waiter got its lease");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_whose_subscription_died_subscribes_again_and_is_woken() {
     let server = RedisServer::start();
     let holder_client = connect(&server).await;

@@ -1,0 +1,165 @@
+//! Release notifications from one instance, shared by every waiter of a client: one pub/sub
+//! connection (RESP3 pushes over a multiplexed connection), opened at the first wait, instead
+//! of one per waiting acquire. A channel is subscribed while someone listens to it; channels
+//! nobody listens to any more are unsubscribed in batches. A notification that names the next
+//! waiter in line goes to that waiter only (and to listeners outside the queue), so a release
+//! wakes one task, not every waiter of the lease. When the connection dies, every listener's
+//! stream ends, and waiters subscribe again (see wait.rs) over a new connection.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
+use redis::{Msg, PushInfo, PushKind, RedisResult};
+use tokio::sync::{mpsc, Mutex};
+
+/// Channels nobody listens to that are kept subscribed before they are dropped together.
+const IDLE_CHANNELS: usize = 64;
+
+/// One listener: its place in the lease's queue (`None`: not queued, it hears every release).
+struct Listener {
+    place: Option<String>,
+    sender: mpsc::UnboundedSender<Msg>,
+}
+
+type Channels = Arc<SyncMutex<HashMap<String, Vec<Listener>>>>;
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    /// Held while (un)subscribing, so that those commands go out in the order they were decided.
+    live: Mutex<Option<Live>>,
+}
+
+struct Live {
+    connection: MultiplexedConnection,
+    channels: Channels,
+    closed: Arc<AtomicBool>,
+}
+
+impl Hub {
+    /// The release notifications of `channel` for a listener at `place` in its queue,
+    /// subscribed when this returns. `connect` opens a connection that hands its pushes to the
+    /// [`Router`] it is given (when none is open).
+    pub(crate) async fn listen<F, C>(
+        &self,
+        channel: &str,
+        place: Option<&str>,
+        connect: C,
+    ) -> RedisResult<BoxStream<'static, Msg>>
+    where
+        C: FnOnce(Router) -> F,
+        F: Future<Output = RedisResult<MultiplexedConnection>>,
+    {
+        let mut live = self.live.lock().await;
+        if live
+            .as_ref()
+            .is_none_or(|l| l.closed.load(Ordering::Acquire))
+        {
+            let (channels, closed) = (Channels::default(), Arc::new(AtomicBool::new(false)));
+            let router = Router {
+                channels: channels.clone(),
+                closed: closed.clone(),
+            };
+            let connection = connect(router).await?;
+            *live = Some(Live {
+                connection,
+                channels,
+                closed,
+            });
+        }
+        let live = live.as_mut().expect("connected above");
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let listener = Listener {
+            place: place.map(str::to_string),
+            sender,
+        };
+        let (fresh, idle) = {
+            let mut channels = live.channels.lock().expect("channels");
+            for listeners in channels.values_mut() {
+                listeners.retain(|l| !l.sender.is_closed());
+            }
+            let idle: Vec<String> = channels
+                .iter()
+                .filter(|(name, listeners)| listeners.is_empty() && *name != channel)
+                .map(|(name, _)| name.clone())
+                .collect();
+            let idle = if idle.len() > IDLE_CHANNELS {
+                idle.iter().for_each(|name| drop(channels.remove(name)));
+                idle
+            } else {
+                Vec::new()
+            };
+            let fresh = !channels.contains_key(channel);
+            channels
+                .entry(channel.to_string())
+                .or_default()
+                .push(listener);
+            (fresh, idle)
+        };
+        if !idle.is_empty() {
+            live.connection.unsubscribe(&idle).await?;
+        }
+        if fresh {
+            if let Err(error) = live.connection.subscribe(channel).await {
+                live.channels.lock().expect("channels").remove(channel);
+                return Err(error);
+            }
+        }
+        let messages = stream::unfold(receiver, |mut receiver| async move {
+            let message = receiver.recv().await?;
+            Some((message, receiver))
+        });
+        Ok(messages.boxed())
+    }
+}
+
+/// Hands each message to its listeners, in the connection's own task (no hop through another
+/// task); when the connection ends, ends every listener's stream.
+pub(crate) struct Router {
+    channels: Channels,
+    closed: Arc<AtomicBool>,
+}
+
+impl Router {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.channels.lock().expect("channels").clear();
+    }
+}
+
+impl AsyncPushSender for Router {
+    fn send(&self, push: PushInfo) -> Result<(), SendError> {
+        if push.kind == PushKind::Disconnection {
+            self.close();
+            return Ok(());
+        }
+        let Some(message) = Msg::from_push_info(push) else {
+            return Ok(());
+        };
+        let next: String = message.get_payload().unwrap_or_default();
+        let channels = self.channels.lock().expect("channels");
+        let listeners = channels
+            .get(message.get_channel_name())
+            .into_iter()
+            .flatten();
+        // A release that names the next waiter is for it (and for those outside the queue);
+        // one that names nobody is for everyone.
+        for listener in listeners {
+            let place = listener.place.as_deref();
+            if next.is_empty() || place.is_none_or(|place| place == next) {
+                let _ = listener.sender.send(message.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The connection is gone with its task.
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
