@@ -145,16 +145,18 @@ impl AsyncPushSender for Router {
             .get(message.get_channel_name())
             .into_iter()
             .flatten();
-        // A release that names the next waiter is for it (and for those outside the queue);
-        // one that names nobody is for everyone.
-        for listener in listeners {
-            let place = listener.place.as_deref();
-            if next.is_empty() || place.is_none_or(|place| place == next) {
-                let _ = listener.sender.send(message.clone());
-            }
+        for listener in listeners.filter(|l| wakes(l.place.as_deref(), &next)) {
+            let _ = listener.sender.send(message.clone());
         }
         Ok(())
     }
+}
+
+/// Whether a release notification naming `next` (the first waiter in line, or `""` for no
+/// one) is for a listener at `place` in the queue: it is for the named waiter and for those
+/// outside the queue; one that names nobody is for everyone.
+pub(crate) fn wakes(place: Option<&str>, next: &str) -> bool {
+    next.is_empty() || place.is_none_or(|place| place == next)
 }
 
 /// The connection is gone with its task.

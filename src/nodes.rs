@@ -324,29 +324,18 @@ impl Nodes {
         channel: &str,
         place: Option<&str>,
     ) -> Option<BoxStream<'static, redis::Msg>> {
-        let token = match &self.credentials {
-            Some(provider) => {
-                match timeout(self.connect_timeout, provider.subscribe().next()).await {
-                    Ok(Some(Ok(token))) => Some(token),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
         let subscriptions = self.list.iter().map(|node| async {
             let subscribe = async {
-                let client = match &token {
-                    Some(token) => node.client_signed_in(token)?,
-                    None => node.client.clone(),
-                };
-                let config = match &node.connection {
-                    Link::Named(named) => named.config().clone(),
-                    Link::Managed(_) => AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(self.connect_timeout))
-                        .set_response_timeout(Some(self.call_timeout)),
-                };
-                let shared = node.hub.listen(channel, place, |pushes| {
-                    push_connection(&client, config, pushes)
+                // The shared connection is opened once, by the first waiter.
+                let shared = node.hub.listen(channel, place, |pushes| async {
+                    let client = self.subscriber(node).await?;
+                    let config = match &node.connection {
+                        Link::Named(named) => named.config().clone(),
+                        Link::Managed(_) => AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(self.connect_timeout))
+                            .set_response_timeout(Some(self.call_timeout)),
+                    };
+                    push_connection(&client, config, pushes).await
                 });
                 match (shared.await, &node.connection) {
                     (Ok(stream), _) => Ok(stream),
@@ -354,7 +343,7 @@ impl Nodes {
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
                     (Err(error), Link::Managed(_)) => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
-                        let mut pubsub = client.get_async_pubsub().await?;
+                        let mut pubsub = self.subscriber(node).await?.get_async_pubsub().await?;
                         pubsub.subscribe(channel).await?;
                         Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
                     }
@@ -375,6 +364,18 @@ impl Nodes {
             .flatten()
             .collect();
         (!streams.is_empty()).then(|| stream::select_all(streams).boxed())
+    }
+
+    /// The client a pub/sub connection to `node` opens with: under Entra ID (which the
+    /// connection manager's provider does not cover there) signed in with the current token.
+    async fn subscriber(&self, node: &Node) -> redis::RedisResult<Client> {
+        let Some(provider) = &self.credentials else {
+            return Ok(node.client.clone());
+        };
+        match timeout(self.connect_timeout, provider.subscribe().next()).await {
+            Ok(Some(Ok(token))) => node.client_signed_in(&token),
+            _ => Ok(node.client.clone()),
+        }
     }
 
     /// `127.0.0.1:7001 held by us-east-1`: one instance's vote for a message; `answer` words a

@@ -120,13 +120,17 @@ impl Tally {
     }
 
     fn at(votes: &[Vote<Grant>], now: SystemTime) -> Tally {
-        let acquired: Vec<Option<SystemTime>> = votes
-            .iter()
-            .filter_map(|vote| match &vote.answer {
-                Ok(Grant::Held { holder, .. }) => Some(holder.as_ref().and_then(acquired_at)),
-                _ => None,
+        // Whether an instance reports a holder that acquired the lease before `started` (or
+        // at an unknown time). Read only for a young grant, which is rare.
+        let held_since_before = |started: SystemTime| {
+            votes.iter().any(|vote| match &vote.answer {
+                Ok(Grant::Held { holder, .. }) => holder
+                    .as_ref()
+                    .and_then(acquired_at)
+                    .is_none_or(|at| at < started),
+                _ => false,
             })
-            .collect();
+        };
         let mut tally = Tally::default();
         for vote in votes {
             match &vote.answer {
@@ -138,8 +142,7 @@ impl Tally {
                     // The latest the instance can have started: INFO's uptime may be a second
                     // ahead (see acquire.lua).
                     let uptime = Duration::from_secs(uptime.saturating_sub(1));
-                    let started = now - uptime - CLOCK_SKEW;
-                    if acquired.iter().any(|at| at.is_none_or(|at| at < started)) {
+                    if held_since_before(now - uptime - CLOCK_SKEW) {
                         tally.voided += 1
                     } else {
                         tally.young += 1

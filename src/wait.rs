@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::client::LeaseOptions;
 use crate::holder::Holder;
+use crate::hub::wakes;
 use crate::keys::release_channel;
 use crate::nodes::Nodes;
 
@@ -69,7 +70,7 @@ impl Waiter {
             match tokio::time::timeout_at(until, stream.next()).await {
                 Ok(Some(message)) => {
                     let next: String = message.get_payload().unwrap_or_default();
-                    if next.is_empty() || self.place.as_deref().is_none_or(|place| place == next) {
+                    if wakes(self.place.as_deref(), &next) {
                         return;
                     }
                 }
