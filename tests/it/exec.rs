@@ -12,7 +12,7 @@ use leasectl::{FencedWrite, LeaseClient};
 
 use crate::leases::{acquired, options};
 use crate::process::Output;
-use crate::support::{self, eventually, exists, get, hgetall, Leasectl, RedisServer};
+use crate::support::{self, eventually, exists, get, hgetall, subscribers, Leasectl, RedisServer};
 
 /// The failure bound of every wait: reached only when something hangs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -196,20 +196,10 @@ fn alive(pid: u32) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Redis
 
-/// How many connections are subscribed to `channel` (a waiter subscribes after its first try).
-fn subscribers(server: &RedisServer, channel: &str) -> i64 {
-    let (_, count): (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query(&mut server.connection())
-        .unwrap();
-    count
-}
-
 /// Waits until someone waits on JOB's release, while `waiter` keeps running.
 fn wait_for_subscriber(server: &RedisServer, waiter: &mut Proc) {
     let subscribed = eventually(LIMIT, || {
-        subscribers(server, RELEASED) >= 1 || waiter.has_exited()
+        subscribers(&mut server.connection(), RELEASED) >= 1 || waiter.has_exited()
     });
     assert!(
         subscribed && !waiter.has_exited(),

@@ -17,6 +17,15 @@ pub fn options(ttl: Duration) -> LeaseOptions {
     }
 }
 
+/// A waiter's options: a 30 s lease, and a fallback poll of an hour, so that within any test's
+/// bound only a release notification can wake it.
+pub fn woken_only() -> LeaseOptions {
+    LeaseOptions {
+        fallback_poll: Duration::from_secs(3600),
+        ..options(Duration::from_secs(30))
+    }
+}
+
 /// Options with this TTL, renewed every `every`.
 pub fn renewing(ttl: Duration, every: Duration) -> LeaseOptions {
     LeaseOptions {
@@ -61,10 +70,7 @@ pub fn held(outcome: leasectl::Result<Acquire>) -> Holder {
 /// token must be the larger; `bound` limits every step.
 pub async fn hand_over(bound: Duration, holder: Lease, waiter_client: LeaseClient) -> Lease {
     let name = holder.name().to_string();
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
+    let waiter_options = woken_only();
     let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
     let holder_id = holder.id().to_string();
     let waiter = tokio::spawn(async move {

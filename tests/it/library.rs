@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leasectl::{
-    Acquire, Error, Holder, KeyFormat, Lease, LeaseClient, LeaseOptions, LostReason, Settings,
-    MAX_NAME_LEN,
+    Acquire, Error, Holder, KeyFormat, Lease, LeaseClient, LostReason, Settings, MAX_NAME_LEN,
 };
 use tokio::time::Instant;
 
 use crate::leases::{
-    acquired, connect_within, hand_over, held, options, renewing, take_turns, within,
+    acquired, connect_within, hand_over, held, options, renewing, take_turns, within, woken_only,
 };
-use crate::support::{eventually, fence_key, free_port, key, query, RedisServer};
+use crate::support::{
+    eventually, fence_key, free_port, key, query, release_channel, subscribers, RedisServer,
+};
 
 /// The failure bound of every wait: far beyond what any step needs, even on a loaded machine.
 const BOUND: Duration = Duration::from_secs(20);
@@ -340,10 +341,7 @@ async fn the_waiters_of_a_client_share_one_pub_sub_connection() {
         holders.push(acquired(outcome));
     }
     // Two waiters for each lease, from one client (and its clones).
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
+    let waiter_options = woken_only();
     let mut waiters = Vec::new();
     for name in names.into_iter().chain(names) {
         let (client, options) = (waiter_client.clone(), waiter_options.clone());
@@ -355,11 +353,9 @@ async fn the_waiters_of_a_client_share_one_pub_sub_connection() {
     let mut redis = server.connection();
     let listening = tokio::task::spawn_blocking(move || {
         let listening = eventually(BOUND, || {
-            names.iter().all(|name| {
-                let channel = format!("{}:released", key(name));
-                let (_, count): (String, i64) = query(&mut redis, &["PUBSUB", "NUMSUB", &channel]);
-                count == 1
-            })
+            names
+                .iter()
+                .all(|name| subscribers(&mut redis, &release_channel(name)) == 1)
         });
         let clients: String = query(&mut redis, &["CLIENT", "LIST", "TYPE", "pubsub"]);
         (listening, clients)
@@ -387,10 +383,7 @@ async fn a_waiter_whose_subscription_died_subscribes_again_and_is_woken() {
             .await,
     );
     // Its fallback poll is an hour: only a notification can wake it within the bound.
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
+    let waiter_options = woken_only();
     let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
     let waiter = tokio::spawn(async move {
         let observe = |_: &Holder| seen_sender.send_modify(|count| *count += 1);
@@ -408,13 +401,11 @@ async fn a_waiter_whose_subscription_died_subscribes_again_and_is_woken() {
         .expect("the waiter is running");
     // Its pub/sub connection dies (as in a failover or a proxy's cut).
     let mut redis = server.connection();
-    let channel = format!("{}:released", key("resubscribed"));
     let killed: i64 = query(&mut redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
     assert_eq!(killed, 1);
     let resubscribed = tokio::task::spawn_blocking(move || {
         eventually(BOUND, || {
-            let (_, count): (String, i64) = query(&mut redis, &["PUBSUB", "NUMSUB", &channel]);
-            count == 1
+            subscribers(&mut redis, &release_channel("resubscribed")) == 1
         })
     });
     assert!(resubscribed.await.unwrap(), "the waiter subscribed again");
@@ -466,10 +457,7 @@ async fn a_waiter_never_sleeps_past_the_holders_ttl() {
             .await,
     );
     let waiter = connect(&server).await;
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
+    let waiter_options = woken_only();
     let outcome = within(
         BOUND,
         "acquiring after the holder's expiry",

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::leases::{acquired, renewing, within};
 use crate::process::{complete, Output, Running};
-use crate::support::{self, query, Leasectl, RedisServer, TlsRedis};
+use crate::support::{self, query, subscribers, Leasectl, RedisServer, TlsRedis};
 
 /// The longest any `leasectl` process or awaited step may take: reached only when something hangs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -714,9 +714,7 @@ async fn an_entra_id_token_rotation_during_a_held_lease_loses_nothing() {
         waiter.acquire("rotation", &patient, LIMIT).await
     });
     until("the waiter subscribed to the release channel", || {
-        let (_, subscribers): (String, i64) =
-            query(&mut admin, &["PUBSUB", "NUMSUB", "lease:rotation:released"]);
-        subscribers >= 1
+        subscribers(&mut admin, "lease:rotation:released") >= 1
     })
     .await;
 

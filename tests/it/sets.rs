@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leasectl::{AcquireSet, Error, Holder, LeaseClient, LeaseOptions, LeaseSet, Settings};
 
-use crate::leases::{acquired, connect_within, options, renewing, within};
+use crate::leases::{acquired, connect_within, options, renewing, within, woken_only};
 use crate::process::{complete, Running};
 use crate::support::{
     acquired_now, exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer,
@@ -256,10 +256,7 @@ async fn a_waiting_set_is_woken_by_the_release_of_the_lease_in_its_way() {
     );
     let waiter_client = connect(quorum.settings()).await;
     // The fallback poll is an hour: only the release notification can wake it in time.
-    let waiter_options = LeaseOptions {
-        fallback_poll: Duration::from_secs(3600),
-        ..options(Duration::from_secs(30))
-    };
+    let waiter_options = woken_only();
     let (seen_sender, mut seen) = tokio::sync::watch::channel(0usize);
     let holder_id = holder.id().to_string();
     let waiter = tokio::spawn(async move {

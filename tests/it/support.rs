@@ -454,6 +454,17 @@ fn openssl(dir: &Path, args: &str) {
 // ---------------------------------------------------------------------------------------------
 // Keys, as the test reads and writes them
 
+/// The release channel of lease `name` (under the default key prefix).
+pub fn release_channel(name: &str) -> String {
+    format!("{}:released", key(name))
+}
+
+/// How many connections are subscribed to `channel` (a waiter subscribes after its first try).
+pub fn subscribers(connection: &mut redis::Connection, channel: &str) -> i64 {
+    let (_, count): (String, i64) = query(connection, &["PUBSUB", "NUMSUB", channel]);
+    count
+}
+
 /// Runs one command on a synchronous connection: `["HGET", "key", "field"]`.
 pub fn query<T: redis::FromRedisValue>(connection: &mut redis::Connection, args: &[&str]) -> T {
     redis::cmd(args[0])
