@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::holder::{Holder, InstanceView, LeaseInfo};
 use crate::keys::{
-    check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, queue_keys,
+    check_name, check_ttl, escape_glob, fence_key, is_internal, newest_token_key, queue_keys,
     release_channel,
 };
 use crate::lease::{validity_end, Lease, Schedule};
@@ -333,9 +333,14 @@ impl LeaseClient {
         let id = uuid::Uuid::new_v4().to_string();
         let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut call = Call::new(&scripts::ACQUIRE);
+        let prefix = &shared.settings.key_prefix;
         for key in &keys {
-            let (queue, deadlines) = queue_keys(key);
-            call = call.key(key).key(fence_key(key)).key(queue).key(deadlines);
+            let (queue, deadlines) = queue_keys(prefix, key);
+            call = call
+                .key(key)
+                .key(fence_key(prefix, key))
+                .key(queue)
+                .key(deadlines);
         }
         let total = shared.nodes.list.len();
         // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
@@ -491,9 +496,11 @@ impl LeaseClient {
                 .as_ref()
                 .is_none_or(|(blocking, _)| *blocking != lease)
             {
-                let key = self.shared.settings.key_for(&names[lease]);
+                let channel = self
+                    .shared
+                    .channel(&self.shared.settings.key_for(&names[lease]));
                 let place = Some(place.clone()).filter(|place| !place.is_empty());
-                let fresh = Waiter::new(key, deadline, options.fallback_poll, place);
+                let fresh = Waiter::new(channel, deadline, options.fallback_poll, place);
                 waiter = Some((lease, fresh));
             }
             if let Some((_, waiter)) = waiter.as_mut() {
@@ -510,7 +517,7 @@ impl LeaseClient {
     pub async fn wait_until_free(&self, name: &str, wait: Duration) -> Result<Option<Holder>> {
         check_name(name)?;
         let mut waiter = Waiter::new(
-            self.shared.settings.key_for(name),
+            self.shared.channel(&self.shared.settings.key_for(name)),
             Instant::now() + wait,
             FALLBACK_POLL,
             None,
@@ -566,7 +573,8 @@ impl LeaseClient {
     /// Reads who holds `key`, the lease `name`. The name is not checked: `inspect_all` also
     /// lists keys that other tools wrote under the prefix with names we would refuse.
     async fn inspect_key(&self, name: &str, key: String) -> Result<LeaseInfo> {
-        let call = Arc::new(Call::new(&scripts::INSPECT).key(&key).key(fence_key(&key)));
+        let fence = fence_key(&self.shared.settings.key_prefix, &key);
+        let call = Arc::new(Call::new(&scripts::INSPECT).key(&key).key(fence));
         let nodes = &self.shared.nodes;
         let votes = nodes.all(|node| node.script::<Value>(&call)).await;
         let views: Vec<InstanceView> = votes
@@ -616,7 +624,7 @@ impl LeaseClient {
             .into_iter()
             .filter_map(|v| v.answer.ok())
             .flatten()
-            .filter(|key| !is_fence_key(key))
+            .filter(|key| !is_internal(prefix, key))
             .collect();
         keys.sort();
         keys.dedup();
@@ -651,11 +659,12 @@ impl LeaseClient {
     pub async fn force_release(&self, name: &str) -> Result<bool> {
         check_name(name)?;
         let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
         let call = Arc::new(
             Call::new(&scripts::FORCE_RELEASE)
                 .key(&key)
-                .key(queue_keys(&key).0)
-                .arg(release_channel(&key)),
+                .key(queue_keys(prefix, &key).0)
+                .arg(release_channel(prefix, &key)),
         );
         Ok(self.shared.most(&call).await? > 0)
     }
@@ -711,12 +720,17 @@ impl Shared {
         }
     }
 
+    /// The channel on which releases of the lease key `key` are announced.
+    pub(crate) fn channel(&self, key: &str) -> String {
+        release_channel(&self.settings.key_prefix, key)
+    }
+
     /// The release announcements of `key` (`None` when no instance lets us subscribe).
     pub(crate) async fn subscribe_releases(
         &self,
         key: &str,
     ) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
-        self.nodes.subscribe(&release_channel(key), None).await
+        self.nodes.subscribe(&self.channel(key), None).await
     }
 
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
@@ -727,14 +741,15 @@ impl Shared {
 
     /// Releases on every instance, waking the waiters when `notify` (else silently).
     async fn release_on_all(&self, keys: &[String], id: &str, notify: bool) -> Result<i64> {
+        let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
-            call = call.key(key).key(queue_keys(key).0);
+            call = call.key(key).key(queue_keys(prefix, key).0);
         }
         call = call.arg(id);
         for key in keys {
             call = call.arg(if notify {
-                release_channel(key)
+                release_channel(prefix, key)
             } else {
                 String::new()
             });
@@ -760,7 +775,7 @@ impl Shared {
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).
     async fn leave_queue(&self, key: &str, waiter: &str) {
-        let (queue, deadlines) = queue_keys(key);
+        let (queue, deadlines) = queue_keys(&self.settings.key_prefix, key);
         let call = Arc::new(
             Call::new(&scripts::LEAVE_QUEUE)
                 .key(queue)
@@ -806,7 +821,7 @@ impl Shared {
                             .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted { .. })))
                     })
                     .collect();
-                let raise = raise_call(key, token, id);
+                let raise = raise_call(&self.settings.key_prefix, key, token, id);
                 let raised = self
                     .nodes
                     .on(&granting_behind, |node| node.script::<i64>(&raise))
@@ -942,11 +957,11 @@ fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
 }
 
 /// The call that raises `key`'s fencing counter to `token` (and records it in our lease).
-fn raise_call(key: &str, token: u64, id: &str) -> Arc<Call> {
+fn raise_call(prefix: &str, key: &str, token: u64, id: &str) -> Arc<Call> {
     Arc::new(
         Call::new(&scripts::RAISE)
             .key(key)
-            .key(fence_key(key))
+            .key(fence_key(prefix, key))
             .arg(token)
             .arg(id),
     )
@@ -972,7 +987,8 @@ async fn raise_stragglers(
         }
     }
     for (lease, behind) in behind.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-        let raise = raise_call(&keys[lease], tokens[lease], &id);
+        let prefix = &shared.settings.key_prefix;
+        let raise = raise_call(prefix, &keys[lease], tokens[lease], &id);
         let raised = shared
             .nodes
             .on(behind, |node| node.script::<i64>(&raise))

@@ -390,7 +390,7 @@ impl Nodes {
 }
 
 impl Node {
-    /// Runs a script here (EVALSHA, then EVAL on NOSCRIPT).
+    /// Runs a script here (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again).
     pub(crate) fn script<T: FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,

@@ -1,5 +1,5 @@
 //! The Lua scripts, one per operation, each built once (redis-rs `Script` hashes it and runs
-//! EVALSHA, falling back to EVAL on NOSCRIPT).
+//! EVALSHA, loaded with SCRIPT LOAD on NOSCRIPT).
 
 use std::sync::LazyLock;
 

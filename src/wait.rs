@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use crate::client::LeaseOptions;
 use crate::holder::Holder;
 use crate::hub::wakes;
-use crate::keys::release_channel;
 use crate::nodes::Nodes;
 
 /// Waits between tries for a held lease: woken by the release notification (subscribed
@@ -26,14 +25,15 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
+    /// A waiter woken by notifications on `channel` (the lease's release channel).
     pub(crate) fn new(
-        key: String,
+        channel: String,
         deadline: Instant,
         fallback_poll: Duration,
         place: Option<String>,
     ) -> Waiter {
         Waiter {
-            channel: release_channel(&key),
+            channel,
             place,
             deadline,
             fallback_poll,

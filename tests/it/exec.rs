@@ -20,7 +20,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 const JOB: &str = "job";
 const KEY: &str = "lease:job";
 /// Where a release of `job` is published (waiters subscribe to it).
-const RELEASED: &str = "lease:job:released";
+const RELEASED: &str = "lease:@released{lease:job}";
 
 // ---------------------------------------------------------------------------------------------
 // Processes
