@@ -25,7 +25,7 @@ RedisLeasing__ConnectionString / RedisLeasing__Endpoints in the environment); ot
 throwaway redis-server on a free loopback port, installed with apt-get when missing and
 running as root. On a configured Redis (or one given with --endpoint) the demo's keys live
 under the key prefix 'leasectl-demo:': the lease leasectl-demo:critical-section-lock and its
-fencing counter {leasectl-demo:critical-section-lock}:fence, which stays (counters are never
+fencing counter leasectl-demo:@fence{leasectl-demo:critical-section-lock}, which stays (counters are never
 deleted) and goes on counting from run to run. If an earlier run left that lease held (it
 was killed before it could release it), the demo waits for it to expire first.
 
@@ -42,10 +42,6 @@ Options:
   --fast          shorter work and TTLs (the rounds take about 15 seconds instead of 35;
                   with --quorum, 20 instead of 40)
   -h, --help      this help
-
-Earlier versions of this script used a new prefix (leasectl-demo:XXXXXXXX:) on every run,
-each leaving a counter behind; list those with
-  redis-cli --scan --pattern '{leasectl-demo:*:critical-section-lock}:fence'
 
 Exit status: 0 when every round had exactly one holder at a time, 1 otherwise or on an
 error, 2 for a usage mistake, 130 when interrupted.
