@@ -11,7 +11,7 @@ use redis::Value;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::holder::{Holder, InstanceView, LeaseInfo};
+use crate::holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 use crate::keys::{
     check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, queue_keys,
     release_channel,
@@ -658,6 +658,68 @@ impl LeaseClient {
                 .arg(release_channel(&key)),
         );
         Ok(self.shared.most(&call).await? > 0)
+    }
+
+    /// How long a round trip to Redis takes: the median of three PINGs, each timed until the
+    /// slowest instance answered. For judging whether a TTL leaves time to renew.
+    ///
+    /// # Errors
+    /// Connection errors, when no instance answered.
+    pub async fn round_trip(&self) -> Result<Duration> {
+        let mut times = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let votes = self
+                .shared
+                .nodes
+                .all(|node| node.command::<String>(redis::cmd("PING")))
+                .await;
+            if votes.iter().all(|v| v.answer.is_err()) {
+                let first = votes.into_iter().find_map(|v| v.answer.err());
+                return Err(first.expect("some instance was asked"));
+            }
+            times.push(started.elapsed());
+        }
+        times.sort();
+        Ok(times[1])
+    }
+
+    /// Deletes `name`'s key (an operator's action, on every instance) only if it still holds
+    /// `shown`, as [`inspect`](Self::inspect) read it: the same lease id for a hash that has
+    /// one, every field unchanged for another hash, the same string for the JSON and token
+    /// formats, the same Redis type for any other key. Compared and deleted in one script, so
+    /// a holder that took the lease after `shown` was read is never deleted. Answers whether
+    /// it deleted.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] for a bad name; connection errors.
+    pub async fn force_release_shown(&self, name: &str, shown: &Holder) -> Result<bool> {
+        check_name(name)?;
+        let kind = match (&shown.format, &shown.lease_id) {
+            (KeyFormat::Hash, Some(lease_id)) => return self.release(name, lease_id).await,
+            (KeyFormat::Queued { .. }, _) => return Ok(false),
+            (KeyFormat::Hash, None) => "hash",
+            (KeyFormat::Json | KeyFormat::Token, _) => "string",
+            (KeyFormat::Other(kind), _) => kind.as_str(),
+        };
+        let key = self.shared.settings.key_for(name);
+        let mut call = Call::new(&scripts::FORCE_RELEASE)
+            .key(&key)
+            .key(queue_keys(&key).0)
+            .arg(release_channel(&key))
+            .arg(kind);
+        match &shown.format {
+            KeyFormat::Hash => {
+                for (field, value) in &shown.fields {
+                    call = call.arg(field).arg(value);
+                }
+            }
+            KeyFormat::Json | KeyFormat::Token => {
+                call = call.arg(shown.value.as_deref().unwrap_or_default());
+            }
+            _ => {}
+        }
+        Ok(self.shared.most(&Arc::new(call)).await? > 0)
     }
 }
 
