@@ -21,9 +21,14 @@ fn main() -> ExitCode {
                 .lines()
                 .map(str::trim)
                 .take_while(|line| !line.starts_with("Usage:"))
-                .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+                // Our own hint ends the line: clap's tips and "For more information" go.
+                .filter(|line| {
+                    !line.is_empty()
+                        && !line.starts_with("tip:")
+                        && !line.starts_with("For more information")
+                })
                 .collect();
-            eprintln!("leasectl: {} (see --help)", message.join(" "));
+            output::errln!("leasectl: {} (see --help)", message.join(" "));
             return ExitCode::from(output::exit::USAGE);
         }
     };
