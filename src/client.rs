@@ -660,23 +660,28 @@ impl LeaseClient {
         Ok(self.shared.most(&call).await? > 0)
     }
 
-    /// How long a round trip to Redis takes: the median of three PINGs, each timed until the
-    /// slowest instance answered. For judging whether a TTL leaves time to renew.
+    /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
+    /// majority of the instances answered (what a renewal waits for). For judging whether a
+    /// TTL leaves time to renew.
     ///
     /// # Errors
-    /// Connection errors, when no instance answered.
+    /// Connection errors, when too few instances answered.
     pub async fn round_trip(&self) -> Result<Duration> {
+        let nodes = &self.shared.nodes;
+        let majority = nodes.majority();
         let mut times = Vec::with_capacity(3);
         for _ in 0..3 {
             let started = Instant::now();
-            let votes = self
-                .shared
-                .nodes
-                .all(|node| node.command::<String>(redis::cmd("PING")))
+            let (votes, pending) = nodes
+                .gather(
+                    |node| node.command::<String>(redis::cmd("PING")),
+                    |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+                )
                 .await;
-            if votes.iter().all(|v| v.answer.is_err()) {
+            finish_in_background(pending);
+            if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
                 let first = votes.into_iter().find_map(|v| v.answer.err());
-                return Err(first.expect("some instance was asked"));
+                return Err(first.unwrap_or_else(|| self.shared.unexpected("PING")));
             }
             times.push(started.elapsed());
         }
