@@ -489,6 +489,10 @@ fn a_usage_error_ends_with_one_hint() {
         assert!(!error.contains("For more information"), "{output}");
         assert_eq!(output.stderr.lines().count(), 1, "{output}");
     }
+    // No command at all: an error naming the commands, not the help's first line.
+    let output = complete(leasectl.command());
+    let error = output.failed_with(2);
+    assert!(error.contains("run, inspect, release"), "{output}");
 }
 
 #[test]
