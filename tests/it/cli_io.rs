@@ -203,7 +203,11 @@ struct Pty {
 
 impl Pty {
     fn spawn(leasectl: &Leasectl, server: &RedisServer, args: &[&str]) -> Pty {
-        let base = leasectl.against(server);
+        Pty::spawn_command(leasectl.against(server), args)
+    }
+
+    /// `base ARGS` on a pseudo-terminal.
+    fn spawn_command(base: Command, args: &[&str]) -> Pty {
         let mut command = Command::new("sh");
         command
             .args(["-c", "stty echo rows 40 cols 100; exec \"$0\" \"$@\""])
@@ -354,6 +358,34 @@ fn a_forced_release_deletes_nothing_when_the_key_changed_while_the_prompt_was_op
 }
 
 #[test]
+fn in_quorum_mode_a_forced_release_deletes_nothing_that_changed_while_the_prompt_was_open() {
+    let quorum = support::Quorum::start(3);
+    let leasectl = Leasectl::new();
+    let key = support::key(JOB);
+    for server in &quorum.servers {
+        let _: () = server.query(&["SET", &key, "token-of-a", "PX", "60000"]);
+    }
+    let mut pty = Pty::spawn_command(
+        leasectl.against_quorum(&quorum),
+        &["release", JOB, "--force"],
+    );
+    pty.session.exp_string("Force-release").expect("the prompt");
+    for server in &quorum.servers {
+        let _: () = server.query(&["SET", &key, "token-of-b", "PX", "60000"]);
+    }
+    pty.answer("?", "y");
+    let (code, printed) = pty.finish();
+    assert_eq!(code, 3, "{printed}");
+    for server in &quorum.servers {
+        assert_eq!(
+            get(server, &key).as_deref(),
+            Some("token-of-b"),
+            "{printed}"
+        );
+    }
+}
+
+#[test]
 fn a_forced_release_deletes_the_key_it_showed_in_every_format() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
@@ -412,6 +444,8 @@ fn control_characters_in_a_holders_fields_are_shown_escaped() {
         "tab\there",
     ]);
     let _: i64 = server.query(&["PEXPIRE", &key, "60000"]);
+    // A key under the prefix whose very name would clear the screen.
+    let _: () = server.query(&["SET", &support::key("x\x1b[2Jy"), "t"]);
     let run = |args: &[&str]| {
         let mut command = leasectl.against(&server);
         command.args(args);
