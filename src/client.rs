@@ -11,7 +11,7 @@ use redis::Value;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::holder::{Holder, InstanceView, LeaseInfo};
+use crate::holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 use crate::keys::{
     check_name, check_ttl, escape_glob, fence_key, is_internal, newest_token_key, queue_keys,
     release_channel,
@@ -667,6 +667,73 @@ impl LeaseClient {
                 .arg(release_channel(prefix, &key)),
         );
         Ok(self.shared.most(&call).await? > 0)
+    }
+
+    /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
+    /// majority of the instances answered (what a renewal waits for). For judging whether a
+    /// TTL leaves time to renew.
+    ///
+    /// # Errors
+    /// Connection errors, when too few instances answered.
+    pub async fn round_trip(&self) -> Result<Duration> {
+        let nodes = &self.shared.nodes;
+        let majority = nodes.majority();
+        let mut times = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (votes, pending) = nodes
+                .gather(
+                    |node| node.command::<String>(redis::cmd("PING")),
+                    |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+                )
+                .await;
+            finish_in_background(pending);
+            if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
+                let first = votes.into_iter().find_map(|v| v.answer.err());
+                return Err(first.unwrap_or_else(|| self.shared.unexpected("PING")));
+            }
+            times.push(started.elapsed());
+        }
+        times.sort();
+        Ok(times[1])
+    }
+
+    /// Deletes `name`'s key (an operator's action, on every instance) only if it still holds
+    /// `shown`, as [`inspect`](Self::inspect) read it: the same lease id for a hash that has
+    /// one, every field unchanged for another hash, the same string for the JSON and token
+    /// formats, the same Redis type for any other key. Compared and deleted in one script, so
+    /// a holder that took the lease after `shown` was read is never deleted. Answers whether
+    /// it deleted.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] for a bad name; connection errors.
+    pub async fn force_release_shown(&self, name: &str, shown: &Holder) -> Result<bool> {
+        check_name(name)?;
+        let kind = match (&shown.format, &shown.lease_id) {
+            (KeyFormat::Hash, Some(lease_id)) => return self.release(name, lease_id).await,
+            (KeyFormat::Queued { .. }, _) => return Ok(false),
+            (KeyFormat::Hash, None) => "hash",
+            (KeyFormat::Json | KeyFormat::Token, _) => "string",
+            (KeyFormat::Other(kind), _) => kind.as_str(),
+        };
+        let key = self.shared.settings.key_for(name);
+        let mut call = Call::new(&scripts::FORCE_RELEASE)
+            .key(&key)
+            .key(queue_keys(&key).0)
+            .arg(release_channel(&key))
+            .arg(kind);
+        match &shown.format {
+            KeyFormat::Hash => {
+                for (field, value) in &shown.fields {
+                    call = call.arg(field).arg(value);
+                }
+            }
+            KeyFormat::Json | KeyFormat::Token => {
+                call = call.arg(shown.value.as_deref().unwrap_or_default());
+            }
+            _ => {}
+        }
+        Ok(self.shared.most(&Arc::new(call)).await? > 0)
     }
 }
 

@@ -143,6 +143,15 @@ impl Endpoint {
         self.password.as_deref()
     }
 
+    /// The same endpoint without username and password (to ask the server why AUTH failed).
+    pub(crate) fn without_credentials(&self) -> Endpoint {
+        Endpoint {
+            username: None,
+            password: None,
+            ..self.clone()
+        }
+    }
+
     /// `host:port`, the name used in messages.
     pub fn address(&self) -> String {
         if self.host.contains(':') {

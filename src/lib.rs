@@ -66,7 +66,7 @@ pub use client::{Acquire, AcquireSet, FencedWrite, LeaseClient, LeaseOptions, FA
 pub use endpoint::{mask_password, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
-pub use holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
+pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use keys::{check_name, MAX_NAME_LEN, MIN_TTL};
 pub use lease::Lease;
 pub use lease_set::LeaseSet;

@@ -196,10 +196,11 @@ impl Nodes {
         }
         let mut votes = votes;
         if nodes.list.len() == 1 {
-            return Err(votes
+            let error = votes
                 .remove(0)
                 .answer
-                .expect_err("the only instance failed"));
+                .expect_err("the only instance failed");
+            return Err(explain_auth(error, &settings.endpoints[0], settings).await);
         }
         let described = votes
             .iter()
@@ -500,6 +501,47 @@ impl Node {
 /// one retry goes out on the connection the manager makes anew.
 fn was_dropped(error: &redis::RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
+}
+
+/// Says so when an authentication failure is a password sent to a server that has none:
+/// redis-rs reports every refused AUTH alike, so this asks once more on a connection without
+/// credentials and reads the server's own answer.
+async fn explain_auth(error: Error, endpoint: &Endpoint, settings: &Settings) -> Error {
+    let (
+        Error::Auth {
+            endpoint: address, ..
+        },
+        Some(password),
+    ) = (&error, endpoint.password())
+    else {
+        return error;
+    };
+    let probe = async {
+        let client = open_client(&endpoint.without_credentials(), settings).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = &endpoint.username {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        auth.query_async::<()>(&mut connection).await.err()
+    };
+    match tokio::time::timeout(settings.connect_timeout, probe).await {
+        Ok(Some(answer))
+            if answer
+                .to_string()
+                .contains("without any password configured")
+                || answer.to_string().contains("no password is set") =>
+        {
+            Error::Auth {
+                endpoint: address.clone(),
+                detail: "the server has no password, yet a password was given \
+                         (remove it from the settings, or set one on the server)"
+                    .into(),
+            }
+        }
+        _ => error,
+    }
 }
 
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {

@@ -156,6 +156,7 @@ struct LeaseJson {
     lease: String,
     key: String,
     held: bool,
+    format: Option<String>,
     lease_id: Option<String>,
     owner_id: Option<String>,
     acquired_at: Option<String>,
@@ -563,6 +564,7 @@ fn inspect_json_of_a_held_lease_matches_the_stored_hash() {
         Some(hash["fencingToken"].clone())
     );
     assert_eq!(json.owner_id, None);
+    assert_eq!(json.format.as_deref(), Some("hash"));
     let ttl = json.ttl_ms.expect("ttlMs");
     assert!(ttl > 0 && ttl <= 30_000, "ttlMs {ttl}");
     let metadata = json.metadata.expect("metadata");

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod cli_io;
 mod configure;
 mod exec;
 mod leases;

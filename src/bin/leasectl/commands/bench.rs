@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use crate::cli::BenchArgs;
-use crate::output::UsageError;
+use crate::output::{outln, StdoutFailed, UsageError};
 
 /// One scenario's figures: SPEC's fields, then the scenario's own.
 #[derive(Serialize)]
@@ -75,18 +75,18 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
         };
         progress.println(format!("{scenario} done"));
         if args.json {
-            progress
-                .suspend(|| println!("{}", serde_json::to_string(&report).expect("serializable")));
+            let line = serde_json::to_string(&report)?;
+            progress.suspend(|| outln!("{line}"))?;
         }
         reports.push(report);
     }
     progress.finish_and_clear();
     if args.json {
         if let Some(baseline) = &baseline {
-            println!("{}", serde_json::to_string(baseline)?);
+            outln!("{}", serde_json::to_string(baseline)?)?;
         }
     } else {
-        print_table(&reports, baseline.as_ref());
+        print_table(&reports, baseline.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -513,11 +513,16 @@ async fn redis_benchmark_once(
         })
 }
 
-fn print_table(reports: &[Report], baseline: Option<&Value>) {
-    println!(
+fn print_table(reports: &[Report], baseline: Option<&Value>) -> Result<(), StdoutFailed> {
+    outln!(
         "{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  notes",
-        "", "ops/s", "p50 µs", "p99 µs", "n", "errors"
-    );
+        "",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "n",
+        "errors"
+    )?;
     let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
     let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
     let evalsha = baseline.and_then(|b| b["figures"]["evalsha_pipelined_per_s"].as_f64());
@@ -562,7 +567,7 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
         if r.mode != "single" {
             notes.insert(0, r.mode.clone());
         }
-        println!(
+        outln!(
             "{:<4} {:>12.0} {:>10.1} {:>10.1} {:>9} {:>7}  {}",
             r.scenario,
             r.ops_per_s,
@@ -571,13 +576,14 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
             r.n,
             r.errors,
             notes.join(", ")
-        );
+        )?;
     }
     if let (Some(c1), Some(c50)) = (ping_c1, ping_c50) {
-        println!(
+        outln!(
             "redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients; \
              pipelined EVALSHA: {:.0}/s (same run)",
             evalsha.unwrap_or(0.0)
-        );
+        )?;
     }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
-use crate::output::{exit, Printer, UsageError};
+use crate::output::{errln, exit, outln, Printer, UsageError};
 
 /// The lease the connection test takes and releases.
 const TEST_LEASE: &str = "leasectl-configure-test";
@@ -89,10 +89,10 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Ok(Some(answers)) => {
-            println!("{} {}", "Saved".green().bold(), path.display());
-            println!("{}", serde_json::to_string_pretty(&answers.to_json(true))?);
+            outln!("{} {}", "Saved".green().bold(), path.display())?;
+            outln!("{}", serde_json::to_string_pretty(&answers.to_json(true))?)?;
             if show_next {
-                println!("\nNext: leasectl run --instance us-east-1 --region us-east");
+                outln!("\nNext: leasectl run --instance us-east-1 --region us-east")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -122,17 +122,17 @@ async fn configure(
         if args.no_test {
             break;
         }
-        eprintln!("Testing the connection...");
+        errln!("Testing the connection...");
         match test_connection(&answers).await {
             Ok(()) => {
-                eprintln!("{} PING and a test lease worked", "✓".green());
+                errln!("{} PING and a test lease worked", "✓".green());
                 break;
             }
             Err(error) if !interactive => return Err(error.context(
                 "the connection test failed; nothing was written (use --no-test to save anyway)",
             )),
             Err(error) => {
-                eprintln!("{} {error:#}", "✗ The connection test failed:".red());
+                errln!("{} {error:#}", "✗ The connection test failed:".red());
                 let choice = blocking(|| {
                     Ok(Select::with_theme(&ColorfulTheme::default())
                         .with_prompt("What now?")
@@ -163,7 +163,7 @@ pub async fn offer_first_run(global: &Global, printer: &Printer) -> anyhow::Resu
     if printer.quiet || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(false);
     }
-    eprintln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
+    errln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
     let wanted = guarded(blocking(|| {
         Ok(Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt("Set up a connection now? (no: use the local Redis at 127.0.0.1:6379)")
@@ -211,7 +211,7 @@ fn cancel(saved: Option<Termios>, code: u8) -> ! {
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
     }
     let _ = console_show_cursor();
-    eprintln!("\nCancelled; nothing was written.");
+    errln!("\nCancelled; nothing was written.");
     std::process::exit(i32::from(code));
 }
 
@@ -255,7 +255,7 @@ fn keep_going_over(path: &Path, yes: bool, interactive: bool) -> anyhow::Result<
         .into());
     }
     let current = std::fs::read_to_string(path).unwrap_or_default();
-    eprintln!(
+    errln!(
         "{} already exists:\n{}",
         path.display(),
         mask_file(&current)
@@ -545,7 +545,7 @@ fn ignore_in_git(path: &Path) {
     {
         Ok(mut file) => {
             if file.write_all(line.as_bytes()).is_ok() {
-                eprintln!("Added {name} to {}", gitignore.display());
+                errln!("Added {name} to {}", gitignore.display());
             }
         }
         Err(error) => tracing::warn!("cannot add {name} to {}: {error}", gitignore.display()),

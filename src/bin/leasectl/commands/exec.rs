@@ -37,6 +37,7 @@ pub async fn run(
         &args.meta,
     );
     options.max_hold = args.max_hold;
+    super::warn_if_ttl_is_short(&client, options.ttl, printer).await;
     let names: Vec<&str> = std::iter::once(&args.name)
         .chain(&args.leases)
         .map(String::as_str)

@@ -12,7 +12,7 @@ use tokio::time::{interval_at, sleep_until, Instant};
 
 use super::Interrupts;
 use crate::cli::RunArgs;
-use crate::output::{exit, holder_table, ttl_text, Printer};
+use crate::output::{exit, holder_table, out, outln, ttl_text, Printer, StdoutFailed};
 
 /// How often the winner reports that it is working.
 const TICK: Duration = Duration::from_secs(3);
@@ -25,17 +25,19 @@ pub async fn run(
     let mut interrupts = Interrupts::install()?;
     let tag = format!("[{}]", args.instance).bold();
     let rule = "=".repeat(80);
-    println!(
+    outln!(
         "{rule}\nDISTRIBUTED LOCK DEMO - REDIS\nInstance ID: {}\nRegion: {}\n{rule}\n",
-        args.instance, args.region
-    );
-    println!("{tag} Attempting lock | Region: {}", args.region);
+        args.instance,
+        args.region
+    )?;
+    outln!("{tag} Attempting lock | Region: {}", args.region)?;
 
     let identity = [
         ("instanceId", args.instance.clone()),
         ("region", args.region.clone()),
     ];
     let options = super::working_options(&client, args.ttl, &identity, &args.meta);
+    super::warn_if_ttl_is_short(&client, options.ttl, printer).await;
     let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire_set(&args.leases, &options).await?,
@@ -48,7 +50,7 @@ pub async fn run(
                 outcome = waiting => { progress.finish(); outcome? }
                 code = interrupts.recv() => {
                     progress.finish();
-                    println!("{tag} Interrupted while waiting");
+                    outln!("{tag} Interrupted while waiting")?;
                     return Ok(ExitCode::from(code));
                 }
             }
@@ -62,31 +64,96 @@ pub async fn run(
                 1 => String::new(),
                 _ => format!(" | Lease: {name}"),
             };
-            println!(
+            outln!(
                 "{tag} {} | Held by: {}{which}",
                 "✗ Lock unavailable".red().bold(),
                 holder.display_name()
-            );
-            print!(
+            )?;
+            out!(
                 "{}",
                 holder_table(&client.settings().key_for(&name), &holder)
-            );
+            )?;
             return Ok(ExitCode::from(exit::HELD));
         }
     };
+    // From here the lease is held: whatever ends the work (stdout gone included) releases it.
+    let held = hold(&lease, &args, &tag, asked_at, &mut interrupts).await;
+    let renewals = lease.renewals();
+    let tokens = super::fencing_tokens(&lease);
+    match held {
+        Err(error) => {
+            // stdout is gone (a closed pipe): the reader is no longer there to be told, but
+            // the lease must not stay held for its TTL.
+            if let Err(release) = lease.release().await {
+                tracing::warn!(%release, "could not release after stdout failed");
+            }
+            Err(error.into())
+        }
+        Ok(Ended::Lost(error)) => {
+            outln!("{tag} {} | {error}", "✗ Lock lost".red().bold())?;
+            Ok(ExitCode::from(exit::LOST))
+        }
+        Ok(Ended::Interrupted(code)) => {
+            lease.release().await?;
+            outln!("{tag} Interrupted | Renewals: {renewals} | Lock released")?;
+            Ok(ExitCode::from(code))
+        }
+        Ok(Ended::Completed(took)) => {
+            tracing::info!(
+                "lease {}: waited {}, held {}, {renewals} renewals, fencing token {tokens}",
+                args.leases.join(","),
+                human(took.waited),
+                human(took.worked),
+            );
+            if lease.release().await? {
+                outln!("{tag} Lock released")?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                outln!(
+                    "{tag} {} | it was no longer ours when releasing",
+                    "✗ Lock lost".red().bold()
+                )?;
+                Ok(ExitCode::from(exit::LOST))
+            }
+        }
+    }
+}
+
+/// How the work under the lease ended.
+enum Ended {
+    Completed(Took),
+    Lost(leasectl::Error),
+    /// Ctrl-C or SIGTERM: the exit code to use.
+    Interrupted(u8),
+}
+
+/// How long the wait for the lease and the work took.
+struct Took {
+    waited: Duration,
+    worked: Duration,
+}
+
+/// Works `--work` under the lease with ticks; stops early when it is lost or on a signal.
+/// Fails only when stdout cannot be written; the caller then releases.
+async fn hold(
+    lease: &leasectl::LeaseSet,
+    args: &RunArgs,
+    tag: &colored::ColoredString,
+    asked_at: Instant,
+    interrupts: &mut Interrupts,
+) -> Result<Ended, StdoutFailed> {
     let short_id: String = lease.id().chars().take(8).collect();
     // With --wait, say how long the wait was (seed 002's line otherwise).
     let waited = match args.wait {
         Some(_) => format!(" | Waited: {}", human(asked_at.elapsed())),
         None => String::new(),
     };
-    println!(
+    outln!(
         "{tag} {} | Lease: {short_id} | Duration: {}{waited}",
         "✓ Lock acquired".green().bold(),
         human(args.work)
-    );
-    let tokens = super::fencing_tokens(&lease);
-    tracing::info!(token = %tokens, id = lease.id(), "lease acquired");
+    )?;
+    tracing::info!(token = %super::fencing_tokens(lease), id = lease.id(), "lease acquired");
 
     let started = Instant::now();
     let lost = lease.lost();
@@ -99,45 +166,24 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut finished => break,
-            error = &mut lost => {
-                println!("{tag} {} | {error}", "✗ Lock lost".red().bold());
-                return Ok(ExitCode::from(exit::LOST));
-            }
-            code = interrupts.recv() => {
-                let renewals = lease.renewals();
-                lease.release().await?;
-                println!("{tag} Interrupted | Renewals: {renewals} | Lock released");
-                return Ok(ExitCode::from(code));
-            }
+            error = &mut lost => return Ok(Ended::Lost(error)),
+            code = interrupts.recv() => return Ok(Ended::Interrupted(code)),
             _ = ticks.tick() => {
                 worked += TICK;
-                println!("{tag} Working... [{}s]", worked.as_secs());
+                outln!("{tag} Working... [{}s]", worked.as_secs())?;
             }
         }
     }
     let took = Duration::from_secs(started.elapsed().as_secs_f64().round() as u64);
-    println!(
+    outln!(
         "{tag} Completed | Duration: {} | Renewals: {}",
         human(took),
         lease.renewals()
-    );
-    tracing::info!(
-        "lease {}: waited {}, held {}, {} renewals, fencing token {tokens}",
-        args.leases.join(","),
-        human(started.duration_since(asked_at)),
-        human(took),
-        lease.renewals(),
-    );
-    if lease.release().await? {
-        println!("{tag} Lock released");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "{tag} {} | it was no longer ours when releasing",
-            "✗ Lock lost".red().bold()
-        );
-        Ok(ExitCode::from(exit::LOST))
-    }
+    )?;
+    Ok(Ended::Completed(Took {
+        waited: started.duration_since(asked_at),
+        worked: took,
+    }))
 }
 
 /// While waiting: a spinner with the holder and TTL left on a terminal, one line otherwise.
@@ -176,7 +222,10 @@ impl WaitProgress {
         );
         match &self.spinner {
             Some(spinner) => spinner.set_message(message),
-            None if !self.said.replace(true) => println!("{message}"),
+            // A failure shows at the next line, which `run` checks.
+            None if !self.said.replace(true) => {
+                let _ = outln!("{message}");
+            }
             None => {}
         }
     }
