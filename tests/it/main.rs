@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod configure;
+mod demo;
 mod exec;
 mod leases;
 mod library;

@@ -1,5 +1,6 @@
-//! `leasectl run`: seed 002's lock competition. The winner works with ticks, auto-renews and
-//! releases; a loser shows who holds the lease. Ctrl-C or SIGTERM releases before exit.
+//! `leasectl run`: the lock competition of the .NET RedisLeaseSample. The winner works with
+//! ticks, auto-renews and releases; a loser shows who holds the lease. Ctrl-C or SIGTERM
+//! releases before exit. With `--json`, events instead of text (see `events.rs`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,10 +13,22 @@ use tokio::time::{interval_at, sleep_until, Instant};
 
 use super::Interrupts;
 use crate::cli::RunArgs;
+use crate::events::{self, Events};
 use crate::output::{exit, holder_table, ttl_text, Printer};
 
 /// How often the winner reports that it is working.
 const TICK: Duration = Duration::from_secs(3);
+/// With `--json`: how often the renewal count is looked at, for `renewed` events.
+const RENEWAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Prints a human line, unless `--json` asked for events instead.
+macro_rules! say {
+    ($events:expr, $($arg:tt)*) => {
+        if !$events.on() {
+            println!($($arg)*);
+        }
+    };
+}
 
 pub async fn run(
     client: LeaseClient,
@@ -23,13 +36,18 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::install()?;
+    let events = Events::new(args.json);
     let tag = format!("[{}]", args.instance).bold();
     let rule = "=".repeat(80);
-    println!(
+    say!(
+        events,
         "{rule}\nDISTRIBUTED LOCK DEMO - REDIS\nInstance ID: {}\nRegion: {}\n{rule}\n",
-        args.instance, args.region
+        args.instance,
+        args.region
     );
-    println!("{tag} Attempting lock | Region: {}", args.region);
+    say!(events, "{tag} Attempting lock | Region: {}", args.region);
+    let who = serde_json::json!({"instance": args.instance, "region": args.region, "leases": args.leases});
+    events.emit("attempting", who)?;
 
     let identity = [
         ("instanceId", args.instance.clone()),
@@ -40,15 +58,17 @@ pub async fn run(
     let outcome = match args.wait {
         None => client.try_acquire_set(&args.leases, &options).await?,
         Some(wait) => {
-            let progress = WaitProgress::new(printer, &tag, wait);
-            let waiting = client.acquire_set_observed(&args.leases, &options, wait, |_, holder| {
-                progress.show(holder)
-            });
+            let progress = WaitProgress::new(printer, &tag, wait, &events);
+            let waiting =
+                client.acquire_set_observed(&args.leases, &options, wait, |name, holder| {
+                    progress.show(&client, name, holder)
+                });
             tokio::select! {
                 outcome = waiting => { progress.finish(); outcome? }
                 code = interrupts.recv() => {
                     progress.finish();
-                    println!("{tag} Interrupted while waiting");
+                    say!(events, "{tag} Interrupted while waiting");
+                    events.emit("interrupted", serde_json::json!({}))?;
                     return Ok(ExitCode::from(code));
                 }
             }
@@ -62,15 +82,17 @@ pub async fn run(
                 1 => String::new(),
                 _ => format!(" | Lease: {name}"),
             };
-            println!(
-                "{tag} {} | Held by: {}{which}",
-                "✗ Lock unavailable".red().bold(),
-                holder.display_name()
-            );
-            print!(
-                "{}",
-                holder_table(&client.settings().key_for(&name), &holder)
-            );
+            let key = client.settings().key_for(&name);
+            if events.on() {
+                events.emit("held", events::holder(&name, key, &holder))?;
+            } else {
+                println!(
+                    "{tag} {} | Held by: {}{which}",
+                    "✗ Lock unavailable".red().bold(),
+                    holder.display_name()
+                );
+                print!("{}", holder_table(&key, &holder));
+            }
             return Ok(ExitCode::from(exit::HELD));
         }
     };
@@ -80,11 +102,13 @@ pub async fn run(
         Some(_) => format!(" | Waited: {}", human(asked_at.elapsed())),
         None => String::new(),
     };
-    println!(
+    say!(
+        events,
         "{tag} {} | Lease: {short_id} | Duration: {}{waited}",
         "✓ Lock acquired".green().bold(),
         human(args.work)
     );
+    events.emit("acquired", events::acquired(&lease))?;
     let tokens = super::fencing_tokens(&lease);
     tracing::info!(token = %tokens, id = lease.id(), "lease acquired");
 
@@ -94,33 +118,48 @@ pub async fn run(
     let finished = sleep_until(started + args.work);
     tokio::pin!(finished);
     let mut ticks = interval_at(started + TICK, TICK);
-    let mut worked = Duration::ZERO;
+    let mut renewal_checks = interval_at(started + RENEWAL_CHECK, RENEWAL_CHECK);
+    let (mut worked, mut renewals_seen) = (Duration::ZERO, 0);
     loop {
         tokio::select! {
             biased;
             _ = &mut finished => break,
             error = &mut lost => {
-                println!("{tag} {} | {error}", "✗ Lock lost".red().bold());
+                say!(events, "{tag} {} | {error}", "✗ Lock lost".red().bold());
+                events.emit("lost", serde_json::json!({"reason": error.to_string()}))?;
                 return Ok(ExitCode::from(exit::LOST));
             }
             code = interrupts.recv() => {
                 let renewals = lease.renewals();
                 lease.release().await?;
-                println!("{tag} Interrupted | Renewals: {renewals} | Lock released");
+                say!(events, "{tag} Interrupted | Renewals: {renewals} | Lock released");
+                events.emit("interrupted", serde_json::json!({}))?;
+                events.emit("released", serde_json::json!({"renewals": renewals}))?;
                 return Ok(ExitCode::from(code));
             }
             _ = ticks.tick() => {
                 worked += TICK;
-                println!("{tag} Working... [{}s]", worked.as_secs());
+                say!(events, "{tag} Working... [{}s]", worked.as_secs());
+            }
+            _ = renewal_checks.tick(), if events.on() => {
+                let renewals = lease.renewals();
+                if renewals > renewals_seen {
+                    renewals_seen = renewals;
+                    events.emit("renewed", serde_json::json!({"renewals": renewals}))?;
+                }
             }
         }
     }
-    let took = Duration::from_secs(started.elapsed().as_secs_f64().round() as u64);
-    println!(
+    let held_for = started.elapsed();
+    let took = Duration::from_secs(held_for.as_secs_f64().round() as u64);
+    say!(
+        events,
         "{tag} Completed | Duration: {} | Renewals: {}",
         human(took),
         lease.renewals()
     );
+    let completed = serde_json::json!({"durationMs": held_for.as_millis() as u64, "renewals": lease.renewals()});
+    events.emit("completed", completed)?;
     tracing::info!(
         "lease {}: waited {}, held {}, {} renewals, fencing token {tokens}",
         args.leases.join(","),
@@ -128,46 +167,71 @@ pub async fn run(
         human(took),
         lease.renewals(),
     );
+    let renewals = lease.renewals();
     if lease.release().await? {
-        println!("{tag} Lock released");
+        say!(events, "{tag} Lock released");
+        events.emit("released", serde_json::json!({"renewals": renewals}))?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        say!(
+            events,
             "{tag} {} | it was no longer ours when releasing",
             "✗ Lock lost".red().bold()
         );
+        let reason = "it was no longer ours when releasing";
+        events.emit("lost", serde_json::json!({"reason": reason}))?;
         Ok(ExitCode::from(exit::LOST))
     }
 }
 
 /// While waiting: a spinner with the holder and TTL left on a terminal, one line otherwise.
-struct WaitProgress {
+/// With `--json`: one `waiting` event with the holder.
+struct WaitProgress<'a> {
     spinner: Option<ProgressBar>,
     line: String,
     said: std::cell::Cell<bool>,
+    wait: Duration,
+    events: &'a Events,
 }
 
-impl WaitProgress {
-    fn new(printer: &Printer, tag: &colored::ColoredString, wait: Duration) -> WaitProgress {
+impl<'a> WaitProgress<'a> {
+    fn new(
+        printer: &Printer,
+        tag: &colored::ColoredString,
+        wait: Duration,
+        events: &'a Events,
+    ) -> WaitProgress<'a> {
         let line = format!("{tag} Waiting up to {} for the lock", human(wait));
-        let spinner = (!printer.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .then(|| {
-                let spinner = ProgressBar::new_spinner();
-                spinner.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                        .expect("valid template"),
-                );
-                spinner.enable_steady_tick(Duration::from_millis(100));
-                spinner
-            });
+        let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let spinner = (!printer.quiet && !events.on() && on_terminal).then(|| {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("valid template"),
+            );
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            spinner
+        });
         WaitProgress {
             spinner,
             line,
             said: std::cell::Cell::new(false),
+            wait,
+            events,
         }
     }
 
-    fn show(&self, holder: &leasectl::Holder) {
+    fn show(&self, client: &LeaseClient, name: &str, holder: &leasectl::Holder) {
+        if self.events.on() {
+            if !self.said.replace(true) {
+                let key = client.settings().key_for(name);
+                let mut fields = events::holder(name, key, holder);
+                fields["waitMs"] = (self.wait.as_millis() as u64).into();
+                // A closed stdout shows at the next event, which is not lost.
+                let _ = self.events.emit("waiting", fields);
+            }
+            return;
+        }
         let message = format!(
             "{} | Held by: {} | TTL left: {}",
             self.line,
