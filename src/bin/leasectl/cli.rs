@@ -27,8 +27,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes (listed after each command's own, under their own heading).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Read this settings file instead of looking up appsettings.json and appsettings.Local.json.
     #[arg(long, global = true, value_name = "PATH")]
@@ -52,7 +53,7 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Seed 002's lock competition: take the lease and work, or show who holds it.
+    /// The lock competition (the .NET RedisLeaseSample's): take the lease and work, or show who holds it.
     #[command(
         after_help = "Examples:\n  leasectl run --instance us-east-1 --region us-east --work 15s\n  \
         leasectl run --instance eu-1 --region eu --lease orders --lease invoices  (both or none)"

@@ -97,7 +97,7 @@ pub async fn run(
         }
     };
     let short_id: String = lease.id().chars().take(8).collect();
-    // With --wait, say how long the wait was (seed 002's line otherwise).
+    // With --wait, say how long the wait was (the sample's line otherwise).
     let waited = match args.wait {
         Some(_) => format!(" | Waited: {}", human(asked_at.elapsed())),
         None => String::new(),
