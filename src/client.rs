@@ -717,10 +717,11 @@ impl LeaseClient {
             (KeyFormat::Other(kind), _) => kind.as_str(),
         };
         let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
         let mut call = Call::new(&scripts::FORCE_RELEASE)
             .key(&key)
-            .key(queue_keys(&key).0)
-            .arg(release_channel(&key))
+            .key(queue_keys(prefix, &key).0)
+            .arg(release_channel(prefix, &key))
             .arg(kind);
         match &shown.format {
             KeyFormat::Hash => {

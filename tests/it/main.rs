@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod cli_io;
 mod configure;
+mod demo;
 mod exec;
 mod leases;
 mod library;

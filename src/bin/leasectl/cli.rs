@@ -27,8 +27,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes (listed after each command's own, under their own heading).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Read this settings file instead of looking up appsettings.json and appsettings.Local.json.
     #[arg(long, global = true, value_name = "PATH")]
@@ -52,7 +53,7 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Seed 002's lock competition: take the lease and work, or show who holds it.
+    /// The lock competition (the .NET RedisLeaseSample's): take the lease and work, or show who holds it.
     #[command(
         after_help = "Examples:\n  leasectl run --instance us-east-1 --region us-east --work 15s\n  \
         leasectl run --instance eu-1 --region eu --lease orders --lease invoices  (both or none)"
@@ -85,6 +86,15 @@ pub enum Command {
         leasectl bench --redis redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 --scenario S4"
     )]
     Bench(BenchArgs),
+    /// Play the lock competition: rounds of `leasectl run --json` instances racing for one lease.
+    #[command(after_help = "Examples:\n  leasectl demo --fast\n  \
+        leasectl demo --endpoint redis://127.0.0.1:7001 --endpoint redis://127.0.0.1:7002 --endpoint redis://127.0.0.1:7003\n\n\
+        The rounds: two instances at once, three at once (exactly one winner, the others name it),\n\
+        takeover after a graceful release, takeover after a crash (SIGKILL; the lease is taken once\n\
+        its TTL ran out); with --quorum a fifth round with one of three servers shut down.\n\
+        The demo's keys live under the key prefix 'leasectl-demo:' unless --key-prefix names one.\n\
+        Exit: 0 when every round had exactly one holder at a time, 1 otherwise.")]
+    Demo(DemoArgs),
     /// Fenced writes to a protected key (see `leasectl fence set --help`).
     Fence {
         #[command(subcommand)]
@@ -141,6 +151,21 @@ pub struct RunArgs {
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     pub meta: Vec<(String, String)>,
+    /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
+    /// lost, interrupted, released, completed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Quorum mode on three throwaway local servers, with a fifth round that shuts the second
+    /// one down (SHUTDOWN NOSAVE): never on servers you keep.
+    #[arg(long)]
+    pub quorum: bool,
+    /// Shorter work and TTLs (about 15 seconds of rounds instead of 35).
+    #[arg(long)]
+    pub fast: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,8 +1,9 @@
 //! The `leasectl` binary: parse the command line, set up output, run one command, exit with
-//! its code (SPEC 4: 0 ok, 1 Redis, 2 usage or settings, 3 held, 4 lost).
+//! its code (0 ok, 1 Redis, 2 usage or settings, 3 held, 4 lost).
 
 mod cli;
 mod commands;
+mod events;
 mod output;
 
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod configure;
+mod demo;
 mod exec;
 mod fence;
 mod inspect;
@@ -34,6 +35,11 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
                 global.endpoints = args.redis.clone();
             }
             bench::run(settings(&global, printer).await?, args).await
+        }
+        Command::Demo(args) => {
+            let mut global = cli.global.clone();
+            global.key_prefix.get_or_insert_with(|| demo::PREFIX.into());
+            demo::run(&global, settings(&global, printer).await?, args).await
         }
         Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
         Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
