@@ -5,6 +5,7 @@
 //! `--quorum` a round with one server shut down.
 
 use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +18,17 @@ use tokio::task::JoinHandle;
 
 use super::Interrupts;
 use crate::cli::{DemoArgs, Global};
-use crate::output::exit;
+use crate::output::{errln, exit, write_out, StdoutFailed};
+
+/// Set when a write to stdout failed (its reader went away): the demo stops at the next round.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` and a newline to stdout; a failure is noted, never a panic.
+fn show(text: impl std::fmt::Display) {
+    if write_out(&format!("{text}\n")).is_err() {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The demo's lease, under the demo's own key prefix unless `--key-prefix` names one.
 const LEASE: &str = "critical-section-lock";
@@ -86,7 +97,7 @@ pub async fn run(global: &Global, settings: Settings, args: DemoArgs) -> anyhow:
         running: Arc::new(Mutex::new(Vec::new())),
     };
     let addresses: Vec<String> = settings.endpoints.iter().map(|e| e.address()).collect();
-    println!("{}", "leasectl lock competition".bold());
+    show("leasectl lock competition".bold());
     note(&format!(
         "Redis: {}; the demo's keys live under '{}'",
         addresses.join(", "),
@@ -103,16 +114,19 @@ pub async fn run(global: &Global, settings: Settings, args: DemoArgs) -> anyhow:
     let outcome = tokio::select! {
         outcome = demo.play(args.quorum, &settings) => outcome,
         code = interrupts.recv() => {
-            eprintln!("\nleasectl demo: interrupted; stopping the instances it started");
+            errln!("\nleasectl demo: interrupted; stopping the instances it started");
             stop_all(&running).await;
             return Ok(ExitCode::from(code));
         }
     };
     stop_all(&running).await;
     outcome?;
-    println!("\n{}", "Summary".bold().underline());
+    show(format!("\n{}", "Summary".bold().underline()));
     for line in &demo.summary {
-        println!("{line}");
+        show(line);
+    }
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return Err(gone().into());
     }
     if demo.summary.iter().all(|line| line.ok) {
         note("every round had exactly one holder at a time");
@@ -134,7 +148,12 @@ fn is_loopback(endpoint: &leasectl::Endpoint) -> bool {
 
 /// A line of the demo's own, dimmed.
 fn note(text: &str) {
-    println!("{} {text}", "  ▸".dimmed());
+    show(format!("{} {text}", "  ▸".dimmed()));
+}
+
+/// The error of a stdout whose reader went away (exit 141, silently).
+fn gone() -> StdoutFailed {
+    StdoutFailed(std::io::ErrorKind::BrokenPipe.into())
 }
 
 /// One judged round in the summary.
@@ -171,7 +190,7 @@ impl Demo {
             "simultaneous start of two instances",
             "us-east-1 and eu-west-1 start at the same moment: exactly one wins.",
         )
-        .await;
+        .await?;
         let racers = [("us-east-1", "us-east"), ("eu-west-1", "eu-west")];
         self.contest("two at once", &racers, &["--work", pace.two], true)
             .await?;
@@ -180,7 +199,7 @@ impl Demo {
             "three regions at once",
             "us-east-1, eu-west-1 and ap-south-1 race for the same lease (the losers' holder tables are left out).",
         )
-        .await;
+        .await?;
         let racers = [
             ("us-east-1", "us-east"),
             ("eu-west-1", "eu-west"),
@@ -193,14 +212,14 @@ impl Demo {
             "takeover after a graceful release",
             &format!("us-east-1 holds the lease with a {} TTL, renewing it while it works {}; eu-west-1 waits and gets it as soon as it is released.", pace.release_ttl, pace.release_work),
         )
-        .await;
+        .await?;
         self.release_takeover().await?;
 
         self.new_round(
             "takeover after a crash",
             &format!("ap-south-1 takes the lease with a {} TTL and is killed (SIGKILL) while working: it cannot release it.", humantime::format_duration(pace.crash_ttl)),
         )
-        .await;
+        .await?;
         self.crash_takeover().await?;
 
         if down_round {
@@ -208,7 +227,7 @@ impl Demo {
                 "an instance goes down",
                 "the second redis-server is shut down, then us-east-1 and eu-west-1 start at the same moment: the two left are still a majority.",
             )
-            .await;
+            .await?;
             self.server_down(settings).await?;
         }
         Ok(())
@@ -242,14 +261,18 @@ impl Demo {
         Ok(())
     }
 
-    async fn new_round(&mut self, title: &str, explanation: &str) {
+    async fn new_round(&mut self, title: &str, explanation: &str) -> Result<(), StdoutFailed> {
+        if STDOUT_GONE.load(Ordering::Relaxed) {
+            return Err(gone());
+        }
         self.round += 1;
         if self.round > 1 {
             tokio::time::sleep(self.pace.pause).await;
         }
         let header = format!("Round {} of {}: {title}", self.round, self.rounds);
-        println!("\n{}", header.bold().underline());
+        show(format!("\n{}", header.bold().underline()));
         note(explanation);
+        Ok(())
     }
 
     fn record(&mut self, ok: bool, text: String) {
@@ -500,7 +523,7 @@ impl Demo {
             .lines()
             .chain(String::from_utf8_lossy(&output.stderr).lines())
         {
-            println!("{prefix} {line}");
+            show(format!("{prefix} {line}"));
         }
         Ok(())
     }
@@ -637,10 +660,11 @@ fn relay(
             while let Ok(Some(line)) = lines.next_line().await {
                 match serde_json::from_str::<Value>(&line) {
                     Ok(event) => {
-                        print!("{}", describe(&prefix, &event, tables));
+                        let text = describe(&prefix, &event, tables);
+                        show(text.trim_end_matches('\n'));
                         events.lock().unwrap().push(event);
                     }
-                    Err(_) => println!("{prefix} {line}"),
+                    Err(_) => show(format!("{prefix} {line}")),
                 }
             }
         }));
@@ -649,7 +673,7 @@ fn relay(
         relays.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                println!("{prefix} {}", line.dimmed());
+                show(format!("{prefix} {}", line.dimmed()));
             }
         }));
     }
