@@ -494,8 +494,8 @@ fn read_file(path: &Path) -> Result<Layer> {
     let name = path.display().to_string();
     let bytes =
         std::fs::read(path).map_err(|e| Error::Settings(format!("{name}: cannot read: {e}")))?;
-    let text = decode(&bytes).map_err(|e| Error::Settings(format!("{name}: {e}")))?;
-    let json = parse_jsonc(&text).map_err(|e| Error::Settings(format!("{name}: {e}")))?;
+    let json = settings_json(&bytes).map_err(|e| Error::Settings(format!("{name}: {e}")))?;
+    let json = json.to_string();
     let config = Config::builder()
         .add_source(File::from_str(&json, FileFormat::Json))
         .build()
@@ -545,9 +545,18 @@ fn decode(bytes: &[u8]) -> std::result::Result<String, String> {
     })
 }
 
-/// JSON as .NET's configuration reader takes it (comments and trailing commas), as plain
-/// JSON text. The top level must be an object. Errors give a line and column, never the text.
-fn parse_jsonc(text: &str) -> std::result::Result<String, String> {
+/// A settings file's bytes as the .NET configuration reader takes them (a byte-order mark,
+/// comments, trailing commas), as plain JSON: an object.
+///
+/// # Errors
+/// What is wrong, with a line and column; never the file's text.
+pub fn settings_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    parse_jsonc(&decode(bytes)?)
+}
+
+/// JSON as .NET's configuration reader takes it: comments and trailing commas. The top level
+/// must be an object. Errors give a line and column, never the text.
+fn parse_jsonc(text: &str) -> std::result::Result<serde_json::Value, String> {
     let options = jsonc_parser::ParseOptions {
         allow_comments: true,
         allow_trailing_commas: true,
@@ -565,7 +574,7 @@ fn parse_jsonc(text: &str) -> std::result::Result<String, String> {
     if !value.is_object() {
         return Err("not valid JSON settings: expected an object at the top".into());
     }
-    Ok(value.to_string())
+    Ok(value)
 }
 
 /// Warns when a file that holds a password can be read by other users.
@@ -645,7 +654,7 @@ mod tests {
     fn comments_and_trailing_commas_go_and_comment_markers_in_strings_stay() {
         let text = "// top\n{ /* a */ \"RedisLeasing\": { \"KeyPrefix\": \"a//b/*c*/\", }, }";
         assert_eq!(
-            parse_jsonc(text).unwrap(),
+            parse_jsonc(text).unwrap().to_string(),
             r#"{"RedisLeasing":{"KeyPrefix":"a//b/*c*/"}}"#
         );
     }

@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::process::{complete, Output};
-use crate::support::{write_lease, Leasectl, RedisServer};
+use crate::support::{query, write_lease, Leasectl, RedisServer};
 
 const FILE: &str = "appsettings.Local.json";
 
@@ -204,4 +204,238 @@ fn a_field_of_the_wrong_type_exits_2_naming_the_file_and_the_field() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 10: passwords that hold ';' or ','
+
+/// A server whose default user needs `password`.
+fn server_with_password(password: &str) -> RedisServer {
+    let server = RedisServer::start();
+    let mut connection = server.connection();
+    query::<()>(&mut connection, &["CONFIG", "SET", "requirepass", password]);
+    server
+}
+
+/// Pieces of the passwords used below: none may appear in any output.
+const PIECES: &[&str] = &["Semi4x", "Colon7y", "Comma5z", "Tail8w"];
+
+fn semicolon_password() -> String {
+    format!("{};{}", PIECES[0], PIECES[1])
+}
+
+fn comma_password() -> String {
+    format!("{},{}", PIECES[2], PIECES[3])
+}
+
+/// A URL with the password as typed (';' and ',' are allowed in a URL's user part).
+fn url_with(server: &RedisServer, password: &str) -> String {
+    format!("redis://:{password}@127.0.0.1:{}", server.port)
+}
+
+fn connection_string_with(server: &RedisServer, password: &str) -> String {
+    format!("127.0.0.1:{},password={password},ssl=False", server.port)
+}
+
+fn configure(leasectl: &Leasectl, flags: &[&str]) -> Output {
+    let mut command = leasectl.command();
+    command.arg("configure").args(flags);
+    complete(command)
+}
+
+fn written_endpoints(leasectl: &Leasectl) -> Value {
+    let text = std::fs::read_to_string(leasectl.dir().join(FILE)).unwrap();
+    let settings: Value = serde_json::from_str(&text).unwrap();
+    settings["RedisLeasing"]["Endpoints"].clone()
+}
+
+#[test]
+fn configure_takes_quorum_instances_whose_passwords_hold_semicolons_whole_and_never_shows_them() {
+    let password = semicolon_password();
+    let servers: Vec<RedisServer> = (0..3).map(|_| server_with_password(&password)).collect();
+    let strings: Vec<String> = servers
+        .iter()
+        .map(|s| connection_string_with(s, &password))
+        .collect();
+    let first = ["--auth", "connection-string", "--connection-string"];
+
+    // The old `;`-separated form would cut the password: refused, and nothing shown.
+    let leasectl = Leasectl::new();
+    let joined = strings[1..].join(";");
+    let output = configure(
+        &leasectl,
+        &[&first[..], &[&strings[0], "--endpoints", &joined]].concat(),
+    );
+    let error = output.failed_with(2);
+    assert!(error.contains("--endpoints"), "{output}");
+    output.shows_none_of(PIECES);
+    assert!(!leasectl.dir().join(FILE).exists(), "nothing written");
+
+    // A JSON array, and a repeated --endpoint: each instance whole, tested, saved, masked.
+    let array = serde_json::to_string(&strings[1..]).unwrap();
+    let forms: [Vec<&str>; 2] = [
+        vec!["--endpoints", &array],
+        vec!["--endpoint", &strings[1], "--endpoint", &strings[2]],
+    ];
+    for form in forms {
+        let leasectl = Leasectl::new();
+        let output = configure(&leasectl, &[&first[..], &[&strings[0]], &form].concat());
+        output.expect(0);
+        output.shows_none_of(PIECES);
+        assert!(output.stdout.contains("password=***"), "{output}");
+        assert_eq!(written_endpoints(&leasectl), json!(strings), "{form:?}");
+        let mut command = leasectl.command();
+        command.args(["-vvv", "inspect"]);
+        let output = complete(command);
+        output.expect(0);
+        output.shows_none_of(PIECES);
+    }
+
+    // The old form still works where no password can be cut.
+    let plain: Vec<String> = (0..2).map(|_| RedisServer::start().url()).collect();
+    let leasectl = Leasectl::new();
+    let output = configure(
+        &leasectl,
+        &[
+            "--auth",
+            "local",
+            "--endpoints",
+            &plain.join(";"),
+            "--no-test",
+        ],
+    );
+    output.expect(0);
+    assert_eq!(
+        written_endpoints(&leasectl).as_array().map(Vec::len),
+        Some(3),
+        "{output}"
+    );
+}
+
+#[test]
+fn no_piece_of_a_password_with_a_comma_or_semicolon_is_ever_shown() {
+    let semicolon = semicolon_password();
+    let comma = comma_password();
+    let server = server_with_password(&semicolon);
+    let port = server.port;
+
+    // Strings that cannot be used: exit 2, and no piece of the password in the message.
+    let endpoint_flags = [
+        // A connection-string password cannot hold a ','.
+        format!("127.0.0.1:{port},password={comma},ssl=False"),
+        format!("127.0.0.1:{port},password={},ssl={}", PIECES[2], PIECES[3]),
+        format!(
+            "127.0.0.1:{port},password={},defaultDatabase={}",
+            PIECES[2], PIECES[3]
+        ),
+        format!("{}@127.0.0.1:{port}", PIECES[0]),
+    ];
+    for endpoint in &endpoint_flags {
+        for verbosity in [None, Some("-vvv")] {
+            let leasectl = Leasectl::new();
+            let mut command = leasectl.command();
+            command
+                .args(verbosity)
+                .args(["--endpoint", endpoint, "inspect"]);
+            let output = complete(command);
+            output.expect(2);
+            output.shows_none_of(PIECES);
+        }
+    }
+
+    // A list in one variable whose ';' may be inside a password: refused, nothing shown.
+    let joined = [
+        connection_string_with(&server, &semicolon),
+        connection_string_with(&server, &semicolon),
+    ]
+    .join(";");
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    command
+        .env("RedisLeasing__Endpoints", &joined)
+        .args(["-vvv", "inspect"]);
+    let output = complete(command);
+    assert!(
+        output
+            .failed_verbosely_with(2)
+            .contains("RedisLeasing.Endpoints"),
+        "{output}"
+    );
+    output.shows_none_of(PIECES);
+
+    // The same list as a JSON array works.
+    let array = serde_json::to_string(&[
+        connection_string_with(&server, &semicolon),
+        url_with(&server, &semicolon),
+    ])
+    .unwrap();
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    command
+        .env("RedisLeasing__Endpoints", &array)
+        .args(["-vvv", "inspect"]);
+    let output = complete(command);
+    output.expect(0);
+    output.shows_none_of(PIECES);
+
+    // A URL keeps ';' and ',' in its password: it works, and --redis does not cut it.
+    let comma_server = server_with_password(&comma);
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    command.args([
+        "-vvv",
+        "--endpoint",
+        &url_with(&comma_server, &comma),
+        "inspect",
+    ]);
+    let output = complete(command);
+    output.expect(0);
+    output.shows_none_of(PIECES);
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    command.args([
+        "bench",
+        "--redis",
+        &url_with(&comma_server, &comma),
+        "--scenario",
+        "S1",
+        "--cycles",
+        "5",
+        "--warmup",
+        "0",
+    ]);
+    let output = complete(command);
+    output.expect(0);
+    output.shows_none_of(PIECES);
+
+    // configure's summary of a URL with a ',' in its password, and its refusals.
+    let leasectl = Leasectl::new();
+    let output = configure(
+        &leasectl,
+        &[
+            "--auth",
+            "connection-string",
+            "--connection-string",
+            &url_with(&comma_server, &comma),
+        ],
+    );
+    output.expect(0);
+    output.shows_none_of(PIECES);
+    let leasectl = Leasectl::new();
+    let output = configure(
+        &leasectl,
+        &[
+            "--auth",
+            "connection-string",
+            "--connection-string",
+            &format!("127.0.0.1:{port},password={comma},ssl=False"),
+            "--no-test",
+        ],
+    );
+    output.expect(2);
+    output.shows_none_of(PIECES);
+    assert!(
+        !leasectl.dir().join(FILE).exists(),
+        "nothing unusable written"
+    );
 }
