@@ -39,7 +39,7 @@ impl Endpoint {
         if text.is_empty() {
             return Err("expected a redis:// URL or host:port, got an empty string".into());
         }
-        if let Some((scheme, _)) = text.split_once("://") {
+        if let Some(scheme) = url_scheme(text) {
             return Self::parse_url(text, scheme);
         }
         Self::parse_connection_string(text, defaults)
@@ -214,7 +214,7 @@ impl fmt::Debug for Endpoint {
 /// In a connection string everything from `password=` up to the next known option is masked:
 /// a password holding a ',' must not show its tail.
 pub fn mask_password(text: &str) -> String {
-    if let Some((scheme, rest)) = text.split_once("://") {
+    if let (Some(_), Some((scheme, rest))) = (url_scheme(text), text.split_once("://")) {
         if let Some((userinfo, host)) = rest.rsplit_once('@') {
             if let Some((user, _)) = userinfo.split_once(':') {
                 return format!("{scheme}://{user}:***@{host}");
@@ -238,6 +238,16 @@ pub fn mask_password(text: &str) -> String {
         }
     }
     shown.join(",")
+}
+
+/// The scheme of a URL (`redis` in `redis://...`). What stands before a "://" is a scheme only
+/// when it is one word: in `host:1,password=a://b` the "://" belongs to the password.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.trim_start().split_once("://")?;
+    let mut chars = scheme.chars();
+    let word = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    word.then_some(scheme)
 }
 
 /// The options of StackExchange.Redis's connection strings (lower case).
@@ -307,14 +317,14 @@ pub fn split_list(text: &str) -> Result<Vec<String>, String> {
             .collect();
     }
     let pieces: Vec<&str> =
-        if text.contains(',') && text.split(',').all(|part| part.contains("://")) {
+        if text.contains(',') && text.split(',').all(|part| url_scheme(part).is_some()) {
             text.split(',').collect()
         } else {
             text.split(';').collect()
         };
     let last = pieces.len() - 1;
     for (index, piece) in pieces.iter().enumerate() {
-        let is_url = piece.contains("://");
+        let is_url = url_scheme(piece).is_some();
         let ends_in_password = !is_url
             && piece
                 .rsplit(',')
@@ -510,13 +520,25 @@ mod tests {
             "h:1,password=***"
         );
         assert_eq!(mask_password("rediss://u:a,b@c@h:1"), "rediss://u:***@h:1");
+        assert_eq!(
+            mask_password("h:1,password=a://b,ssl=True"),
+            "h:1,password=***,ssl=True"
+        );
+    }
+
+    #[test]
+    fn a_password_holding_a_scheme_separator_stays_in_a_connection_string() {
+        let e = Endpoint::parse("h:1,password=first://second,ssl=False", DEFAULTS).unwrap();
+        assert_eq!((e.password(), e.port), (Some("first://second"), 1));
+        let err = Endpoint::parse("h:x,password=first://second", DEFAULTS).unwrap_err();
+        assert!(!err.contains("first") && !err.contains("second"), "{err}");
     }
 
     #[test]
     fn lists_split_only_where_no_password_can_be_cut() {
         let split = |text: &str| split_list(text);
         assert_eq!(
-            split("redis://h:1,redis://h:2").unwrap(),
+            split("redis://h:1, redis://h:2").unwrap(),
             ["redis://h:1", "redis://h:2"]
         );
         assert_eq!(
@@ -532,6 +554,7 @@ mod tests {
             "h:1,password=first;second",
             "h:1,password=first;second,ssl=True",
             "redis://:first;second@h:1",
+            "h:1,password=a://first;second",
         ] {
             let err = split(ambiguous).unwrap_err();
             assert!(!err.contains("first") && !err.contains("second"), "{err}");

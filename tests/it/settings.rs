@@ -329,6 +329,11 @@ fn no_piece_of_a_password_with_a_comma_or_semicolon_is_ever_shown() {
             PIECES[2], PIECES[3]
         ),
         format!("{}@127.0.0.1:{port}", PIECES[0]),
+        // A "://" inside a password does not make the string a URL.
+        format!(
+            "127.0.0.1:{port},password={}://{},ssl=maybe",
+            PIECES[0], PIECES[1]
+        ),
     ];
     for endpoint in &endpoint_flags {
         for verbosity in [None, Some("-vvv")] {
@@ -438,4 +443,21 @@ fn no_piece_of_a_password_with_a_comma_or_semicolon_is_ever_shown() {
         !leasectl.dir().join(FILE).exists(),
         "nothing unusable written"
     );
+    let leasectl = Leasectl::new();
+    let output = configure(
+        &leasectl,
+        &[
+            "--auth",
+            "connection-string",
+            "--connection-string",
+            &format!(
+                "127.0.0.1:{port},password={}://{},ssl=False",
+                PIECES[0], PIECES[1]
+            ),
+            "--no-test",
+        ],
+    );
+    output.expect(0);
+    output.shows_none_of(PIECES);
+    assert!(output.stdout.contains("password=***"), "{output}");
 }
