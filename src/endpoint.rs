@@ -288,7 +288,7 @@ fn is_known_option(key: &str) -> bool {
 }
 
 /// Splits a list of endpoints given as one string (an environment variable, a flag): a JSON
-/// array of strings, URLs separated by ',', or any forms separated by ';'.
+/// array of strings, URLs or `host:port`s separated by ',', or any forms separated by ';'.
 ///
 /// # Errors
 /// When it is not a valid list, or when a ';' may lie inside a password (one that ends a
@@ -316,12 +316,16 @@ pub fn split_list(text: &str) -> Result<Vec<String>, String> {
             .filter(|item| item.as_ref().map_or(true, |s| !s.is_empty()))
             .collect();
     }
-    let pieces: Vec<&str> =
-        if text.contains(',') && text.split(',').all(|part| url_scheme(part).is_some()) {
-            text.split(',').collect()
-        } else {
-            text.split(';').collect()
-        };
+    // A ',' separates instances only when no part can be an option or a piece of a password:
+    // each is a URL or a bare host:port.
+    let single = |part: &str| {
+        url_scheme(part).is_some() || !(part.trim().is_empty() || part.contains(['=', '@', ';']))
+    };
+    let pieces: Vec<&str> = if text.contains(',') && text.split(',').all(single) {
+        text.split(',').collect()
+    } else {
+        text.split(';').collect()
+    };
     let last = pieces.len() - 1;
     for (index, piece) in pieces.iter().enumerate() {
         let is_url = url_scheme(piece).is_some();
@@ -546,6 +550,12 @@ mod tests {
             ["h:1,password=a,ssl=False", "h:2,ssl=False"]
         );
         assert_eq!(split("redis://:a,b@h:1").unwrap(), ["redis://:a,b@h:1"]);
+        assert_eq!(split("h:1, h:2").unwrap(), ["h:1", "h:2"]);
+        assert_eq!(split("h:1,password=a,b").unwrap(), ["h:1,password=a,b"]);
+        assert_eq!(
+            split("redis://h:1,h:2,ssl=False").unwrap(),
+            ["redis://h:1,h:2,ssl=False"]
+        );
         assert_eq!(
             split(r#"["h:1,password=a;b", "redis://:c;d@h:2"]"#).unwrap(),
             ["h:1,password=a;b", "redis://:c;d@h:2"]
