@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use colored::Colorize;
-use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
+use dialoguer::theme::{ColorfulTheme, Theme};
+use dialoguer::{Confirm, Input, Password, Select};
 use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
@@ -592,6 +593,8 @@ fn ignore_in_git(path: &Path) {
     }
 }
 
+/// Asks for a line of text. The answer is shown back with any password masked (dialoguer
+/// would repeat it as typed: a full connection string holds one).
 fn text(
     theme: &ColorfulTheme,
     prompt: &str,
@@ -600,11 +603,16 @@ fn text(
 ) -> anyhow::Result<String> {
     let mut input = Input::<String>::with_theme(theme)
         .with_prompt(prompt)
-        .allow_empty(allow_empty);
+        .allow_empty(allow_empty)
+        .report(false);
     if let Some(default) = default {
         input = input.default(default);
     }
-    Ok(input.interact_text()?.trim().to_string())
+    let answer = input.interact_text()?.trim().to_string();
+    let mut shown = String::new();
+    theme.format_input_prompt_selection(&mut shown, prompt, &mask_password(&answer))?;
+    eprintln!("{shown}");
+    Ok(answer)
 }
 
 /// `mycache` → `mycache.redis.cache.windows.net:6380`; anything with a dot or port is kept.
