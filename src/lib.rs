@@ -63,7 +63,7 @@ pub mod settings;
 mod wait;
 
 pub use client::{Acquire, AcquireSet, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
-pub use endpoint::{mask_password, Endpoint};
+pub use endpoint::{mask_password, split_list, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
 pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};

@@ -3,6 +3,7 @@
 //! before. The `config` crate reads each layer; we then take every field from the highest
 //! layer that sets it, so that a bad value can name the file (or variable) it came from.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,7 +87,8 @@ impl Default for Settings {
     }
 }
 
-const DEFAULT_ENDPOINT: Defaults = Defaults {
+/// `UseSsl` and `Port` when no setting names them.
+pub const DEFAULT_ENDPOINT: Defaults = Defaults {
     use_ssl: true,
     port: 6380,
 };
@@ -134,17 +136,22 @@ impl Settings {
     /// [`Error::Settings`] naming the file or variable, the field and what was expected.
     pub fn load(overrides: &Overrides) -> Result<Settings> {
         let files = match &overrides.config_file {
-            Some(path) if !path.is_file() => {
-                return Err(Error::Settings(format!(
-                    "{}: no such settings file",
-                    path.display()
-                )))
+            Some(path) => match present(path)? {
+                Some(path) => vec![path],
+                None => {
+                    return Err(Error::Settings(format!(
+                        "{}: no such settings file",
+                        path.display()
+                    )))
+                }
+            },
+            None => {
+                let mut files = Vec::new();
+                for name in [TEMPLATE_FILE, LOCAL_FILE] {
+                    files.extend(find_file(name)?);
+                }
+                files
             }
-            Some(path) => vec![path.clone()],
-            None => [TEMPLATE_FILE, LOCAL_FILE]
-                .iter()
-                .filter_map(|name| find_file(name))
-                .collect(),
         };
         let mut layers = Vec::new();
         for file in &files {
@@ -308,15 +315,38 @@ fn pick<T>(
     Ok(None)
 }
 
+/// A string. Only a JSON string (or an environment variable) is one: `42` is not a connection
+/// string. The value itself is never repeated: it may be a secret.
 fn string(value: &Value) -> Result<String, String> {
     match &value.kind {
-        config::ValueKind::Table(_) | config::ValueKind::Array(_) => {
-            Err("expected a string".into())
-        }
-        _ => value
-            .clone()
-            .into_string()
-            .map_err(|_| "expected a string".into()),
+        config::ValueKind::String(text) => Ok(text.clone()),
+        _ => Err(format!("expected a string, got {}", kind_name(value))),
+    }
+}
+
+/// What kind of value this is, for messages.
+fn kind_name(value: &Value) -> &'static str {
+    match &value.kind {
+        config::ValueKind::Nil => "null",
+        config::ValueKind::Boolean(_) => "true or false",
+        config::ValueKind::Float(_) => "a fraction",
+        config::ValueKind::String(_) => "a string",
+        config::ValueKind::Table(_) => "an object",
+        config::ValueKind::Array(_) => "a list",
+        _ => "a number",
+    }
+}
+
+/// A whole number: a JSON integer, or a string of one (environment variables are strings).
+/// A fraction (`1.5`) is refused, not rounded.
+fn whole_number(value: &Value) -> Option<i64> {
+    match &value.kind {
+        config::ValueKind::I64(n) => Some(*n),
+        config::ValueKind::U64(n) => i64::try_from(*n).ok(),
+        config::ValueKind::I128(n) => i64::try_from(*n).ok(),
+        config::ValueKind::U128(n) => i64::try_from(*n).ok(),
+        config::ValueKind::String(text) => text.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -336,35 +366,33 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
             entries.sort_by_key(|(i, _)| *i);
             entries.into_iter().map(|(_, v)| string(v)).collect()
         }
-        // One string: URLs separated by commas, or any form separated by semicolons.
-        _ => {
-            let text = string(value)?;
-            let by_comma = text.split(',').all(|part| part.contains("://"));
-            let parts = if by_comma {
-                text.split(',').collect::<Vec<_>>()
-            } else {
-                text.split(';').collect()
-            };
-            Ok(parts
-                .into_iter()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect())
-        }
+        // One string (an environment variable): a JSON array, URLs separated by commas, or
+        // any form separated by semicolons.
+        config::ValueKind::String(text) => crate::endpoint::split_list(text),
+        _ => Err(format!(
+            "expected a list of connection strings or URLs, got {}",
+            kind_name(value)
+        )),
     }
 }
 
+/// `true` or `false`: a JSON boolean, or a string of one in any case (as .NET reads it).
 fn boolean(value: &Value) -> Result<bool, String> {
-    value
-        .clone()
-        .into_bool()
-        .map_err(|_| format!("expected true or false, got {}", shown(value)))
+    let parsed = match &value.kind {
+        config::ValueKind::Boolean(b) => Some(*b),
+        config::ValueKind::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| format!("expected true or false, got {}", shown(value)))
 }
 
 fn non_negative(value: &Value) -> Result<i64, String> {
-    match value.clone().into_int() {
-        Ok(n) if n >= 0 => Ok(n),
+    match whole_number(value) {
+        Some(n) if n >= 0 => Ok(n),
         _ => Err(format!(
             "expected a whole number of 0 or more, got {}",
             shown(value)
@@ -373,8 +401,8 @@ fn non_negative(value: &Value) -> Result<i64, String> {
 }
 
 fn port(value: &Value) -> Result<u16, String> {
-    match value.clone().into_int() {
-        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+    match whole_number(value) {
+        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
         _ => Err(format!(
             "expected a port number from 1 to 65535, got {}",
             shown(value)
@@ -383,35 +411,70 @@ fn port(value: &Value) -> Result<u16, String> {
 }
 
 fn milliseconds(value: &Value) -> Result<Duration, String> {
-    match value.clone().into_int() {
-        Ok(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
+    match whole_number(value) {
+        Some(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
         _ => Err(format!(
-            "expected a number of milliseconds greater than 0, got {}",
+            "expected a whole number of milliseconds greater than 0, got {}",
             shown(value)
         )),
     }
 }
 
 fn positive_duration(value: &Value) -> Result<Duration, String> {
-    duration::parse_positive(&string(value)?)
+    match &value.kind {
+        config::ValueKind::String(text) => duration::parse_positive(text),
+        _ => Err(format!(
+            "expected a duration like 00:00:30 or 30s, got {}",
+            shown(value)
+        )),
+    }
 }
 
+/// A value of a field that holds no secret, for messages.
 fn shown(value: &Value) -> String {
     match &value.kind {
         config::ValueKind::String(s) => format!("'{s}'"),
+        config::ValueKind::Table(_) | config::ValueKind::Array(_) | config::ValueKind::Nil => {
+            kind_name(value).into()
+        }
         _ => value.to_string(),
     }
 }
 
 /// The first of `./NAME` and `<config dir>/leasectl/NAME` that exists.
-fn find_file(name: &str) -> Option<PathBuf> {
-    let here = PathBuf::from(name);
-    if here.is_file() {
-        return Some(here);
+///
+/// # Errors
+/// When the first that exists is not a readable file (a directory, a broken link, ...):
+/// skipping it would silently use other settings.
+fn find_file(name: &str) -> Result<Option<PathBuf>> {
+    if let Some(here) = present(Path::new(name))? {
+        return Ok(Some(here));
     }
-    user_config_dir()
-        .map(|dir| dir.join(name))
-        .filter(|p| p.is_file())
+    match user_config_dir() {
+        Some(dir) => present(&dir.join(name)),
+        None => Ok(None),
+    }
+}
+
+/// `Some(path)` when a settings file is there, `None` when nothing is.
+///
+/// # Errors
+/// When something is there that is not a file that can be read.
+fn present(path: &Path) -> Result<Option<PathBuf>> {
+    let refuse = |what: String| Err(Error::Settings(format!("{}: {what}", path.display())));
+    match std::fs::symlink_metadata(path) {
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None)
+        }
+        Err(e) => return refuse(format!("cannot read: {e}")),
+        Ok(_) => {}
+    }
+    match std::fs::metadata(path) {
+        Err(e) => refuse(format!("cannot read: {e}")),
+        Ok(m) if m.is_dir() => refuse("is a directory, not a settings file".into()),
+        Ok(m) if !m.is_file() => refuse("is not a regular file".into()),
+        Ok(_) => Ok(Some(path.to_path_buf())),
+    }
 }
 
 /// `$XDG_CONFIG_HOME/leasectl` or `~/.config/leasectl`.
@@ -429,13 +492,12 @@ pub fn user_config_dir() -> Option<PathBuf> {
 
 fn read_file(path: &Path) -> Result<Layer> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Settings(format!("{name}: cannot read: {e}")))?;
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-        return Err(Error::Settings(format!("{name}: not valid JSON: {e}")));
-    }
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Settings(format!("{name}: cannot read: {e}")))?;
+    let json = settings_json(&bytes).map_err(|e| Error::Settings(format!("{name}: {e}")))?;
+    let json = json.to_string();
     let config = Config::builder()
-        .add_source(File::from_str(&text, FileFormat::Json))
+        .add_source(File::from_str(&json, FileFormat::Json))
         .build()
         .map_err(|e| Error::Settings(format!("{name}: {e}")))?;
     let top: Map<String, Value> = config
@@ -457,6 +519,62 @@ fn read_file(path: &Path) -> Result<Layer> {
     };
     warn_if_exposed(path, &layer);
     Ok(layer)
+}
+
+/// A settings file's text: UTF-8, with or without a byte-order mark, or UTF-16 with one (as
+/// .NET tools may write it).
+fn decode(bytes: &[u8]) -> std::result::Result<String, String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = rest
+            .chunks(2)
+            .map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)]))
+            .collect();
+        String::from_utf16(&units).map_err(|_| "not valid UTF-16 text".to_string())
+    };
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => std::str::from_utf8(rest).map(str::to_string),
+        [0xFF, 0xFE, rest @ ..] => return utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => return utf16(rest, u16::from_be_bytes),
+        _ => std::str::from_utf8(bytes).map(str::to_string),
+    }
+    .map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })
+}
+
+/// A settings file's bytes as the .NET configuration reader takes them (a byte-order mark,
+/// comments, trailing commas), as plain JSON: an object.
+///
+/// # Errors
+/// What is wrong, with a line and column; never the file's text.
+pub fn settings_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    parse_jsonc(&decode(bytes)?)
+}
+
+/// JSON as .NET's configuration reader takes it: comments and trailing commas. The top level
+/// must be an object. Errors give a line and column, never the text.
+fn parse_jsonc(text: &str) -> std::result::Result<serde_json::Value, String> {
+    let options = jsonc_parser::ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    };
+    let value: serde_json::Value = jsonc_parser::parse_to_serde_value(text, &options)
+        .map_err(|e| format!("not valid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("not valid JSON settings: expected an object at the top".into());
+    }
+    Ok(value)
 }
 
 /// Warns when a file that holds a password can be read by other users.
@@ -519,9 +637,72 @@ fn command_line_layer(overrides: &Overrides) -> Layer {
     }
 }
 
+/// The fields by lower-case name; a `null` field counts as not set.
 fn lowercase_keys(values: Map<String, Value>) -> Map<String, Value> {
     values
         .into_iter()
+        .filter(|(_, v)| !matches!(v.kind, config::ValueKind::Nil))
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_trailing_commas_go_and_comment_markers_in_strings_stay() {
+        let text = "// top\n{ /* a */ \"RedisLeasing\": { \"KeyPrefix\": \"a//b/*c*/\", }, }";
+        assert_eq!(
+            parse_jsonc(text).unwrap().to_string(),
+            r#"{"RedisLeasing":{"KeyPrefix":"a//b/*c*/"}}"#
+        );
+    }
+
+    #[test]
+    fn only_what_the_dotnet_reader_takes_beyond_json() {
+        for text in [
+            "{'a': 1}",
+            "{a: 1}",
+            "{\"a\": 0x10}",
+            "{\"a\": +1}",
+            "{\"a\": .5}",
+            "{\"a\": NaN}",
+            "{\"a\": 1 \"b\": 2}",
+            "[]",
+            "",
+        ] {
+            assert!(parse_jsonc(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_read() {
+        let text = "{\"a\": \"é\"}";
+        let utf8 = [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat();
+        assert_eq!(decode(&utf8).unwrap(), text);
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode(&le).unwrap(), text);
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decode(&be).unwrap(), text);
+        assert!(decode(&[0x7B, 0xFF, 0x7D]).is_err());
+    }
+
+    #[test]
+    fn a_fraction_is_not_a_whole_number() {
+        assert_eq!(whole_number(&Value::from(3)), Some(3));
+        assert_eq!(whole_number(&Value::from("4")), Some(4));
+        assert_eq!(whole_number(&Value::from(1.5)), None);
+        assert_eq!(whole_number(&Value::from("1.5")), None);
+        assert_eq!(whole_number(&Value::from(true)), None);
+        assert!(string(&Value::from(42)).is_err());
+        assert!(boolean(&Value::from(1)).is_err());
+        assert_eq!(boolean(&Value::from("True")), Ok(true));
+    }
 }

@@ -14,5 +14,6 @@ mod proxy;
 mod quorum;
 mod security;
 mod sets;
+mod settings;
 mod support;
 mod torture;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::UsageError;
+
 const EXAMPLES: &str = "\
 Examples:
   leasectl run --instance us-east-1 --region us-east     race for the demo lease and work 15s
@@ -35,6 +37,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Redis endpoint: redis:// or rediss:// URL, or host:port[,password=...,ssl=True].
+    /// Repeat it for quorum mode; each value is one instance, taken whole.
     #[arg(long = "endpoint", global = true, value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Prefix of the lease keys (default `lease:`).
@@ -222,8 +225,10 @@ pub struct BenchArgs {
     /// One JSON object per scenario per line.
     #[arg(long)]
     pub json: bool,
-    /// Redis endpoints to measure instead of the settings' (comma-separated).
-    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    /// Redis endpoints to measure instead of the settings': URLs separated by commas, or a
+    /// JSON array of strings; repeatable.
+    // Split after parsing, not by clap: clap would repeat a refused value, password and all.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub redis: Vec<String>,
     /// S1/S4 timed cycles.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -297,8 +302,11 @@ pub struct ConfigureArgs {
     /// With --auth connection-string: `host:port,password=...,ssl=True` or a redis(s):// URL.
     #[arg(long, value_name = "STRING")]
     pub connection_string: Option<String>,
-    /// More instances for quorum mode (URLs or connection strings, separated by `;`; repeatable).
-    #[arg(long = "endpoints", value_name = "URL", value_delimiter = ';')]
+    /// More instances for quorum mode: a JSON array of strings, or URLs or connection strings
+    /// separated by `;` (refused where a `;` may be part of a password); repeatable. A
+    /// repeated --endpoint adds one instance each, never split.
+    // Split after parsing, not by clap: clap would repeat a refused value, password and all.
+    #[arg(long = "endpoints", value_name = "LIST")]
     pub more_endpoints: Vec<String>,
     /// With --auth entra-id: ManagedIdentity, AzureCli or ServicePrincipal.
     #[arg(long, value_name = "NAME")]
@@ -326,6 +334,25 @@ pub enum AuthMode {
     EntraId,
     /// A local Redis with no password.
     Local,
+}
+
+/// The endpoints of a repeated flag whose values are lists (see [`leasectl::split_list`]);
+/// `hint` is added to a refusal.
+///
+/// # Errors
+/// A usage error naming the flag; it never repeats the value.
+pub fn endpoint_lists(
+    flag: &str,
+    values: &[String],
+    hint: &str,
+) -> Result<Vec<String>, UsageError> {
+    let mut endpoints = Vec::new();
+    for value in values {
+        let list =
+            leasectl::split_list(value).map_err(|e| UsageError(format!("{flag}: {e}{hint}")))?;
+        endpoints.extend(list);
+    }
+    Ok(endpoints)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use colored::Colorize;
-use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
+use dialoguer::theme::{ColorfulTheme, Theme};
+use dialoguer::{Confirm, Input, Password, Select};
 use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
@@ -44,7 +45,7 @@ impl Answers {
         let mut section = serde_json::Map::new();
         match (self.mode, self.endpoints.as_slice()) {
             (AuthMode::EntraId, [endpoint, ..]) => {
-                section.insert("Endpoint".into(), json!(endpoint));
+                section.insert("Endpoint".into(), json!(shown(endpoint)));
                 section.insert(
                     "EntraId".into(),
                     json!(self.credential.as_deref().unwrap_or("ManagedIdentity")),
@@ -254,7 +255,7 @@ fn keep_going_over(path: &Path, yes: bool, interactive: bool) -> anyhow::Result<
         ))
         .into());
     }
-    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let current = std::fs::read(path).unwrap_or_default();
     errln!(
         "{} already exists:\n{}",
         path.display(),
@@ -364,11 +365,10 @@ fn ask(
             .default(previous.map_or(0, |p| p.database))
             .interact_text()?,
     };
+    let given_more = more_endpoints(args, global, mode)?;
     if mode != AuthMode::EntraId {
-        if !args.more_endpoints.is_empty() && previous.is_none() {
-            answers
-                .endpoints
-                .extend(args.more_endpoints.iter().cloned());
+        if !given_more.is_empty() && previous.is_none() {
+            answers.endpoints.extend(given_more);
         } else if Confirm::with_theme(&theme)
             .with_prompt("Add more Redis instances for quorum mode (Redlock)?")
             .default(false)
@@ -448,8 +448,8 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
                 .map_or(LOCAL_DEFAULT, String::as_str),
         )],
     };
-    endpoints.extend(args.more_endpoints.iter().cloned());
-    Ok(Answers {
+    endpoints.extend(more_endpoints(args, global, mode)?);
+    let answers = Answers {
         mode,
         endpoints,
         credential: (mode == AuthMode::EntraId)
@@ -457,7 +457,48 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
         client_id: args.client_id.clone(),
         key_prefix: global.key_prefix.clone().unwrap_or("lease:".into()),
         database: args.database.unwrap_or(0),
-    })
+    };
+    check(&answers)?;
+    Ok(answers)
+}
+
+/// The instances given besides the first: every `--endpoint` after the first one (with
+/// `--connection-string`, every one), each taken whole, then the lists of `--endpoints`.
+fn more_endpoints(
+    args: &ConfigureArgs,
+    global: &Global,
+    mode: AuthMode,
+) -> Result<Vec<String>, UsageError> {
+    let skip = usize::from(mode != AuthMode::ConnectionString);
+    let mut more: Vec<String> = global.endpoints.iter().skip(skip).cloned().collect();
+    more.extend(crate::cli::endpoint_lists(
+        "--endpoints",
+        &args.more_endpoints,
+        " (or give each instance its own --endpoint)",
+    )?);
+    Ok(more)
+}
+
+/// Every instance parses (so that nothing unusable is saved, even with `--no-test`), and an
+/// Entra ID endpoint is one `host:port` with no password. Messages name the instance by its
+/// place, never by its text.
+fn check(answers: &Answers) -> Result<(), UsageError> {
+    let defaults = leasectl::settings::DEFAULT_ENDPOINT;
+    for (index, text) in answers.endpoints.iter().enumerate() {
+        let endpoint = leasectl::Endpoint::parse(text, defaults)
+            .map_err(|e| UsageError(format!("instance {}: {e}", index + 1)))?;
+        if answers.mode == AuthMode::EntraId && endpoint.password().is_some() {
+            return Err(UsageError(
+                "with --auth entra-id the endpoint is host:port with no password".into(),
+            ));
+        }
+    }
+    if answers.mode == AuthMode::EntraId && answers.endpoints.len() > 1 {
+        return Err(UsageError(
+            "with --auth entra-id give one endpoint (quorum mode takes connection strings)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Connects to each instance, PINGs, and takes and releases a test lease.
@@ -552,6 +593,8 @@ fn ignore_in_git(path: &Path) {
     }
 }
 
+/// Asks for a line of text. The answer is shown back with any password masked (dialoguer
+/// would repeat it as typed: a full connection string holds one).
 fn text(
     theme: &ColorfulTheme,
     prompt: &str,
@@ -560,11 +603,16 @@ fn text(
 ) -> anyhow::Result<String> {
     let mut input = Input::<String>::with_theme(theme)
         .with_prompt(prompt)
-        .allow_empty(allow_empty);
+        .allow_empty(allow_empty)
+        .report(false);
     if let Some(default) = default {
         input = input.default(default);
     }
-    Ok(input.interact_text()?.trim().to_string())
+    let answer = input.interact_text()?.trim().to_string();
+    let mut shown = String::new();
+    theme.format_input_prompt_selection(&mut shown, prompt, &mask_password(&answer))?;
+    errln!("{shown}");
+    Ok(answer)
 }
 
 /// `mycache` → `mycache.redis.cache.windows.net:6380`; anything with a dot or port is kept.
@@ -586,18 +634,18 @@ fn local_url(given: &str) -> String {
     }
 }
 
-/// The address part of a connection string, as a default on a retry (never the password).
+/// The `host:port` of a connection string or URL, as a default on a retry (never the
+/// password: the question for it comes again).
 fn address_of(connection_string: &str) -> String {
-    connection_string
-        .split(',')
-        .next()
+    leasectl::Endpoint::parse(connection_string, leasectl::settings::DEFAULT_ENDPOINT)
+        .map(|endpoint| endpoint.address())
         .unwrap_or_default()
-        .to_string()
 }
 
-/// The existing file's text with any `password=`/URL password masked.
-fn mask_file(text: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+/// The existing file's settings with any `password=`/URL password masked (comments, which
+/// may hold anything, are not shown).
+fn mask_file(bytes: &[u8]) -> String {
+    let Ok(mut value) = leasectl::settings::settings_json(bytes) else {
         return "    (not valid JSON)".into();
     };
     mask_strings(&mut value);

@@ -32,7 +32,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let mut global = cli.global.clone();
             if !args.redis.is_empty() {
-                global.endpoints = args.redis.clone();
+                global.endpoints = crate::cli::endpoint_lists("--redis", &args.redis, "")?;
             }
             bench::run(settings(&global, printer).await?, args).await
         }
