@@ -22,7 +22,7 @@ pub struct Endpoint {
     pub tls_host: Option<String>,
 }
 
-/// Defaults that apply where a connection string is silent (SPEC 3: `UseSsl`, `Port`).
+/// Defaults that apply where a connection string is silent (the settings' `UseSsl`, `Port`).
 #[derive(Clone, Copy, Debug)]
 pub struct Defaults {
     pub use_ssl: bool,

@@ -1,4 +1,4 @@
-//! Who holds a lease, read from whatever the key holds: our hash (and seed 002's), the .NET
+//! Who holds a lease, read from whatever the key holds: our hash (and the .NET RedisLeaseSample's), the .NET
 //! package's JSON string, or a plain token written by another lock library.
 
 use std::borrow::Cow;
@@ -10,7 +10,7 @@ use redis::Value;
 /// How the holder's key is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFormat {
-    /// A hash with `leaseId`, `acquiredAt`, `meta_*` (leasectl and seed 002).
+    /// A hash with `leaseId`, `acquiredAt`, `meta_*` (leasectl and the .NET RedisLeaseSample).
     Hash,
     /// A JSON string `{"leaseId","ownerId","acquiredAt","metadata"}` (the DistributedLeasing package).
     Json,

@@ -1,4 +1,4 @@
-//! The settings of SPEC section 3: `appsettings.json`, `appsettings.Local.json`, environment
+//! The settings: `appsettings.json`, `appsettings.Local.json`, environment
 //! variables `RedisLeasing__<Field>` and command-line flags, each layer overriding the one
 //! before. The `config` crate reads each layer; we then take every field from the highest
 //! layer that sets it, so that a bad value can name the file (or variable) it came from.
@@ -64,7 +64,7 @@ pub struct Overrides {
 }
 
 impl Default for Settings {
-    /// Seed 002's template values with the local default endpoint.
+    /// The template's values (`appsettings.json`) with the local default endpoint.
     fn default() -> Self {
         Settings {
             endpoints: vec![

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::Global;
 
-/// Exit codes of SPEC 4.
+/// The exit codes (the README's table).
 pub mod exit {
     pub const REDIS: u8 = 1;
     pub const USAGE: u8 = 2;
@@ -247,7 +247,7 @@ pub fn holder_table(key: &str, holder: &Holder) -> String {
         .collect()
 }
 
-/// One lease in `inspect --json` (SPEC 4). Only `lease`, `key`, `held` when free.
+/// One lease in `inspect --json` (the README documents it). Only `lease`, `key`, `held` when free.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseJson<'a> {
@@ -349,7 +349,7 @@ impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
     }
 }
 
-/// SPEC 4's `format` of a held lease (`None` for a free lease promised to a queued waiter).
+/// The `format` of a held lease (`None` for a free lease promised to a queued waiter).
 fn format_name(format: &leasectl::KeyFormat) -> Option<&str> {
     match format {
         leasectl::KeyFormat::Hash => Some("hash"),

@@ -1,4 +1,4 @@
-//! `leasectl bench`: measures this deployment (SPEC 7) — S1 one client's acquire + release
+//! `leasectl bench`: measures this deployment — S1 one client's acquire + release
 //! cycle, S2 parallel acquirers on distinct keys, S3 waiters contending for one key, S4 S1
 //! over a quorum, S5 many leases renewed by one process — optionally beside
 //! `redis-benchmark`'s PING figures measured in the same run.
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::cli::BenchArgs;
 use crate::output::{outln, StdoutFailed, UsageError};
 
-/// One scenario's figures: SPEC's fields, then the scenario's own.
+/// One scenario's figures: the fields every scenario has, then the scenario's own.
 #[derive(Serialize)]
 struct Report {
     scenario: &'static str,

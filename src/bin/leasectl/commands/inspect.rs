@@ -1,4 +1,4 @@
-//! `leasectl inspect`: who holds a lease (or every lease), as text or SPEC 4's JSON;
+//! `leasectl inspect`: who holds a lease (or every lease), as text or JSON;
 //! `--watch` refreshes every second until Ctrl-C.
 
 use std::process::ExitCode;
