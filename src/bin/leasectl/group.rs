@@ -44,6 +44,7 @@ impl Group {
             .stdin(Stdio::from(read))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .current_dir("/")
             .process_group(0);
         // SAFETY: between fork and exec only sigaction, which is async-signal-safe.
         unsafe {
@@ -101,11 +102,12 @@ impl Group {
     /// this returns, no process of the group is left.
     pub async fn end(mut self) {
         self.alive = None;
+        let _ = self.guard.wait().await;
+        // Only a process that joined the group behind our back could be left: the group's id
+        // stays taken while it lives.
         while alive(self.pgid, None) {
             tokio::time::sleep(POLL).await;
         }
-        // Reaped only now: until then the guard's pid, which is the group's id, stays ours.
-        let _ = self.guard.wait().await;
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Terminal {
     ours: Pid,
     /// The command's group.
     group: Pid,
+    /// Our signal mask before SIGTTOU was blocked.
+    mask: SigSet,
 }
 
 impl Terminal {
@@ -33,8 +35,21 @@ impl Terminal {
         if tcgetpgrp(&tty).ok()? != ours {
             return None;
         }
-        foreground(&tty, group).ok()?;
-        Some(Terminal { tty, ours, group })
+        // In the background, writing to the terminal (with `stty tostop`) and taking it back
+        // raise SIGTTOU, which would stop us and leave the command unwatched: blocked, they
+        // simply go through. (A command starts with an empty mask.)
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut mask = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut mask)).ok()?;
+        let terminal = Terminal {
+            tty,
+            ours,
+            group,
+            mask,
+        };
+        tcsetpgrp(&terminal.tty, group).ok()?;
+        Some(terminal)
     }
 
     /// After the command's process `pid` was stopped (Ctrl-Z): takes the terminal back and
@@ -52,7 +67,7 @@ impl Terminal {
         // Stops us here until SIGCONT (a group that no shell controls is not stopped).
         let _ = killpg(self.ours, Signal::SIGTSTP);
         if tcgetpgrp(&self.tty) == Ok(self.ours) {
-            let _ = foreground(&self.tty, self.group);
+            let _ = tcsetpgrp(&self.tty, self.group);
         }
         let _ = killpg(self.group, Signal::SIGCONT);
     }
@@ -60,7 +75,7 @@ impl Terminal {
     /// Gives the terminal back to our own group, if the command's group still has it.
     fn take_back(&self) {
         if tcgetpgrp(&self.tty) == Ok(self.group) {
-            let _ = foreground(&self.tty, self.ours);
+            let _ = tcsetpgrp(&self.tty, self.ours);
         }
     }
 }
@@ -68,17 +83,6 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         self.take_back();
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);
     }
-}
-
-/// Makes `group` the foreground group of `tty`. From a background group this raises SIGTTOU,
-/// which would stop us: it is blocked meanwhile.
-fn foreground(tty: &File, group: Pid) -> nix::Result<()> {
-    let mut ttou = SigSet::empty();
-    ttou.add(Signal::SIGTTOU);
-    let mut before = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut before))?;
-    let done = tcsetpgrp(tty, group);
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
-    done
 }
