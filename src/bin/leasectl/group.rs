@@ -111,11 +111,15 @@ impl Group {
     }
 }
 
-/// Whether group `pgid` has a live process (zombies are dead) other than `except`. Read from
-/// `/proc`; without it, whether the kernel still knows the group (zombies included).
+/// Whether group `pgid` has a live process (zombies are dead) other than `except`, from
+/// `/proc` (which starting the guard needed too); when it cannot be read, as if it had one.
 pub fn alive(pgid: Pid, except: Option<u32>) -> bool {
+    // The kernel knows no process of the group, not even a zombie.
+    if killpg(pgid, None) == Err(nix::errno::Errno::ESRCH) {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return killpg(pgid, None).is_ok();
+        return true;
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
