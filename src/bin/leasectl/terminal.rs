@@ -1,9 +1,10 @@
-//! The terminal for `exec`'s command, which runs in a process group of its own: when `exec`
-//! is the foreground job of its controlling terminal, the command's group becomes the
-//! foreground group instead, so that the command can read the terminal and gets Ctrl-C and
-//! Ctrl-Z straight from it, as it would without `exec`. `exec` takes the terminal back when
-//! the command ends, and when Ctrl-Z stopped the command it stops itself too, so that the
-//! shell sees the job stopped; `fg` or `bg` continue both.
+//! The controlling terminal of `exec`, whose command runs in a process group of its own.
+//! When `exec` is the foreground job, the command's group becomes the foreground group
+//! instead, so that the command reads the terminal and gets Ctrl-C and Ctrl-Z straight from
+//! it, as it would without `exec`; `exec` takes the terminal back when the command ends. When
+//! the command is stopped (Ctrl-Z, or reading the terminal from the background), `exec` stops
+//! its own job too, so that the shell sees the job stopped; once `fg` or `bg` continue it,
+//! `exec` lends the terminal again if the job is in the foreground and continues the command.
 
 use std::fs::File;
 
@@ -11,7 +12,7 @@ use nix::sys::signal::{killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp, Pid};
 
-/// The controlling terminal, lent to the command's group.
+/// The controlling terminal, shared with the command's group.
 pub struct Terminal {
     tty: File,
     /// `exec`'s own group (the shell's job).
@@ -23,56 +24,62 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Makes `group` the foreground group when our own group is: `None` when there is no
-    /// controlling terminal or we run in the background.
-    pub fn lend(group: Pid) -> Option<Terminal> {
+    /// Opens the controlling terminal (`None` without one) and, when our group is its
+    /// foreground group, makes `group` the foreground group instead.
+    pub fn open(group: Pid) -> Option<Terminal> {
         let tty = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/tty")
             .ok()?;
-        let ours = getpgrp();
-        if tcgetpgrp(&tty).ok()? != ours {
-            return None;
-        }
-        // In the background, writing to the terminal (with `stty tostop`) and taking it back
-        // raise SIGTTOU, which would stop us and leave the command unwatched: blocked, they
-        // simply go through. (A command starts with an empty mask.)
+        // From the background, taking the terminal back and writing to it (with `stty
+        // tostop`) raise SIGTTOU, which would stop us and leave the command unwatched:
+        // blocked, they simply go through. (A command starts with an empty mask.)
         let mut ttou = SigSet::empty();
         ttou.add(Signal::SIGTTOU);
         let mut mask = SigSet::empty();
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut mask)).ok()?;
         let terminal = Terminal {
             tty,
-            ours,
+            ours: getpgrp(),
             group,
             mask,
         };
-        tcsetpgrp(&terminal.tty, group).ok()?;
+        terminal.lend();
         Some(terminal)
     }
 
-    /// After the command's process `pid` was stopped (Ctrl-Z): takes the terminal back and
-    /// stops our own job, as if Ctrl-Z had reached it; once continued (`fg`, `bg`), lends the
-    /// terminal again if the job is in the foreground, and continues the command's group.
-    /// Does nothing when `pid` is not stopped.
+    /// After the command's process `pid` was stopped: takes the terminal back and stops our
+    /// own job the same way (a group that no shell controls is not stopped by it); once
+    /// continued, lends the terminal again and continues the command's group. Does nothing
+    /// when `pid` is not stopped.
     pub fn follow_stop(&self, pid: u32) {
         // WSTOPPED without WEXITED: an exit is left for the command's own wait.
         let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
-        let pid = Pid::from_raw(pid as i32);
-        if !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::Stopped(..))) {
-            return;
-        }
+        let stopped_by = match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+            Ok(WaitStatus::Stopped(_, signal)) => signal,
+            _ => return,
+        };
+        let signal = match stopped_by {
+            Signal::SIGTTIN | Signal::SIGTTOU => stopped_by,
+            // Not SIGSTOP: nothing might ever continue a group that no shell controls.
+            _ => Signal::SIGTSTP,
+        };
         self.take_back();
-        // Stops us here until SIGCONT (a group that no shell controls is not stopped).
-        let _ = killpg(self.ours, Signal::SIGTSTP);
-        if tcgetpgrp(&self.tty) == Ok(self.ours) {
-            let _ = tcsetpgrp(&self.tty, self.group);
-        }
+        // Stops us here until SIGCONT.
+        let _ = killpg(self.ours, signal);
+        self.lend();
         let _ = killpg(self.group, Signal::SIGCONT);
     }
 
-    /// Gives the terminal back to our own group, if the command's group still has it.
+    /// Makes the command's group the foreground group if ours is.
+    fn lend(&self) {
+        if tcgetpgrp(&self.tty) == Ok(self.ours) {
+            let _ = tcsetpgrp(&self.tty, self.group);
+        }
+    }
+
+    /// Gives the terminal back to our own group, if the command's group has it.
     fn take_back(&self) {
         if tcgetpgrp(&self.tty) == Ok(self.group) {
             let _ = tcsetpgrp(&self.tty, self.ours);

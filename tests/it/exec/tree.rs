@@ -1,7 +1,8 @@
 //! `exec` stops its command's whole process tree (issue 13 item 1): a shell script that starts
 //! a background worker appending to a file, and the worker is gone after a lost lease, the
 //! hold cap, SIGTERM to `exec`, SIGKILL of `exec` (then by its guard), and after the script
-//! itself ended; on a terminal the command still reads it and gets Ctrl-C and Ctrl-Z.
+//! itself ended; on a terminal the command still reads it and gets Ctrl-C and Ctrl-Z, and a
+//! job stopped by it stops and continues whole in a shell with job control.
 
 use std::process::Command;
 use std::time::Duration;
@@ -285,6 +286,28 @@ fn on_a_terminal_ctrl_z_stops_the_job_and_fg_continues_it() {
     assert_eq!(
         read_record(&path(&leasectl, "t.again")).as_deref(),
         Some("got two")
+    );
+    assert!(!exists(&server, KEY), "released");
+}
+
+#[test]
+fn in_the_background_a_command_reading_the_terminal_stops_the_job_until_fg() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    let child = "read line; echo \"got $line\" > t.line; exit 5";
+    let script = format!(
+        "$L --endpoint $U exec {JOB} -- sh -c {} & \
+         until jobs -l | grep -q Stopped; do sleep 0.1; done; echo \"job stopped\"; fg; \
+         echo \"exec exited $?\"",
+        shell_quote(child)
+    );
+    let mut session = on_terminal(&leasectl, &server, &script);
+    expect(&mut session, "job stopped");
+    session.send_line("hello").unwrap();
+    expect(&mut session, "exec exited 5");
+    assert_eq!(
+        read_record(&path(&leasectl, "t.line")).as_deref(),
+        Some("got hello")
     );
     assert!(!exists(&server, KEY), "released");
 }

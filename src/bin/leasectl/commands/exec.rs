@@ -73,7 +73,7 @@ pub async fn run(
         }
     };
     // Lent before the command runs, so that it never reads the terminal from the background.
-    let terminal = Terminal::lend(group.id());
+    let terminal = Terminal::open(group.id());
     let mut child = match spawn(&args.command, &args.name, &lease, group.id()) {
         Ok(child) => child,
         Err(error) => {
@@ -90,7 +90,7 @@ pub async fn run(
         }
     };
     let pid = child.id().expect("a command just started has a pid");
-    // Ctrl-Z reaches the command's group alone: its stop is seen here (SIGCHLD).
+    // Ctrl-Z and reads from the background stop the command's group alone: seen here (SIGCHLD).
     let mut stops = match terminal {
         Some(_) => Some(signal(SignalKind::child())?),
         None => None,
