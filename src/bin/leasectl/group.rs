@@ -77,7 +77,13 @@ impl Group {
         let _ = killpg(self.pgid, signal);
     }
 
-    /// Stops every process of the group but the guard: SIGTERM, and SIGKILL for whatever is
+    /// Sends `signal`, then SIGCONT: a stopped process acts on it now, not once continued.
+    pub fn signal_awake(&self, signal: Signal) {
+        self.signal(signal);
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// Stops every process of the group but the guard: SIGTERM (and SIGCONT), and SIGKILL for whatever is
     /// left after `grace`; returns once none is left. Nothing is signalled when nothing but
     /// the guard is left.
     pub async fn stop(&self, grace: Duration) {
@@ -85,7 +91,7 @@ impl Group {
         if !alive(self.pgid, guard) {
             return;
         }
-        self.signal(Signal::SIGTERM);
+        self.signal_awake(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while alive(self.pgid, guard) && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;

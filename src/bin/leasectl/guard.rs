@@ -74,6 +74,8 @@ fn guard(grace: Duration) {
         return;
     }
     let _ = killpg(group, Signal::SIGTERM);
+    // A stopped process acts on it now.
+    let _ = killpg(group, Signal::SIGCONT);
     let deadline = Instant::now() + grace;
     while others() && Instant::now() < deadline {
         std::thread::sleep(POLL);

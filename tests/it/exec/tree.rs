@@ -119,6 +119,29 @@ fn a_lost_lease_stops_the_commands_whole_tree() {
 }
 
 #[test]
+fn a_stopped_command_still_gets_sigterm_first_when_the_lease_is_lost() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    let script = with_worker("t", &trapping("t"));
+    let mut job = renewing_exec(&leasectl, &server, &["--kill-after", "3s"], &script);
+    let tree = Tree::of(&mut job, &leasectl, "t");
+    let group = nix::unistd::Pid::from_raw(tree.group as i32);
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(KEY)
+        .query(&mut server.connection())
+        .unwrap();
+    let done = job.finish();
+    done.expect(4);
+    assert_eq!(
+        read_record(&path(&leasectl, "t.term")).as_deref(),
+        Some("TERM"),
+        "the stopped command was continued to act on SIGTERM\n{done}"
+    );
+    tree.assert_gone(&leasectl, "t", &done);
+}
+
+#[test]
 fn max_hold_stops_the_commands_whole_tree() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();

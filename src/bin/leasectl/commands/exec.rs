@@ -129,7 +129,7 @@ pub async fn run(
             signal = interrupts.recv() => {
                 // Pass Ctrl-C or SIGTERM on to the command's group, and release once it has ended.
                 let forwarded = if signal == exit::INTERRUPTED { Signal::SIGINT } else { Signal::SIGTERM };
-                group.signal(forwarded);
+                group.signal_awake(forwarded);
                 kill_at.get_or_insert(Instant::now() + args.kill_after);
             }
             _ = stopped => {
