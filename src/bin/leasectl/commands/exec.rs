@@ -74,6 +74,12 @@ pub async fn run(
     };
     // Lent before the command runs, so that it never reads the terminal from the background.
     let terminal = Terminal::open(group.id());
+    // Ctrl-Z and reads from the background stop the command's group alone: seen here
+    // (SIGCHLD), listened to before the command can stop.
+    let mut stops = match terminal {
+        Some(_) => Some(signal(SignalKind::child())?),
+        None => None,
+    };
     let mut child = match spawn(&args.command, &args.name, &lease, group.id()) {
         Ok(child) => child,
         Err(error) => {
@@ -90,11 +96,6 @@ pub async fn run(
         }
     };
     let pid = child.id().expect("a command just started has a pid");
-    // Ctrl-Z and reads from the background stop the command's group alone: seen here (SIGCHLD).
-    let mut stops = match terminal {
-        Some(_) => Some(signal(SignalKind::child())?),
-        None => None,
-    };
     let lost = lease.lost();
     tokio::pin!(lost);
     let mut was_lost = false;
