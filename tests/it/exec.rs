@@ -2,6 +2,8 @@
 //! real `leasectl` processes and real `sh` children, checked by exit codes, what the children
 //! record in files, and what is in Redis.
 
+mod tree;
+
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};

@@ -80,7 +80,9 @@ pub enum Command {
         The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN\n\
         (with --lease also LEASECTL_FENCING_TOKENS=name=token,...).\n\
         Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
-        (the command got SIGTERM, then SIGKILL after --kill-after)."
+        (the command got SIGTERM, then SIGKILL after --kill-after). The command runs in a\n\
+        process group of its own, and all of it gets these signals, also when exec dies; what\n\
+        it leaves running is stopped before the release (not a process that left the group)."
     )]
     Exec(ExecArgs),
     /// Measure this deployment: lease cycles, parallel and contended acquirers, quorum, renewal at scale.
@@ -206,7 +208,8 @@ pub struct ExecArgs {
     /// End the command (as on a lost lease) after this long, so a stuck job cannot hold forever.
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub max_hold: Option<Duration>,
-    /// After SIGTERM (a lost lease, or a signal passed on), how long the command has before SIGKILL.
+    /// After SIGTERM (a lost lease, a signal passed on, exec's death), how long the command's
+    /// process group has before SIGKILL.
     #[arg(long, default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
     pub kill_after: Duration,
     /// More metadata, stored as meta_<key>.

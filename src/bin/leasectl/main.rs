@@ -4,13 +4,19 @@
 mod cli;
 mod commands;
 mod events;
+mod group;
+mod guard;
 mod output;
+mod terminal;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if let Some(code) = guard::run_if_asked() {
+        return code;
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         // Help and version go to stdout as clap prints them; a mistake is one line and exit 2.
