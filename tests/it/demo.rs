@@ -99,6 +99,54 @@ fn run_json_tells_each_step_as_an_event() {
     assert!(waited[2]["fencingToken"].as_u64() > acquired["fencingToken"].as_u64());
 }
 
+#[test]
+fn exec_json_tells_events_on_stdout_and_sends_the_commands_output_to_stderr() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    let exec = |flags: &[&str], script: &str| {
+        let mut command = leasectl.against(&server);
+        command
+            .args(["exec", "job", "--json", "--ttl", "300ms"])
+            .args(flags)
+            .args(["--", "sh", "-c", script]);
+        command
+    };
+    let mut holder = Running::spawn(exec(&[], "echo from-the-command; sleep 1; exit 7"));
+    holder.wait_for("\"acquired\"");
+    let refused = complete(exec(&[], "echo never"));
+    refused.expect(3);
+    assert_eq!(
+        names(&events(&refused)),
+        ["attempting", "held"],
+        "{refused}"
+    );
+    let waiter = complete(exec(&["--wait", "30s"], "true"));
+    let holder = holder.finish();
+    holder.expect(7);
+    assert!(holder.stderr.contains("from-the-command"), "{holder}");
+    let told = events(&holder);
+    let steps: Vec<&str> = names(&told)
+        .into_iter()
+        .filter(|e| *e != "renewed")
+        .collect();
+    assert_eq!(
+        steps,
+        ["attempting", "acquired", "completed", "released"],
+        "{holder}"
+    );
+    assert!(names(&told).contains(&"renewed"), "{holder}");
+    assert_eq!(
+        told.iter().find(|e| e["event"] == "completed").unwrap()["exitCode"],
+        7
+    );
+    waiter.expect(0);
+    assert_eq!(
+        names(&events(&waiter))[..3],
+        ["attempting", "waiting", "acquired"],
+        "{waiter}"
+    );
+}
+
 /// The demo's summary lines that start with a ✓ (and that none starts with a ✗).
 fn rounds_passed(output: &Output) -> usize {
     assert!(!output.stdout.contains("✗ Round"), "{output}");

@@ -215,6 +215,11 @@ pub struct ExecArgs {
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     pub meta: Vec<(String, String)>,
+    /// One JSON object per line on stdout for each event (attempting, waiting, held, acquired,
+    /// renewed, lost, interrupted, completed, released); the command's own stdout then goes to
+    /// stderr, so that stdout carries events only.
+    #[arg(long)]
+    pub json: bool,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,

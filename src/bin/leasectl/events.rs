@@ -10,6 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::output::{write_out, LeaseJson, StdoutFailed};
 
+/// How often a holder looks at its lease's renewal count, for `renewed` events.
+pub const RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Writes events to stdout when `--json` was given; does nothing otherwise.
 pub struct Events {
     on: bool,

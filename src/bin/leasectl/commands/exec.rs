@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::Interrupts;
 use crate::cli::ExecArgs;
+use crate::events::{self, Events};
 use crate::group::Group;
 use crate::output::{exit, Printer};
 use crate::terminal::Terminal;
@@ -28,6 +29,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::install()?;
+    let events = Events::new(args.json);
     let mut options = super::working_options(
         &client,
         args.ttl,
@@ -46,13 +48,32 @@ pub async fn run(
         .chain(&args.leases)
         .map(String::as_str)
         .collect();
+    events.emit(
+        "attempting",
+        serde_json::json!({"leases": names, "command": args.command}),
+    )?;
     let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire_set(&names, &options).await?,
-        Some(wait) => tokio::select! {
-            outcome = client.acquire_set(&names, &options, wait) => outcome?,
-            code = interrupts.recv() => return Ok(ExitCode::from(code)),
-        },
+        Some(wait) => {
+            let mut told = false;
+            let waiting = client.acquire_set_observed(&names, &options, wait, |name, holder| {
+                if !std::mem::replace(&mut told, true) {
+                    let key = client.settings().key_for(name);
+                    let mut fields = events::holder(name, key, holder);
+                    fields["waitMs"] = (wait.as_millis() as u64).into();
+                    // A failure shows at the next event, which is checked.
+                    let _ = events.emit("waiting", fields);
+                }
+            });
+            tokio::select! {
+                outcome = waiting => outcome?,
+                code = interrupts.recv() => {
+                    events.emit("interrupted", serde_json::json!({}))?;
+                    return Ok(ExitCode::from(code));
+                }
+            }
+        }
     };
     let lease = match outcome {
         AcquireSet::Acquired(leases) => leases,
@@ -62,9 +83,15 @@ pub async fn run(
                 holder.display_name(),
                 args.command[0]
             ));
+            let key = client.settings().key_for(&name);
+            events.emit("held", events::holder(&name, key, &holder))?;
             return Ok(ExitCode::from(exit::HELD));
         }
     };
+    if let Err(error) = events.emit("acquired", events::acquired(&lease)) {
+        lease.release().await?;
+        return Err(error.into());
+    }
     let waited = asked_at.elapsed();
     let group = match Group::start(args.kill_after) {
         Ok(group) => group,
@@ -81,7 +108,7 @@ pub async fn run(
         Some(_) => Some(signal(SignalKind::child())?),
         None => None,
     };
-    let mut child = match spawn(&args.command, &args.name, &lease, group.id()) {
+    let mut child = match spawn(&args.command, &args.name, &lease, group.id(), events.on()) {
         Ok(child) => child,
         Err(error) => {
             drop(terminal);
@@ -100,6 +127,8 @@ pub async fn run(
     let lost = lease.lost();
     tokio::pin!(lost);
     let mut was_lost = false;
+    let mut renewals_seen = 0;
+    let mut renewal_checks = tokio::time::interval(events::RENEWAL_CHECK);
     // After a signal is passed on, the command has --kill-after to end before SIGKILL.
     let mut kill_at: Option<Instant> = None;
     let code = loop {
@@ -121,8 +150,17 @@ pub async fn run(
                 group.signal(Signal::SIGKILL);
                 kill_at = None;
             }
+            _ = renewal_checks.tick(), if events.on() => {
+                let renewals = lease.renewals();
+                if renewals > renewals_seen {
+                    renewals_seen = renewals;
+                    // A closed stdout shows at the end; the command goes on meanwhile.
+                    let _ = events.emit("renewed", serde_json::json!({"renewals": renewals}));
+                }
+            }
             error = &mut lost => {
                 printer.note(format!("{error}; stopping {}", args.command[0]));
+                let _ = events.emit("lost", serde_json::json!({"reason": error.to_string()}));
                 group.stop(args.kill_after).await;
                 child.wait().await?;
                 was_lost = true;
@@ -131,6 +169,7 @@ pub async fn run(
             signal = interrupts.recv() => {
                 // Pass Ctrl-C or SIGTERM on to the command's group, and release once it has ended.
                 let forwarded = if signal == exit::INTERRUPTED { Signal::SIGINT } else { Signal::SIGTERM };
+                let _ = events.emit("interrupted", serde_json::json!({}));
                 group.signal_awake(forwarded);
                 kill_at.get_or_insert(Instant::now() + args.kill_after);
             }
@@ -153,9 +192,14 @@ pub async fn run(
     let renewals = lease.renewals();
     let token = super::fencing_tokens(&lease);
     let held = asked_at.elapsed().saturating_sub(waited);
+    let completed = serde_json::json!({"exitCode": code, "durationMs": held.as_millis() as u64, "renewals": renewals});
+    let told = events.emit("completed", completed);
     match lease.release().await {
-        Ok(_) => {}
-        // Lost (maybe because Redis stopped answering): still exit 4, as SPEC 4 says; the key,
+        Ok(_) => {
+            told?;
+            events.emit("released", serde_json::json!({"renewals": renewals}))?;
+        }
+        // Lost (maybe because Redis stopped answering): still exit 4; the key,
         // if it is still ours, ends with its TTL.
         Err(error) if was_lost => printer.note(format!("could not release {}: {error}", args.name)),
         Err(error) => return Err(error.into()),
@@ -172,7 +216,14 @@ pub async fn run(
 /// Starts the command with the lease in its environment (`name`'s token, and with `--lease`
 /// every lease's as `NAME=TOKEN,...`), in process group `group`, which its guard stops if
 /// leasectl dies (even by SIGKILL), since nobody would renew.
-fn spawn(command: &[String], name: &str, leases: &LeaseSet, group: Pid) -> std::io::Result<Child> {
+/// With `json`, the command's stdout goes to our stderr: our stdout carries the events.
+fn spawn(
+    command: &[String],
+    name: &str,
+    leases: &LeaseSet,
+    group: Pid,
+    json: bool,
+) -> std::io::Result<Child> {
     let token = leases
         .leases()
         .iter()
@@ -187,6 +238,10 @@ fn spawn(command: &[String], name: &str, leases: &LeaseSet, group: Pid) -> std::
         .process_group(group.as_raw());
     if leases.leases().len() > 1 {
         process.env("LEASECTL_FENCING_TOKENS", super::fencing_tokens(leases));
+    }
+    if json {
+        let stderr = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned()?;
+        process.stdout(stderr);
     }
     tokio::process::Command::from(process).spawn()
 }

@@ -18,8 +18,6 @@ use crate::output::{exit, holder_table, out, outln, ttl_text, Printer, StdoutFai
 
 /// How often the winner reports that it is working.
 const TICK: Duration = Duration::from_secs(3);
-/// With `--json`: how often the renewal count is looked at, for `renewed` events.
-const RENEWAL_CHECK: Duration = Duration::from_millis(100);
 
 /// A human line on stdout, unless `--json` asked for events instead.
 macro_rules! say {
@@ -189,7 +187,7 @@ async fn hold(
     let finished = sleep_until(started + args.work);
     tokio::pin!(finished);
     let mut ticks = interval_at(started + TICK, TICK);
-    let mut renewal_checks = interval_at(started + RENEWAL_CHECK, RENEWAL_CHECK);
+    let mut renewal_checks = interval_at(started + events::RENEWAL_CHECK, events::RENEWAL_CHECK);
     let (mut worked, mut renewals_seen) = (Duration::ZERO, 0);
     loop {
         tokio::select! {
