@@ -93,6 +93,34 @@ pub const DEFAULT_ENDPOINT: Defaults = Defaults {
     port: 6380,
 };
 
+/// A `RedisLeasing` section as a file holds it: what `configure` writes, with the names the
+/// reader knows (its field list, [`FIELDS`], includes every one; a test keeps them in step).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Section {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entra_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<i64>,
+}
+
+impl Section {
+    /// The file's whole JSON: `{"RedisLeasing": {...}}`.
+    pub fn to_file_json(&self) -> serde_json::Value {
+        serde_json::json!({ SECTION: self })
+    }
+}
+
 /// The fields of the section, as spelled in the files (matched without regard to case).
 const FIELDS: &[&str] = &[
     "ConnectionString",
@@ -648,6 +676,25 @@ fn lowercase_keys(values: Map<String, Value>) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_field_configure_writes_is_one_the_reader_knows() {
+        let full = Section {
+            connection_string: Some("h:1".into()),
+            endpoint: Some("h:1".into()),
+            endpoints: vec!["h:1".into()],
+            entra_id: Some("AzureCli".into()),
+            client_id: Some("id".into()),
+            key_prefix: Some("p:".into()),
+            database: Some(1),
+        };
+        let json = full.to_file_json();
+        let written = json[SECTION].as_object().unwrap();
+        assert_eq!(written.len(), 7);
+        for field in written.keys() {
+            assert!(FIELDS.contains(&field.as_str()), "{field} is not read");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -13,10 +13,9 @@ use std::time::Duration;
 use colored::Colorize;
 use dialoguer::theme::{ColorfulTheme, Theme};
 use dialoguer::{Confirm, Input, Password, Select};
-use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
+use leasectl::settings::{Section, LOCAL_DEFAULT, LOCAL_FILE};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
-use serde_json::json;
 
 use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
@@ -42,31 +41,22 @@ impl Answers {
     /// The file's JSON; `masked` hides passwords (for showing it).
     fn to_json(&self, masked: bool) -> serde_json::Value {
         let shown = |s: &String| if masked { mask_password(s) } else { s.clone() };
-        let mut section = serde_json::Map::new();
+        let mut section = Section {
+            key_prefix: Some(self.key_prefix.clone()),
+            database: Some(self.database),
+            ..Section::default()
+        };
         match (self.mode, self.endpoints.as_slice()) {
             (AuthMode::EntraId, [endpoint, ..]) => {
-                section.insert("Endpoint".into(), json!(shown(endpoint)));
-                section.insert(
-                    "EntraId".into(),
-                    json!(self.credential.as_deref().unwrap_or("ManagedIdentity")),
-                );
-                if let Some(client_id) = &self.client_id {
-                    section.insert("ClientId".into(), json!(client_id));
-                }
+                section.endpoint = Some(shown(endpoint));
+                section.entra_id =
+                    Some(self.credential.clone().unwrap_or("ManagedIdentity".into()));
+                section.client_id = self.client_id.clone();
             }
-            (_, [one]) => {
-                section.insert("ConnectionString".into(), json!(shown(one)));
-            }
-            (_, many) => {
-                section.insert(
-                    "Endpoints".into(),
-                    json!(many.iter().map(shown).collect::<Vec<_>>()),
-                );
-            }
+            (_, [one]) => section.connection_string = Some(shown(one)),
+            (_, many) => section.endpoints = many.iter().map(shown).collect(),
         }
-        section.insert("KeyPrefix".into(), json!(self.key_prefix));
-        section.insert("Database".into(), json!(self.database));
-        json!({ SECTION: section })
+        section.to_file_json()
     }
 }
 
