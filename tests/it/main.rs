@@ -14,3 +14,4 @@ mod security;
 mod sets;
 mod support;
 mod torture;
+mod waiting;

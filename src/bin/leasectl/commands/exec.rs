@@ -44,10 +44,20 @@ pub async fn run(
     let asked_at = Instant::now();
     let outcome = match args.wait {
         None => client.try_acquire_set(&names, &options).await?,
-        Some(wait) => tokio::select! {
-            outcome = client.acquire_set(&names, &options, wait) => outcome?,
-            code = interrupts.recv() => return Ok(ExitCode::from(code)),
-        },
+        Some(wait) => {
+            let outcome = tokio::select! {
+                outcome = client.acquire_set(&names, &options, wait) => Ok(outcome),
+                code = interrupts.recv() => Err(code),
+            };
+            match outcome {
+                Ok(outcome) => outcome?,
+                Err(code) => {
+                    // The dropped wait gives up its place in the queue: let it finish.
+                    client.flush().await;
+                    return Ok(ExitCode::from(code));
+                }
+            }
+        }
     };
     let lease = match outcome {
         AcquireSet::Acquired(leases) => leases,

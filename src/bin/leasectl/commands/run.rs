@@ -44,10 +44,16 @@ pub async fn run(
             let waiting = client.acquire_set_observed(&args.leases, &options, wait, |_, holder| {
                 progress.show(holder)
             });
-            tokio::select! {
-                outcome = waiting => { progress.finish(); outcome? }
-                code = interrupts.recv() => {
-                    progress.finish();
+            let outcome = tokio::select! {
+                outcome = waiting => Ok(outcome),
+                code = interrupts.recv() => Err(code),
+            };
+            progress.finish();
+            match outcome {
+                Ok(outcome) => outcome?,
+                Err(code) => {
+                    // The dropped wait gives up its place in the queue: let it finish.
+                    client.flush().await;
                     println!("{tag} Interrupted while waiting");
                     return Ok(ExitCode::from(code));
                 }
