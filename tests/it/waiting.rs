@@ -181,21 +181,41 @@ async fn a_dropped_acquire_leaves_the_queue() {
     );
 }
 
-#[test]
-fn a_killed_waiter_blocks_the_queue_only_briefly() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_died_blocks_the_queue_only_briefly() {
     let server = RedisServer::start();
-    let leasectl = Leasectl::new();
-    held_by_other(&server, "killed");
-    let waiter = queued_waiter(&leasectl, &server, "exec", "killed");
-    signal(waiter.pid(), "KILL");
-    drop(waiter.finish());
-    let _: i64 = server.query(&["DEL", &key("killed")]);
-    // Its place runs out (see `wait::queue_grace`'s unit test for how soon).
-    assert!(eventually(BOUND, || {
-        let mut attempt = leasectl.against(&server);
-        attempt.args(["exec", "killed", "--", "true"]);
-        complete(attempt).code() == 0
-    }));
+    held_by_other(&server, "died");
+    let client = connect_within(BOUND, server.settings()).await;
+    // A waiter whose fallback poll is an hour (its place used to last three polls) ...
+    let patient = woken_only();
+    let mut waiting = Box::pin(client.acquire("died", &patient, BOUND));
+    let queued = {
+        let url = server.url();
+        tokio::task::spawn_blocking(move || {
+            let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
+            eventually(BOUND, || {
+                subscribers(&mut redis, &release_channel("died")) >= 1
+            })
+        })
+    };
+    tokio::select! {
+        _ = &mut waiting => panic!("acquired a held lease"),
+        queued = queued => assert!(queued.unwrap(), "the waiter never queued"),
+    }
+    // ... dies without a word (as under SIGKILL: no clean-up runs, it is never polled again).
+    std::mem::forget(waiting);
+    let _: i64 = server.query(&["DEL", &key("died")]);
+    let other = connect_within(BOUND, server.settings()).await;
+    let (mut free, lease) = (false, options(Duration::from_secs(30)));
+    for _ in 0..3000 {
+        let attempt = other.try_acquire("died", &lease);
+        if let Acquire::Acquired(_) = attempt.await.expect("try") {
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(free, "the dead waiter's place still blocks the lease");
 }
 
 // ---------------------------------------------------------------------------------------------
