@@ -88,8 +88,9 @@ pub(crate) struct Vote<T> {
     pub(crate) answer: Result<T>,
 }
 
-/// Release notifications from the instances; `None` when one instance's subscription ended.
-pub(crate) type Notifications = BoxStream<'static, Option<redis::Msg>>;
+/// One instance's release notifications, tagged with its index in [`Nodes::list`]; the last
+/// item, with no message, says that the subscription ended (its connection died).
+pub(crate) type Notifications = BoxStream<'static, (usize, Option<redis::Msg>)>;
 
 /// Calls still under way when a decision was reached; drop them, or keep reading them.
 pub(crate) type Pending<T> = FuturesUnordered<BoxFuture<'static, Vote<T>>>;
@@ -336,21 +337,26 @@ impl Nodes {
     /// The release notifications of `channel` from every instance that lets us subscribe, for
     /// a listener outside any queue; `None` (the listener then polls) when none does.
     pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
-        let (notifications, _) = self.listen(channel, None).await;
-        notifications.map(|n| n.filter_map(|m| async move { m }).boxed())
+        let every: Vec<usize> = (0..self.list.len()).collect();
+        let (streams, _) = self.listen(&every, channel, None).await;
+        (!streams.is_empty()).then(|| {
+            let messages = stream::select_all(streams);
+            messages.filter_map(|(_, m)| async move { m }).boxed()
+        })
     }
 
-    /// The release notifications of `channel` from every instance that lets us subscribe, for
-    /// a waiter at `place` in the lease's queue (see hub.rs), and whether every instance did;
-    /// `None` (the waiter then polls) when none does. The stream yields `None` each time one
-    /// instance's subscription ends (its connection died), so that the waiter can subscribe
-    /// again rather than miss that instance's releases.
+    /// The release notifications of `channel` from each of the instances `which` that lets
+    /// us subscribe, for a waiter at `place` in the lease's queue (see hub.rs); and the
+    /// instances that did not. Each stream ends with an item that says so, so that the
+    /// waiter can subscribe to that instance again rather than miss its releases.
     pub(crate) async fn listen(
         &self,
+        which: &[usize],
         channel: &str,
         place: Option<&str>,
-    ) -> (Option<Notifications>, bool) {
-        let subscriptions = self.list.iter().map(|node| async {
+    ) -> (Vec<Notifications>, Vec<usize>) {
+        let subscriptions = which.iter().map(|&index| async move {
+            let node = &self.list[index];
             let subscribe = async {
                 // The shared connection is opened once, by the first waiter.
                 let shared = node.hub.listen(channel, place, |pushes| async {
@@ -377,22 +383,25 @@ impl Nodes {
                 }
             };
             match timeout(self.connect_timeout, subscribe).await {
-                Ok(Ok(stream)) => Some(stream.map(Some).chain(stream::iter([None]))),
+                Ok(Ok(stream)) => {
+                    let messages = stream.map(move |m| (index, Some(m)));
+                    Ok(messages.chain(stream::iter([(index, None)])).boxed())
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(node = %node.address, %error, "cannot subscribe to releases; polling");
-                    None
+                    Err(index)
                 }
-                Err(_) => None,
+                Err(_) => Err(index),
             }
         });
-        let streams: Vec<_> = futures_util::future::join_all(subscriptions)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        let complete = streams.len() == self.list.len();
-        let notifications = (!streams.is_empty()).then(|| stream::select_all(streams).boxed());
-        (notifications, complete)
+        let (mut streams, mut failed) = (Vec::new(), Vec::new());
+        for subscription in futures_util::future::join_all(subscriptions).await {
+            match subscription {
+                Ok(stream) => streams.push(stream),
+                Err(index) => failed.push(index),
+            }
+        }
+        (streams, failed)
     }
 
     /// The client a pub/sub connection to `node` opens with: under Entra ID (which the

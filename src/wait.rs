@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -38,9 +39,11 @@ pub(crate) struct Waiter {
     deadline: Instant,
     fallback_poll: Duration,
     subscribed: bool,
-    notifications: Option<Notifications>,
-    /// When to subscribe again: at once after a subscription was lost, later after an
-    /// instance could not be subscribed to.
+    /// The release notifications of every instance subscribed to.
+    notifications: SelectAll<Notifications>,
+    /// The instances to subscribe to (again), and when: at once after a subscription was
+    /// lost, later after an instance could not be subscribed to.
+    missing: Vec<usize>,
     resubscribe_at: Option<Instant>,
     resubscribe_delay: Duration,
 }
@@ -67,7 +70,8 @@ impl Waiter {
             deadline,
             fallback_poll,
             subscribed: false,
-            notifications: None,
+            notifications: SelectAll::new(),
+            missing: Vec::new(),
             resubscribe_at: None,
             resubscribe_delay: RESUBSCRIBE.0,
         }
@@ -82,8 +86,11 @@ impl Waiter {
     /// does every time it subscribes again.
     pub(crate) async fn pause(&mut self, nodes: &Nodes, holder: &Holder) {
         let now = Instant::now();
-        if !self.subscribed || self.resubscribe_at.is_some_and(|at| at <= now) {
+        if !self.subscribed {
             self.subscribed = true;
+            self.missing = (0..nodes.list.len()).collect();
+        }
+        if !self.missing.is_empty() && self.resubscribe_at.is_none_or(|at| at <= now) {
             self.subscribe(nodes).await;
             return;
         }
@@ -103,28 +110,29 @@ impl Waiter {
                 None => until,
             };
             let next = async {
-                match self.notifications.as_mut() {
-                    Some(stream) => stream.next().await,
-                    None => std::future::pending().await,
+                match self.notifications.is_empty() {
+                    // An empty set of streams would answer at once, every time: a busy loop.
+                    true => std::future::pending().await,
+                    false => self.notifications.next().await,
                 }
             };
             let got = tokio::time::timeout_at(beat, next).await;
             match got {
-                Ok(Some(Some(message))) => {
+                Ok(Some((_, Some(message)))) => {
                     let next: String = message.get_payload().unwrap_or_default();
                     let place = self.place.as_ref().map(|(place, _)| place.as_str());
                     if wakes(place, &next) {
                         return;
                     }
                 }
-                // One instance's subscription died (a restart, a cut, CLIENT KILL), or all of
-                // them: try once now — a release may have been missed — then subscribe anew.
-                // Reading an ended stream again would answer at once, every time: a busy loop.
-                Ok(Some(None)) | Ok(None) => {
-                    self.notifications = None;
-                    self.resubscribe_at = Some(Instant::now());
+                // One instance's subscription died (a restart, a cut, CLIENT KILL): try once
+                // now — a release may have been missed — then subscribe to it anew.
+                Ok(Some((index, None))) => {
+                    self.missing.push(index);
+                    self.resubscribe_at = None;
                     return;
                 }
+                Ok(None) => return,
                 Err(_) if beat >= until => return,
                 Err(_) => {
                     if let Some((_, confirm)) = &self.place {
@@ -135,15 +143,16 @@ impl Waiter {
         }
     }
 
-    /// Subscribes to the releases on every instance; when some could not be subscribed to,
-    /// tries them again later, backing off.
+    /// Subscribes to the releases on the instances not subscribed to (the others' streams
+    /// keep what they receive meanwhile); those that still fail are tried again later,
+    /// backing off.
     async fn subscribe(&mut self, nodes: &Nodes) {
-        // Dropped first: the shared connections forget its listeners.
-        self.notifications = None;
         let place = self.place.as_ref().map(|(place, _)| place.as_str());
-        let (notifications, complete) = nodes.listen(&self.channel, place).await;
-        self.notifications = notifications;
-        if complete {
+        let which = std::mem::take(&mut self.missing);
+        let (streams, failed) = nodes.listen(&which, &self.channel, place).await;
+        streams.into_iter().for_each(|s| self.notifications.push(s));
+        self.missing = failed;
+        if self.missing.is_empty() {
             self.resubscribe_at = None;
             self.resubscribe_delay = RESUBSCRIBE.0;
         } else {
