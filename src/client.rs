@@ -704,7 +704,7 @@ impl LeaseClient {
                 .key(queue_keys(&key).0)
                 .arg(release_channel(&key)),
         );
-        Ok(self.shared.most(&call).await? > 0)
+        Ok(self.shared.announced(&call).await? > 0)
     }
 }
 
@@ -786,13 +786,20 @@ impl Shared {
                 String::new()
             });
         }
-        let call = Arc::new(call);
+        self.announced(&Arc::new(call)).await
+    }
+
+    /// Runs a release `call` on every instance; answers the largest count released. Every
+    /// instance's answer is awaited: when this returns, the lease is gone wherever it could
+    /// be reached, so that the next acquire does not meet a leftover. An error only when no
+    /// instance answered at all. A release stands even when its notification was refused (an
+    /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
+    /// fallback poll.
+    async fn announced(&self, call: &Arc<Call>) -> Result<i64> {
         let votes = self
             .nodes
-            .all(|node| node.script::<(i64, String)>(&call))
+            .all(|node| node.script::<(i64, String)>(call))
             .await;
-        // The release stands even when the notification was refused (an ACL user without
-        // PUBLISH): the waiters notice within their fallback poll.
         for vote in &votes {
             if let Ok((_, refused)) = vote.answer.as_ref() {
                 if refused.is_empty() {
@@ -806,15 +813,6 @@ impl Shared {
             node: v.node,
             answer: v.answer.map(|(released, _)| released),
         }))
-    }
-
-    /// Runs `call` on every instance; answers the largest answer. An error only when no
-    /// instance answered at all.
-    async fn most(&self, call: &Arc<Call>) -> Result<i64> {
-        // Every instance's answer is awaited: when this returns, the lease is gone wherever
-        // it could be reached, so that the next acquire does not meet a leftover.
-        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
-        largest(votes)
     }
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).

@@ -249,6 +249,16 @@ fn exec_keeps_its_exit_code_when_the_release_notification_is_refused() {
         output.stderr.contains("PUBLISH") || output.stderr.contains("notif"),
         "warns that the waiters were not told\n{output}"
     );
+    // An operator's forced release by that user stands too.
+    held_by_other(&server, "nopub");
+    let mut command = leasectl.command();
+    command
+        .args(["--endpoint", &url])
+        .args(["release", "nopub", "--force", "--yes"]);
+    let output = complete(command);
+    output.expect(0);
+    assert!(!exists(&server, &key("nopub")), "released\n{output}");
+    assert!(output.stderr.contains("PUBLISH"), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
