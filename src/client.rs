@@ -261,8 +261,13 @@ impl LeaseClient {
     /// TTL. In single mode waiters get the lease in the order they came. Answers
     /// [`Acquire::Held`] with the last holder seen when `wait` runs out.
     ///
+    /// A try that fails on a connection error, a timeout or no quorum (a restart, a cut) is
+    /// tried again with backoff while `wait` lasts. Dropping the future gives up its place in
+    /// the queue in the background (see [`LeaseClient::flush`]).
+    ///
     /// # Errors
-    /// As [`LeaseClient::try_acquire`].
+    /// As [`LeaseClient::try_acquire`]; a connection error only when it lasted until `wait`
+    /// ran out (the last one).
     pub async fn acquire_observed(
         &self,
         name: &str,
