@@ -22,7 +22,7 @@ use crate::nodes::{Call, Node, Nodes, Pending, Vote};
 use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
 use crate::settings::Settings;
-use crate::wait::{queue_grace, Waiter};
+use crate::wait::{Background, Backoff, Place, Waiter, QUEUE_GRACE};
 use redis::EntraIdCredentialsProvider;
 
 /// How many times a quorum attempt that ended in a split vote is tried again.
@@ -156,6 +156,8 @@ pub struct LeaseClient {
 pub(crate) struct Shared {
     nodes: Nodes,
     settings: Settings,
+    /// Queue places that dropped waits give up.
+    background: Arc<Background>,
 }
 
 impl LeaseClient {
@@ -168,7 +170,11 @@ impl LeaseClient {
     pub async fn connect(settings: Settings) -> Result<LeaseClient> {
         let nodes = Nodes::connect(&settings, None).await?;
         Ok(LeaseClient {
-            shared: Arc::new(Shared { nodes, settings }),
+            shared: Arc::new(Shared {
+                nodes,
+                settings,
+                background: Arc::default(),
+            }),
         })
     }
 
@@ -184,8 +190,19 @@ impl LeaseClient {
     ) -> Result<LeaseClient> {
         let nodes = Nodes::connect(&settings, Some(credentials)).await?;
         Ok(LeaseClient {
-            shared: Arc::new(Shared { nodes, settings }),
+            shared: Arc::new(Shared {
+                nodes,
+                settings,
+                background: Arc::default(),
+            }),
         })
+    }
+
+    /// Waits for the clean-up that dropped waits left to do in the background (giving up
+    /// their places in the queue), so that it is done before the process exits. Each call in
+    /// it is bounded by `SyncTimeout`.
+    pub async fn flush(&self) {
+        self.shared.background.finish().await;
     }
 
     /// The settings this client was built from.
@@ -244,8 +261,13 @@ impl LeaseClient {
     /// TTL. In single mode waiters get the lease in the order they came. Answers
     /// [`Acquire::Held`] with the last holder seen when `wait` runs out.
     ///
+    /// A try that fails on a connection error, a timeout or no quorum (a restart, a cut) is
+    /// tried again with backoff while `wait` lasts. Dropping the future gives up its place in
+    /// the queue in the background (see [`LeaseClient::flush`]).
+    ///
     /// # Errors
-    /// As [`LeaseClient::try_acquire`].
+    /// As [`LeaseClient::try_acquire`]; a connection error only when it lasted until `wait`
+    /// ran out (the last one).
     pub async fn acquire_observed(
         &self,
         name: &str,
@@ -354,7 +376,7 @@ impl LeaseClient {
             .arg(ttl_ms)
             .arg(&acquired_at)
             .arg(waiter)
-            .arg(queue_grace(options).as_millis() as u64)
+            .arg(QUEUE_GRACE.as_millis() as u64)
             .arg(floor);
         for (field, value) in &options.metadata {
             call = call.arg(format!("meta_{field}")).arg(value);
@@ -469,24 +491,43 @@ impl LeaseClient {
             (1, 1) => uuid::Uuid::new_v4().to_string(),
             _ => String::new(),
         };
+        // Given up on every way out but success (whose script took us out of the queue).
+        let queued = match place.is_empty() {
+            true => Place::none(self.shared.background.clone()),
+            false => {
+                let (shared, place) = (self.shared.clone(), place.clone());
+                let key = shared.settings.key_for(&names[0]);
+                let leave = Box::pin(async move { shared.leave_queue(&key, &place).await });
+                Place::new(leave, self.shared.background.clone())
+            }
+        };
         // The waiter for the lease that stood in the way last time.
         let mut waiter: Option<(usize, Waiter)> = None;
+        let mut backoff = Backoff::until(deadline);
         let (started, mut attempts) = (Instant::now(), 0u64);
         loop {
             attempts += 1;
-            let (lease, holder) = match self.attempt(names, options, &place, SPLIT_RETRIES).await? {
-                Taken::Held { lease, holder } => (lease, holder),
-                acquired => {
+            let attempt = self.attempt(names, options, &place, SPLIT_RETRIES).await;
+            let (lease, holder) = match attempt {
+                Ok(Taken::Held { lease, holder }) => (lease, holder),
+                Ok(acquired) => {
+                    queued.taken();
                     let waited_ms = started.elapsed().as_millis() as u64;
                     tracing::info!(lease = %names.join(","), attempts, waited_ms, "acquired after waiting");
                     return Ok(acquired);
                 }
+                // A restart, a cut: try again within the wait, backing off.
+                Err(error) => match backoff.after(error).await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        queued.leave().await;
+                        return Err(error);
+                    }
+                },
             };
+            backoff.reset();
             if Instant::now() >= deadline {
-                if !place.is_empty() {
-                    let key = self.shared.settings.key_for(&names[0]);
-                    self.shared.leave_queue(&key, &place).await;
-                }
+                queued.leave().await;
                 let waited_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(lease = %names.join(","), attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
                 return Ok(Taken::Held { lease, holder });
@@ -496,11 +537,10 @@ impl LeaseClient {
                 .as_ref()
                 .is_none_or(|(blocking, _)| *blocking != lease)
             {
-                let channel = self
-                    .shared
-                    .channel(&self.shared.settings.key_for(&names[lease]));
+                let key = self.shared.settings.key_for(&names[lease]);
+                let prefix = &self.shared.settings.key_prefix;
                 let place = Some(place.clone()).filter(|place| !place.is_empty());
-                let fresh = Waiter::new(channel, deadline, options.fallback_poll, place);
+                let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, place);
                 waiter = Some((lease, fresh));
             }
             if let Some((_, waiter)) = waiter.as_mut() {
@@ -516,14 +556,22 @@ impl LeaseClient {
     /// As [`LeaseClient::inspect`].
     pub async fn wait_until_free(&self, name: &str, wait: Duration) -> Result<Option<Holder>> {
         check_name(name)?;
-        let mut waiter = Waiter::new(
-            self.shared.channel(&self.shared.settings.key_for(name)),
-            Instant::now() + wait,
-            FALLBACK_POLL,
-            None,
-        );
+        let deadline = Instant::now() + wait;
+        let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
+        let mut waiter = Waiter::new(prefix, &key, deadline, FALLBACK_POLL, None);
+        let mut backoff = Backoff::until(deadline);
         loop {
-            let Some(holder) = self.inspect(name).await?.holder else {
+            let info = match self.inspect(name).await {
+                Ok(info) => info,
+                // A restart, a cut: try again within the wait, backing off.
+                Err(error) => {
+                    backoff.after(error).await?;
+                    continue;
+                }
+            };
+            backoff.reset();
+            let Some(holder) = info.holder else {
                 return Ok(None);
             };
             if waiter.is_over() {
@@ -620,6 +668,10 @@ impl LeaseClient {
             let mut errors = votes.into_iter().filter_map(|v| v.answer.err());
             return Err(errors.next().expect("some instance failed"));
         }
+        for vote in votes.iter().filter(|v| v.answer.is_err()) {
+            let failed = nodes.describe(vote, |_| String::new());
+            tracing::warn!("{failed}: leases held only there are not listed");
+        }
         let mut keys: Vec<String> = votes
             .into_iter()
             .filter_map(|v| v.answer.ok())
@@ -666,7 +718,7 @@ impl LeaseClient {
                 .key(queue_keys(prefix, &key).0)
                 .arg(release_channel(prefix, &key)),
         );
-        Ok(self.shared.most(&call).await? > 0)
+        Ok(self.shared.announced(&call).await? > 0)
     }
 
     /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
@@ -734,7 +786,7 @@ impl LeaseClient {
             }
             _ => {}
         }
-        Ok(self.shared.most(&Arc::new(call)).await? > 0)
+        Ok(self.shared.announced(&Arc::new(call)).await? > 0)
     }
 }
 
@@ -798,7 +850,7 @@ impl Shared {
         &self,
         key: &str,
     ) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
-        self.nodes.subscribe(&self.channel(key), None).await
+        self.nodes.subscribe(&self.channel(key)).await
     }
 
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
@@ -822,23 +874,33 @@ impl Shared {
                 String::new()
             });
         }
-        self.most(&Arc::new(call)).await
+        self.announced(&Arc::new(call)).await
     }
 
-    /// Runs `call` on every instance; answers the largest answer. An error only when no
-    /// instance answered at all.
-    async fn most(&self, call: &Arc<Call>) -> Result<i64> {
-        // Every instance's answer is awaited: when this returns, the lease is gone wherever
-        // it could be reached, so that the next acquire does not meet a leftover.
-        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
-        let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
-        if let Some(most) = answers.max() {
-            return Ok(*most);
+    /// Runs a release `call` on every instance; answers the largest count released. Every
+    /// instance's answer is awaited: when this returns, the lease is gone wherever it could
+    /// be reached, so that the next acquire does not meet a leftover. An error only when no
+    /// instance answered at all. A release stands even when its notification was refused (an
+    /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
+    /// fallback poll.
+    async fn announced(&self, call: &Arc<Call>) -> Result<i64> {
+        let votes = self
+            .nodes
+            .all(|node| node.script::<(i64, String)>(call))
+            .await;
+        for vote in &votes {
+            if let Ok((_, refused)) = vote.answer.as_ref() {
+                if refused.is_empty() {
+                    continue;
+                }
+                let address = &self.nodes.list[vote.node].address;
+                tracing::warn!("released, but Redis at {address} refused to notify the waiters ({refused}); they notice within their fallback poll (allow PUBLISH on the release channels)");
+            }
         }
-        Err(votes
-            .into_iter()
-            .find_map(|v| v.answer.err())
-            .expect("no instance answered"))
+        largest(votes.into_iter().map(|v| Vote {
+            node: v.node,
+            answer: v.answer.map(|(released, _)| released),
+        }))
     }
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).
@@ -995,6 +1057,18 @@ impl Shared {
             detail: format!("unexpected answer to the {what} script"),
         }
     }
+}
+
+/// The largest answer; an error only when no instance answered at all.
+fn largest(votes: impl IntoIterator<Item = Vote<i64>>) -> Result<i64> {
+    let (mut most, mut first_error) = (None, None);
+    for vote in votes {
+        match vote.answer {
+            Ok(answer) => most = most.max(Some(answer)),
+            Err(error) => drop(first_error.get_or_insert(error)),
+        }
+    }
+    most.ok_or_else(|| first_error.expect("no instance answered"))
 }
 
 /// Microseconds since the Unix epoch (0 before it).

@@ -88,6 +88,10 @@ pub(crate) struct Vote<T> {
     pub(crate) answer: Result<T>,
 }
 
+/// One instance's release notifications, tagged with its index in [`Nodes::list`]; the last
+/// item, with no message, says that the subscription ended (its connection died).
+pub(crate) type Notifications = BoxStream<'static, (usize, Option<redis::Msg>)>;
+
 /// Calls still under way when a decision was reached; drop them, or keep reading them.
 pub(crate) type Pending<T> = FuturesUnordered<BoxFuture<'static, Vote<T>>>;
 
@@ -173,13 +177,27 @@ impl Nodes {
             credentials,
         };
         let limit = settings.connect_timeout;
+        // Each instance's memory policy is read alongside the PING (no extra round trip).
+        let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (votes, _) = nodes
             .gather_within(
                 limit,
-                |node| node.command::<String>(redis::cmd("PING")),
+                |node| {
+                    let ping = node.command::<String>(redis::cmd("PING"));
+                    let policy = node.memory_policy();
+                    let policies = policies.clone();
+                    Box::pin(async move {
+                        let (ping, policy) = futures_util::future::join(ping, policy).await;
+                        if let Some(policy) = policy {
+                            policies.lock().expect("policies").push(policy);
+                        }
+                        ping
+                    })
+                },
                 |_| false,
             )
             .await;
+        warn_of_eviction(&policies.lock().expect("policies"));
         let votes: Vec<Vote<String>> = votes
             .into_iter()
             .map(|vote| {
@@ -318,14 +336,28 @@ impl Nodes {
     }
 
     /// The release notifications of `channel` from every instance that lets us subscribe, for
-    /// a waiter at `place` in the lease's queue (see hub.rs); `None` (the waiter then polls)
-    /// when none does.
-    pub(crate) async fn subscribe(
+    /// a listener outside any queue; `None` (the listener then polls) when none does.
+    pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
+        let every: Vec<usize> = (0..self.list.len()).collect();
+        let (streams, _) = self.listen(&every, channel, None).await;
+        (!streams.is_empty()).then(|| {
+            let messages = stream::select_all(streams);
+            messages.filter_map(|(_, m)| async move { m }).boxed()
+        })
+    }
+
+    /// The release notifications of `channel` from each of the instances `which` that lets
+    /// us subscribe, for a waiter at `place` in the lease's queue (see hub.rs); and the
+    /// instances that did not. Each stream ends with an item that says so, so that the
+    /// waiter can subscribe to that instance again rather than miss its releases.
+    pub(crate) async fn listen(
         &self,
+        which: &[usize],
         channel: &str,
         place: Option<&str>,
-    ) -> Option<BoxStream<'static, redis::Msg>> {
-        let subscriptions = self.list.iter().map(|node| async {
+    ) -> (Vec<Notifications>, Vec<usize>) {
+        let subscriptions = which.iter().map(|&index| async move {
+            let node = &self.list[index];
             let subscribe = async {
                 // The shared connection is opened once, by the first waiter.
                 let shared = node.hub.listen(channel, place, |pushes| async {
@@ -342,29 +374,35 @@ impl Nodes {
                     (Ok(stream), _) => Ok(stream),
                     (Err(error), Link::Named(_)) => Err(error),
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
-                    (Err(error), Link::Managed(_)) => {
+                    (Err(error), Link::Managed(_)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
                         let mut pubsub = self.subscriber(node).await?.get_async_pubsub().await?;
                         pubsub.subscribe(channel).await?;
                         Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
                     }
+                    (Err(error), Link::Managed(_)) => Err(error),
                 }
             };
             match timeout(self.connect_timeout, subscribe).await {
-                Ok(Ok(stream)) => Some(stream),
+                Ok(Ok(stream)) => {
+                    let messages = stream.map(move |m| (index, Some(m)));
+                    Ok(messages.chain(stream::iter([(index, None)])).boxed())
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(node = %node.address, %error, "cannot subscribe to releases; polling");
-                    None
+                    Err(index)
                 }
-                Err(_) => None,
+                Err(_) => Err(index),
             }
         });
-        let streams: Vec<_> = futures_util::future::join_all(subscriptions)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        (!streams.is_empty()).then(|| stream::select_all(streams).boxed())
+        let (mut streams, mut failed) = (Vec::new(), Vec::new());
+        for subscription in futures_util::future::join_all(subscriptions).await {
+            match subscription {
+                Ok(stream) => streams.push(stream),
+                Err(index) => failed.push(index),
+            }
+        }
+        (streams, failed)
     }
 
     /// The client a pub/sub connection to `node` opens with: under Entra ID (which the
@@ -477,6 +515,46 @@ impl Node {
         Client::open(info.set_redis_settings(signed_in))
     }
 
+    /// `host:port`, `maxmemory` and `maxmemory-policy` here: from INFO memory, else CONFIG
+    /// GET (`None` when neither is allowed).
+    fn memory_policy(&self) -> BoxFuture<'static, Option<(String, u64, String)>> {
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let mut config = redis::cmd("CONFIG");
+        config.arg("GET").arg("maxmemory*");
+        let (info, config) = (
+            self.command::<String>(info),
+            self.command::<Vec<String>>(config),
+        );
+        let address = self.address.clone();
+        Box::pin(async move {
+            let field = |name: &str, text: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .map(|value| value.trim().to_string())
+            };
+            let (limit, policy) = match info.await {
+                Ok(text) => (
+                    field("maxmemory", &text)?,
+                    field("maxmemory_policy", &text)?,
+                ),
+                Err(error) if error.is_transient() => return None,
+                Err(error) => {
+                    tracing::debug!(%error, node = %address, "INFO memory refused; CONFIG GET");
+                    let pairs = config.await.ok()?;
+                    let value = |name: &str| {
+                        pairs
+                            .chunks(2)
+                            .find(|pair| pair[0] == name)
+                            .and_then(|pair| pair.get(1).cloned())
+                    };
+                    (value("maxmemory")?, value("maxmemory-policy")?)
+                }
+            };
+            Some((address, limit.parse().ok()?, policy))
+        })
+    }
+
     /// Runs one command here.
     pub(crate) fn command<T: FromRedisValue + Send + 'static>(
         &self,
@@ -495,6 +573,25 @@ impl Node {
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
     }
+}
+
+/// Warns (once per process) when an instance may evict keys — a memory limit and an evicting
+/// `maxmemory-policy` (`allkeys-*`, `volatile-*`) — since it may evict a held lease, which a
+/// second holder then takes.
+fn warn_of_eviction(policies: &[(String, u64, String)]) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let evicting: Vec<String> = policies
+        .iter()
+        .filter(|(_, limit, policy)| *limit > 0 && policy != "noeviction")
+        .map(|(address, _, policy)| format!("{address} ({policy})"))
+        .collect();
+    if evicting.is_empty() || WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "Redis may evict a held lease when it runs out of memory, and a second holder would then get it: {} has maxmemory set and an evicting maxmemory-policy: set it to noeviction (on Azure Cache for Redis under Advanced settings)",
+        evicting.join(", ")
+    );
 }
 
 /// True when a command failed because its connection had died (not refused, not timed out):

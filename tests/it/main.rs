@@ -17,3 +17,4 @@ mod sets;
 mod settings;
 mod support;
 mod torture;
+mod waiting;

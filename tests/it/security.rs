@@ -29,7 +29,8 @@ const KEY: &str = "lease:critical-section-lock";
 /// The ACL rules of a user that may only work with leases under the default prefix `lease:`:
 /// the lease keys and their fencing counters, the release channels, and exactly the commands
 /// leasectl sends (PING, the scripts by EVALSHA with SCRIPT LOAD on NOSCRIPT, SCAN for
-/// `inspect --all`, SUBSCRIBE for `run --wait`) and those its scripts call.
+/// `inspect --all`, SUBSCRIBE for `run --wait`, INFO for the memory policy) and those its
+/// scripts call.
 const LEASE_USER_RULES: &[&str] = &[
     "resetkeys",
     "~lease:*",
@@ -60,6 +61,8 @@ const LEASE_USER_RULES: &[&str] = &[
     "+zrangebyscore",
     "+zrem",
     "+zscore",
+    // The memory policy, read at connect: an evicting one is warned about.
+    "+info",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -66,9 +66,15 @@ pub async fn run(
                     let _ = events.emit("waiting", fields);
                 }
             });
-            tokio::select! {
-                outcome = waiting => outcome?,
-                code = interrupts.recv() => {
+            let outcome = tokio::select! {
+                outcome = waiting => Ok(outcome),
+                code = interrupts.recv() => Err(code),
+            };
+            match outcome {
+                Ok(outcome) => outcome?,
+                Err(code) => {
+                    // The dropped wait gives up its place in the queue: let it finish.
+                    client.flush().await;
                     events.emit("interrupted", serde_json::json!({}))?;
                     return Ok(ExitCode::from(code));
                 }

@@ -60,10 +60,16 @@ pub async fn run(
                 client.acquire_set_observed(&args.leases, &options, wait, |name, holder| {
                     progress.show(&client, name, holder)
                 });
-            tokio::select! {
-                outcome = waiting => { progress.finish(); outcome? }
-                code = interrupts.recv() => {
-                    progress.finish();
+            let outcome = tokio::select! {
+                outcome = waiting => Ok(outcome),
+                code = interrupts.recv() => Err(code),
+            };
+            progress.finish();
+            match outcome {
+                Ok(outcome) => outcome?,
+                Err(code) => {
+                    // The dropped wait gives up its place in the queue: let it finish.
+                    client.flush().await;
                     say!(events, "{tag} Interrupted while waiting")?;
                     events.emit("interrupted", serde_json::json!({}))?;
                     return Ok(ExitCode::from(code));
