@@ -42,6 +42,9 @@ const SPLIT_RETRIES: usize = 2;
 
 /// The durations of the rounds, at the normal pace or with `--fast`.
 struct Pace {
+    /// The TTL of every instance that is not given one of its own: the longest in the demo
+    /// (see [`Demo::until_older_than_every_ttl`]).
+    ttl: Duration,
     two: &'static str,
     three: &'static str,
     release_ttl: &'static str,
@@ -54,6 +57,7 @@ struct Pace {
 }
 
 const NORMAL: Pace = Pace {
+    ttl: Duration::from_secs(10),
     two: "7s",
     three: "4s",
     release_ttl: "3s",
@@ -66,6 +70,7 @@ const NORMAL: Pace = Pace {
 };
 
 const FAST: Pace = Pace {
+    ttl: Duration::from_secs(5),
     two: "2s",
     three: "2s",
     release_ttl: "2s",
@@ -294,7 +299,12 @@ impl Demo {
         command.args(child_flags(&self.global, &self.prefix));
         command
             .args(["run", "--json", "--instance", name, "--region", region])
-            .args(flags)
+            .args(flags);
+        if !flags.contains(&"--ttl") {
+            let ttl = format!("{}ms", self.pace.ttl.as_millis());
+            command.args(["--ttl", &ttl]);
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -483,6 +493,7 @@ impl Demo {
     /// Quorum mode: shut the second server down (SHUTDOWN NOSAVE), race two instances, and
     /// check that `inspect` lists the server that is down with an error.
     async fn server_down(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        self.until_older_than_every_ttl(settings).await;
         let down = &settings.endpoints[1];
         let info = down.connection_info(settings.database)?;
         let mut connection = redis::Client::open(info)?
@@ -515,6 +526,30 @@ impl Demo {
             ),
         }
         self.show_inspect(&[]).await
+    }
+
+    /// Quorum mode counts a grant of an instance that started less than a TTL ago only when
+    /// every other instance answered (it may have forgotten a lease it granted): with one
+    /// server down, the servers must be older than the longest TTL the demo used. Just started
+    /// by the wrapper, they may not be yet: wait.
+    async fn until_older_than_every_ttl(&self, settings: &Settings) {
+        let mut youngest = None;
+        for endpoint in &settings.endpoints {
+            let uptime = uptime(endpoint, settings.database)
+                .await
+                .unwrap_or_default();
+            youngest = Some(youngest.map_or(uptime, |y: Duration| y.min(uptime)));
+        }
+        let needed = self.pace.ttl + Duration::from_secs(2);
+        let wait = needed.saturating_sub(youngest.unwrap_or_default());
+        if !wait.is_zero() {
+            note(&format!(
+                "waiting {} until every server is older than the longest TTL the demo used ({}): a server that started since could have forgotten a lease",
+                leasectl::duration::human(wait),
+                leasectl::duration::human(self.pace.ttl)
+            ));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Runs `leasectl inspect` and shows its output, prefixed.
@@ -560,4 +595,19 @@ fn child_flags(global: &Global, prefix: &str) -> Vec<String> {
     flags.push("--key-prefix".to_string());
     flags.push(prefix.to_string());
     flags
+}
+
+/// How long ago the server at `endpoint` started (INFO's whole seconds).
+async fn uptime(endpoint: &leasectl::Endpoint, database: i64) -> Option<Duration> {
+    let client = redis::Client::open(endpoint.connection_info(database).ok()?).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut connection)
+        .await
+        .ok()?;
+    let seconds = info
+        .lines()
+        .find_map(|line| line.strip_prefix("uptime_in_seconds:"))?;
+    Some(Duration::from_secs(seconds.trim().parse().ok()?))
 }
