@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::holder::{Holder, InstanceView, LeaseInfo};
 use crate::keys::{
-    check_name, check_ttl, escape_glob, fence_key, is_fence_key, newest_token_key, queue_keys,
-    release_channel,
+    check_name, check_ttl, escape_glob, fence_key, is_fence_key, longest_ttl_key, newest_token_key,
+    queue_keys, release_channel,
 };
 use crate::lease::{validity_end, Lease, Schedule};
 use crate::lease_set::LeaseSet;
@@ -335,7 +335,12 @@ impl LeaseClient {
         let mut call = Call::new(&scripts::ACQUIRE);
         for key in &keys {
             let (queue, deadlines) = queue_keys(key);
-            call = call.key(key).key(fence_key(key)).key(queue).key(deadlines);
+            call = call
+                .key(key)
+                .key(fence_key(key))
+                .key(queue)
+                .key(deadlines)
+                .key(longest_ttl_key(key));
         }
         let total = shared.nodes.list.len();
         // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
@@ -360,16 +365,19 @@ impl LeaseClient {
             .nodes
             .gather(
                 |node| grant(node, &call),
-                |votes| Tally::of(votes).decides(total),
+                |votes| Tally::of(votes, options.ttl).decides(total),
             )
             .await;
-        let tally = Tally::of(&votes);
+        let tally = Tally::of(&votes, options.ttl);
         if tally.counted() >= quorum::majority(total) {
-            let tokens = shared.settle_tokens(&keys, &id, &votes, pending).await;
+            let tokens = shared
+                .settle_tokens(&keys, &id, &votes, pending, options.ttl)
+                .await;
             let in_time = Instant::now() < validity_end(sent_at, options.ttl);
             return match tokens {
                 Ok(tokens) if in_time => {
                     let schedule = Schedule {
+                        sent_at,
                         ttl: options.ttl,
                         renew_every: options
                             .auto_renew
@@ -389,6 +397,7 @@ impl LeaseClient {
                     Err(outcome.err().unwrap_or_else(|| {
                         shared.no_quorum(
                             &votes,
+                            options.ttl,
                             tally.counted(),
                             "the lease's validity ran out while acquiring",
                         )
@@ -443,7 +452,7 @@ impl LeaseClient {
                     holder: (*holder).clone(),
                 })
             }
-            _ => Err(shared.no_quorum(&votes, tally.counted(), "")),
+            _ => Err(shared.no_quorum(&votes, options.ttl, tally.counted(), "")),
         }
     }
 
@@ -527,11 +536,16 @@ impl LeaseClient {
     }
 
     /// Writes `value` to `key` only when `token` is not older than the newest fencing token a
-    /// write to `key` has carried (the protected-resource side of fencing). Runs on the first
-    /// instance of the settings.
+    /// write to `key` has carried (the protected-resource side of fencing).
+    ///
+    /// In quorum mode the write goes to every instance and the newest token is kept on each:
+    /// it is written when a majority accepted it, and refused as soon as any instance knows a
+    /// newer token. Any two majorities share an instance, so a write refused by a majority's
+    /// record is refused whatever minority restarted empty or is down.
     ///
     /// # Errors
-    /// Connection errors; [`Error::Redis`] when `key` holds something other than a string.
+    /// Connection errors; [`Error::NoQuorum`] when too few instances answered;
+    /// [`Error::Redis`] when `key` holds something other than a string.
     pub async fn fenced_set(&self, key: &str, value: &str, token: u64) -> Result<FencedWrite> {
         let call = Arc::new(
             Call::new(&scripts::FENCED_SET)
@@ -540,14 +554,58 @@ impl LeaseClient {
                 .arg(value)
                 .arg(token),
         );
-        let node = &self.shared.nodes.list[0];
-        let (written, newest): (i64, i64) = node.script(&call).await?;
-        Ok(if written == 1 {
-            FencedWrite::Written
-        } else {
-            FencedWrite::Stale {
-                newest: newest as u64,
-            }
+        let nodes = &self.shared.nodes;
+        let (total, majority) = (nodes.list.len(), nodes.majority());
+        let newest = |votes: &[Vote<(i64, i64)>]| {
+            votes
+                .iter()
+                .filter_map(|v| match v.answer {
+                    Ok((0, newest)) => Some(newest as u64),
+                    _ => None,
+                })
+                .max()
+        };
+        let written = |votes: &[Vote<(i64, i64)>]| {
+            votes
+                .iter()
+                .filter(|v| matches!(v.answer, Ok((1, _))))
+                .count()
+        };
+        let (votes, pending) = nodes
+            .gather(
+                |node| node.script::<(i64, i64)>(&call),
+                |votes| {
+                    let failed = votes.iter().filter(|v| v.answer.is_err()).count();
+                    newest(votes).is_some()
+                        || written(votes) >= majority
+                        || failed > total - majority
+                },
+            )
+            .await;
+        finish_in_background(pending);
+        if let Some(newest) = newest(&votes) {
+            return Ok(FencedWrite::Stale { newest });
+        }
+        let accepted = written(&votes);
+        if accepted >= majority {
+            return Ok(FencedWrite::Written);
+        }
+        if total == 1 {
+            return Err(votes
+                .into_iter()
+                .find_map(|v| v.answer.err())
+                .unwrap_or_else(|| self.shared.unexpected("fenced set")));
+        }
+        let described = votes
+            .iter()
+            .map(|v| nodes.describe(v, |_| "accepted".into()))
+            .collect();
+        Err(Error::NoQuorum {
+            agreed: accepted,
+            needed: majority,
+            total,
+            outcome: "accepted",
+            votes: described,
         })
     }
 
@@ -745,9 +803,7 @@ impl Shared {
     /// Runs `call` on every instance; answers the largest answer. An error only when no
     /// instance answered at all.
     async fn most(&self, call: &Arc<Call>) -> Result<i64> {
-        // Every instance's answer is awaited: when this returns, the lease is gone wherever
-        // it could be reached, so that the next acquire does not meet a leftover.
-        let votes = self.nodes.all(|node| node.script::<i64>(call)).await;
+        let votes = self.on_a_majority(call).await;
         let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
         if let Some(most) = answers.max() {
             return Ok(*most);
@@ -756,6 +812,23 @@ impl Shared {
             .into_iter()
             .find_map(|v| v.answer.err())
             .expect("no instance answered"))
+    }
+
+    /// Runs `call` on every instance until a majority answered (or all did), and lets the
+    /// calls still under way finish in the background: an instance that does not answer does
+    /// not hold up a release or an undo for its whole timeout, and still gets the call (on
+    /// the same connection, so before anything this client sends it later).
+    async fn on_a_majority(&self, call: &Arc<Call>) -> Vec<Vote<i64>> {
+        let majority = self.nodes.majority();
+        let (votes, pending) = self
+            .nodes
+            .gather(
+                |node| node.script::<i64>(call),
+                |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+            )
+            .await;
+        finish_in_background(pending);
+        votes
     }
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).
@@ -767,7 +840,7 @@ impl Shared {
                 .key(deadlines)
                 .arg(waiter),
         );
-        let _ = self.nodes.all(|node| node.script::<i64>(&call)).await;
+        let _ = self.on_a_majority(&call).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
@@ -789,6 +862,7 @@ impl Shared {
         id: &str,
         votes: &[Vote<Grant>],
         pending: Pending<Grant>,
+        ttl: Duration,
     ) -> Result<Vec<u64>> {
         let majority = self.nodes.majority();
         let mut tokens = Vec::with_capacity(keys.len());
@@ -819,6 +893,7 @@ impl Shared {
                 if standing < majority {
                     return Err(self.no_quorum(
                         votes,
+                        ttl,
                         standing,
                         "the instances could not agree on a fencing token",
                     ));
@@ -843,16 +918,20 @@ impl Shared {
         Ok(tokens)
     }
 
-    fn no_quorum(&self, votes: &[Vote<Grant>], granted: usize, why: &str) -> Error {
+    /// Why an acquire with `ttl` failed, with every instance's answer.
+    fn no_quorum(&self, votes: &[Vote<Grant>], ttl: Duration, granted: usize, why: &str) -> Error {
+        let longest = quorum::longest_ttl(votes, ttl);
         let mut described: Vec<String> = votes
             .iter()
             .map(|vote| {
                 self.nodes.describe(vote, |grant| match grant {
-                    Grant::Granted { young: None, .. } => "granted".into(),
                     Grant::Granted {
-                        young: Some(uptime),
+                        uptime: Some(uptime),
                         ..
-                    } => format!("granted, but started {uptime} s ago"),
+                    } if quorum::is_young(Some(*uptime), longest) => {
+                        format!("granted, but started {uptime} s ago")
+                    }
+                    Grant::Granted { .. } => "granted".into(),
                     Grant::Held {
                         holder: Some(holder),
                         ..

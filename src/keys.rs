@@ -58,6 +58,12 @@ pub(crate) fn queue_keys(key: &str) -> (String, String) {
     (beside(key, "queue"), beside(key, "queue-deadlines"))
 }
 
+/// Quorum mode: the longest TTL a lease was ever granted with on an instance (never expires,
+/// like the counter), against which "restarted recently" is judged.
+pub(crate) fn longest_ttl_key(key: &str) -> String {
+    beside(key, "longest-ttl")
+}
+
 /// Where a protected key remembers the newest fencing token a write to it carried.
 pub(crate) fn newest_token_key(key: &str) -> String {
     beside(key, "newest-token")
@@ -75,11 +81,13 @@ fn beside(key: &str, suffix: &str) -> String {
 
 /// True for a key that belongs to some lease key (its counter or waiters' queue), not a lease.
 pub(crate) fn is_fence_key(key: &str) -> bool {
-    ["fence", "queue", "queue-deadlines"].iter().any(|suffix| {
-        key.strip_suffix(suffix)
-            .and_then(|rest| rest.strip_suffix(':'))
-            .is_some_and(|lease_key| beside(lease_key, suffix) == key)
-    })
+    ["fence", "queue", "queue-deadlines", "longest-ttl"]
+        .iter()
+        .any(|suffix| {
+            key.strip_suffix(suffix)
+                .and_then(|rest| rest.strip_suffix(':'))
+                .is_some_and(|lease_key| beside(lease_key, suffix) == key)
+        })
 }
 
 /// True when Redis Cluster would hash only a `{...}` part of `key`.

@@ -173,11 +173,17 @@ impl Nodes {
             credentials,
         };
         let limit = settings.connect_timeout;
+        // Decided at the first majority either way: an instance that does not answer must not
+        // add its whole timeout to every command's start (it is retried as it is used).
+        let (total, majority) = (nodes.list.len(), nodes.majority());
         let (votes, _) = nodes
             .gather_within(
                 limit,
                 |node| node.command::<String>(redis::cmd("PING")),
-                |_| false,
+                |votes| {
+                    let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
+                    answered >= majority || votes.len() - answered > total - majority
+                },
             )
             .await;
         let votes: Vec<Vote<String>> = votes
