@@ -393,7 +393,7 @@ impl LeaseClient {
                     Ok(Taken::Acquired(leases.collect()))
                 }
                 outcome => {
-                    shared.undo(&keys, &id).await;
+                    shared.undo(&keys, &id, &votes).await;
                     Err(outcome.err().unwrap_or_else(|| {
                         shared.no_quorum(
                             &votes,
@@ -422,7 +422,7 @@ impl LeaseClient {
         }
         // Quorum mode: undo what may have been granted, here or by calls still under way.
         if tally.any_written() || tally.failed > 0 || !pending.is_empty() {
-            shared.undo(&keys, &id).await;
+            shared.undo(&keys, &id, &votes).await;
         }
         let holders: Vec<(usize, &Holder)> = votes
             .iter()
@@ -715,7 +715,7 @@ impl LeaseClient {
                 .key(queue_keys(&key).0)
                 .arg(release_channel(&key)),
         );
-        Ok(self.shared.most(&call).await? > 0)
+        Ok(self.shared.most(&call, &[]).await? > 0)
     }
 }
 
@@ -780,11 +780,19 @@ impl Shared {
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
     /// answers how many of them an instance still held.
     pub(crate) async fn release(&self, keys: &[String], id: &str) -> Result<i64> {
-        self.release_on_all(keys, id, true).await
+        self.release_on_all(keys, id, true, &[]).await
     }
 
     /// Releases on every instance, waking the waiters when `notify` (else silently).
-    async fn release_on_all(&self, keys: &[String], id: &str, notify: bool) -> Result<i64> {
+    /// Releases on every instance, waking the waiters when `notify` (else silently); waits for
+    /// a majority's answers and those of the instances `wait_for`, the rest in the background.
+    async fn release_on_all(
+        &self,
+        keys: &[String],
+        id: &str,
+        notify: bool,
+        wait_for: &[usize],
+    ) -> Result<i64> {
         let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
             call = call.key(key).key(queue_keys(key).0);
@@ -797,13 +805,13 @@ impl Shared {
                 String::new()
             });
         }
-        self.most(&Arc::new(call)).await
+        self.most(&Arc::new(call), wait_for).await
     }
 
-    /// Runs `call` on every instance; answers the largest answer. An error only when no
-    /// instance answered at all.
-    async fn most(&self, call: &Arc<Call>) -> Result<i64> {
-        let votes = self.on_a_majority(call).await;
+    /// Runs `call` on every instance (waiting as [`Shared::on_a_majority`] does); answers the
+    /// largest answer. An error only when no instance answered at all.
+    async fn most(&self, call: &Arc<Call>, wait_for: &[usize]) -> Result<i64> {
+        let votes = self.on_a_majority(call, wait_for).await;
         let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
         if let Some(most) = answers.max() {
             return Ok(*most);
@@ -814,17 +822,21 @@ impl Shared {
             .expect("no instance answered"))
     }
 
-    /// Runs `call` on every instance until a majority answered (or all did), and lets the
-    /// calls still under way finish in the background: an instance that does not answer does
-    /// not hold up a release or an undo for its whole timeout, and still gets the call (on
-    /// the same connection, so before anything this client sends it later).
-    async fn on_a_majority(&self, call: &Arc<Call>) -> Vec<Vote<i64>> {
+    /// Runs `call` on every instance until a majority answered (or all did) and so did the
+    /// instances `wait_for`, and lets the calls still under way finish in the background: an
+    /// instance that does not answer does not hold up a release or an undo for its whole
+    /// timeout, and still gets the call (on the same connection, so before anything this
+    /// client sends it later).
+    async fn on_a_majority(&self, call: &Arc<Call>, wait_for: &[usize]) -> Vec<Vote<i64>> {
         let majority = self.nodes.majority();
         let (votes, pending) = self
             .nodes
             .gather(
                 |node| node.script::<i64>(call),
-                |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+                |votes| {
+                    votes.iter().filter(|v| v.answer.is_ok()).count() >= majority
+                        && wait_for.iter().all(|i| votes.iter().any(|v| v.node == *i))
+                },
             )
             .await;
         finish_in_background(pending);
@@ -840,13 +852,20 @@ impl Shared {
                 .key(deadlines)
                 .arg(waiter),
         );
-        let _ = self.on_a_majority(&call).await;
+        let _ = self.on_a_majority(&call, &[]).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
-    async fn undo(&self, keys: &[String], id: &str) {
+    /// Waits for the instances that answered with a grant (they answer: the key is gone there
+    /// when this returns); those that failed or did not answer are undone in the background.
+    async fn undo(&self, keys: &[String], id: &str, votes: &[Vote<Grant>]) {
+        let granted: Vec<usize> = votes
+            .iter()
+            .filter(|v| matches!(v.answer, Ok(Grant::Granted { .. })))
+            .map(|v| v.node)
+            .collect();
         // Silently: nothing was held that anyone waits for.
-        if let Err(error) = self.release_on_all(keys, id, false).await {
+        if let Err(error) = self.release_on_all(keys, id, false, &granted).await {
             tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
         }
     }

@@ -181,9 +181,10 @@ impl Tally {
             match &vote.answer {
                 Ok(Grant::Granted { uptime, .. }) if is_young(*uptime, longest) => {
                     // The latest the instance can have started: INFO's uptime may be a second
-                    // ahead (see acquire.lua).
+                    // ahead (see acquire.lua); and the holder's clock may be ahead of ours, so
+                    // a holder up to CLOCK_SKEW after that counts as before it.
                     let uptime = Duration::from_secs(uptime.unwrap_or(0).saturating_sub(1));
-                    if any_failed || held_since_before(now - uptime - CLOCK_SKEW) {
+                    if any_failed || held_since_before(now - uptime + CLOCK_SKEW) {
                         tally.voided += 1
                     } else {
                         tally.young += 1
@@ -377,6 +378,13 @@ mod tests {
             vote(2, granted(&[7])),
         ];
         assert_eq!(Tally::at(&later, TTL, now).counted(), 2);
+        // Taken 50 ms before an instance that restarted just now: it may have granted it.
+        let just_before = [
+            held_since(0, now, Duration::from_millis(50)),
+            young(1, 0),
+            vote(2, granted(&[7])),
+        ];
+        assert_eq!(Tally::at(&just_before, TTL, now).counted(), 1);
         // A holder whose start is unknown voids it too.
         let unknown = vote(
             0,

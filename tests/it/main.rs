@@ -10,6 +10,7 @@ mod library;
 mod process;
 mod proxy;
 mod quorum;
+mod quorum_safety;
 mod security;
 mod sets;
 mod support;
