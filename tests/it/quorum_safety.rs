@@ -217,7 +217,7 @@ async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
     match answer {
         Ok(Acquire::Held(holder)) => assert_eq!(holder.lease_id.as_deref(), Some(lease.id())),
         Ok(Acquire::Acquired(taken)) => panic!(
-            "a 1 s competitor got {} while {} still holds it for 60 s",
+            "a 1 s competitor got {} while {} still holds it for 10 s",
             taken.id(),
             lease.id()
         ),

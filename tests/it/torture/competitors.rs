@@ -50,7 +50,8 @@ pub async fn library(
     resource: LeaseClient,
     mut rng: fastrand::Rng,
 ) {
-    let ttl = ctx.config.ttl;
+    // Competitors with different TTLs on one name: every other one holds three times as long.
+    let ttl = ctx.config.ttl * (1 + 2 * (index as u32 % 2));
     let options = LeaseOptions {
         ttl,
         auto_renew: Some(ttl / 3),
@@ -61,7 +62,7 @@ pub async fn library(
     while !ctx.stopping() {
         let name = &ctx.names[rng.usize(..ctx.names.len())];
         let asked = now();
-        match client.acquire(name, &options, ttl * 3).await {
+        match client.acquire(name, &options, ctx.config.ttl * 3).await {
             Ok(Acquire::Acquired(lease)) => {
                 let section = hold(&ctx, index, asked, lease, &resource, &mut rng).await;
                 ctx.record(section);
@@ -104,6 +105,7 @@ async fn hold(
         start,
     );
     section.asked = asked;
+    section.ttl = Some(ttl);
     let key = resource_key(lease.name());
     let mut lost = Box::pin(lease.lost());
     for i in 0..writes {
@@ -277,8 +279,13 @@ pub fn exec_child(record: &Path) {
             break;
         }
         let sent = now();
-        let status = Command::new(binary())
-            .args(["--endpoint", &resource, "fence", "set"])
+        let mut fence = Command::new(binary());
+        // The resource: one Redis, or in quorum mode the deployment's instances themselves.
+        for url in resource.split(' ') {
+            fence.arg("--endpoint").arg(url);
+        }
+        let status = fence
+            .args(["fence", "set"])
             .args([
                 &resource_key(&name),
                 &format!("{id}:{i}"),
