@@ -50,8 +50,9 @@ pub enum Fault {
     PathLatency,
     /// One client's connections to an instance cut, and its new ones dropped, for a while.
     PathCut,
-    /// Quorum: one client's path to an instance blackholed (its leases land on a bare
-    /// majority), then another instance restarted empty while the path fault lasts.
+    /// Quorum: one client's paths to a minority blackholed (its leases land on a bare
+    /// majority), then an instance of that majority restarted empty, and another client's
+    /// paths to the rest of that majority blackholed while the first path fault lasts.
     BareMajorityRestart,
     /// Quorum: a holding `exec` stopped past its TTL, and the fence's first instance restarted
     /// empty shortly before the `exec` wakes (after the next holder wrote, usually).
@@ -210,6 +211,8 @@ enum Undo {
     PathBlackhole(usize, usize),
     /// Restart an instance with empty memory (the second step of a fault).
     Restart(usize),
+    /// Blackhole one path (the second step of a fault).
+    PathBlackholeOn(usize, usize),
 }
 
 /// Injects faults until the run stops, then undoes what is still in force.
@@ -248,7 +251,13 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
                 .rposition(|kind| !(draining && kind.hits_an_instance()));
             let injected = position.and_then(|position| {
                 let kind = cycle[position];
-                let undo = if kind.hits_an_instance() {
+                let undo = if kind == Fault::BareMajorityRestart {
+                    let i = target(&hit_until, at, &mut rng);
+                    let (until, undo) = bare_majority_restart(ctx, deployment, i, &mut rng)?;
+                    hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
+                    group_faults += 1;
+                    undo
+                } else if kind.hits_an_instance() {
                     let i = target(&hit_until, at, &mut rng);
                     let (until, undo) = hit_instance(ctx, deployment, kind, i, &mut rng);
                     hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
@@ -319,22 +328,6 @@ fn hit_instance(
             let to = restart(ctx, deployment, i, kind == Fault::RestartWithMemory);
             (to, Vec::new())
         }
-        Fault::BareMajorityRestart => {
-            // Instance `i` restarts; one client's path to another is blackholed first.
-            let others: Vec<usize> = (0..deployment.instances()).filter(|&p| p != i).collect();
-            let path = others[rng.usize(..others.len())];
-            let group = rng.usize(..deployment.proxies.len());
-            deployment.proxies[group][path].set_blackhole(true);
-            let restart_at = at + scaled(ttl, rng, 20, 60);
-            let until = restart_at + scaled(ttl, rng, 100, 200);
-            (
-                until,
-                vec![
-                    (restart_at, Undo::Restart(i)),
-                    (until, Undo::PathBlackhole(group, path)),
-                ],
-            )
-        }
         Fault::Latency => {
             let latency = Duration::from_millis(rng.u64(2..=40));
             deployment.each_proxy_of(i, |p| p.set_latency(latency));
@@ -361,6 +354,52 @@ fn hit_instance(
         }
         _ => unreachable!("{kind:?} hits no instance"),
     }
+}
+
+/// A library holder in a long hold loses its lease on a minority (its paths there blackholed
+/// until its key expired there), so that the lease lives on a bare majority; then instance `i`
+/// of that majority restarts empty, and another client's paths to the rest of it go silent:
+/// `i`, young, and the minority would grant that client the lease still held, if silence
+/// counted as agreement (or if the holder's longer TTL were not taken into account). `None`
+/// when no holder will hold long enough.
+fn bare_majority_restart(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    i: usize,
+    rng: &mut fastrand::Rng,
+) -> Option<(u64, Vec<(u64, Undo)>)> {
+    let ttl = ctx.config.ttl;
+    let at = now();
+    let candidates: Vec<(usize, u64)> = (0..ctx.holding.len())
+        .filter_map(|c| {
+            let held = ctx.holding[c].lock().unwrap();
+            let held = held.as_ref().filter(|h| h.long)?;
+            // Its key is gone from the minority once its TTL passed without a renewal there.
+            let restart_at = at + held.ttl.as_nanos() as u64 * 105 / 100;
+            (held.ends > restart_at + scaled(ttl, rng, 20, 20)).then_some((c, restart_at))
+        })
+        .collect();
+    let &(client, restart_at) = candidates.get(rng.usize(..candidates.len().max(1)))?;
+    let n = deployment.instances();
+    let mut others: Vec<usize> = (0..n).filter(|&p| p != i).collect();
+    rng.shuffle(&mut others);
+    let (minority, rest) = others.split_at((n - 1) / 2);
+    let groups = deployment.proxies.len();
+    let first = client + 1;
+    let second = (first + rng.usize(1..groups)) % groups;
+    for &p in minority {
+        deployment.proxies[first][p].set_blackhole(true);
+    }
+    let until = restart_at + scaled(ttl, rng, 100, 200);
+    let mut undo = vec![(restart_at, Undo::Restart(i))];
+    for &p in minority {
+        undo.push((until, Undo::PathBlackhole(first, p)));
+    }
+    for &q in rest {
+        undo.push((restart_at, Undo::PathBlackholeOn(second, q)));
+        undo.push((until, Undo::PathBlackhole(second, q)));
+    }
+    Some((until, undo))
 }
 
 /// Restarts instance `i`, with empty memory or from a snapshot taken just before; records it
@@ -553,6 +592,7 @@ fn undo_fault(ctx: &Ctx, deployment: &Deployment, undo: &Undo) {
         Undo::Restart(i) => {
             restart(ctx, deployment, *i, false);
         }
+        Undo::PathBlackholeOn(group, i) => deployment.proxies[*group][*i].set_blackhole(true),
         Undo::Continue(pid) => {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
         }

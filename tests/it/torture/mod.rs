@@ -115,6 +115,10 @@ pub struct Held {
     name: String,
     /// Held past its TTL, so renewed: a target for slowed renewal.
     long: bool,
+    /// Its lease's TTL.
+    ttl: Duration,
+    /// When its hold is planned to end.
+    ends: u64,
 }
 
 /// A `leasectl exec` that runs now, for the fault injector.
