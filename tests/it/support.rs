@@ -535,8 +535,13 @@ pub fn fence_key(name: &str) -> String {
 
 /// Sets the `acquiredAt` of the lease hash at `key` to now: a lease taken after the instances
 /// started. (In quorum mode one taken before a young instance started — like those of
-/// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.)
+/// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.) First
+/// waits until `server` (started with the others) has been up 4 s: INFO's whole-second uptime
+/// tells the start only to within a second or two, and a holder that may have acquired before
+/// the start counts as before it.
 pub fn acquired_now(server: &RedisServer, key: &str) {
+    let started = eventually(Duration::from_secs(30), || uptime(server) >= 4);
+    assert!(started, "the server was never up for 4 s");
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let _: i64 = server.query(&["HSET", key, "acquiredAt", &now]);
 }
