@@ -176,7 +176,7 @@ impl Nodes {
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
         let (total, majority) = (nodes.list.len(), nodes.majority());
-        let (votes, _) = nodes
+        let (votes, pending) = nodes
             .gather_within(
                 limit,
                 |node| node.command::<String>(redis::cmd("PING")),
@@ -186,6 +186,14 @@ impl Nodes {
                 },
             )
             .await;
+        // The slower instances' connections are still being made: let them finish, so that
+        // they are ready for the first calls (which would otherwise all wait on them at once).
+        if !pending.is_empty() {
+            tokio::spawn(async move {
+                let mut pending = pending;
+                while pending.next().await.is_some() {}
+            });
+        }
         let votes: Vec<Vote<String>> = votes
             .into_iter()
             .map(|vote| {
