@@ -11,9 +11,9 @@ use redis::Value;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::holder::{Holder, InstanceView, LeaseInfo};
+use crate::holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 use crate::keys::{
-    check_name, check_ttl, escape_glob, fence_key, is_fence_key, longest_ttl_key, newest_token_key,
+    check_name, check_ttl, escape_glob, fence_key, is_internal, longest_ttl_key, newest_token_key,
     queue_keys, release_channel,
 };
 use crate::lease::{validity_end, Lease, Schedule};
@@ -22,7 +22,7 @@ use crate::nodes::{Call, Node, Nodes, Pending, Vote};
 use crate::quorum::{self, Grant, Tally};
 use crate::scripts;
 use crate::settings::Settings;
-use crate::wait::{queue_grace, Waiter};
+use crate::wait::{Background, Backoff, Place, Waiter, QUEUE_GRACE};
 use redis::EntraIdCredentialsProvider;
 
 /// How many times a quorum attempt that ended in a split vote is tried again.
@@ -156,6 +156,8 @@ pub struct LeaseClient {
 pub(crate) struct Shared {
     nodes: Nodes,
     settings: Settings,
+    /// Queue places that dropped waits give up.
+    background: Arc<Background>,
 }
 
 impl LeaseClient {
@@ -168,7 +170,11 @@ impl LeaseClient {
     pub async fn connect(settings: Settings) -> Result<LeaseClient> {
         let nodes = Nodes::connect(&settings, None).await?;
         Ok(LeaseClient {
-            shared: Arc::new(Shared { nodes, settings }),
+            shared: Arc::new(Shared {
+                nodes,
+                settings,
+                background: Arc::default(),
+            }),
         })
     }
 
@@ -184,8 +190,19 @@ impl LeaseClient {
     ) -> Result<LeaseClient> {
         let nodes = Nodes::connect(&settings, Some(credentials)).await?;
         Ok(LeaseClient {
-            shared: Arc::new(Shared { nodes, settings }),
+            shared: Arc::new(Shared {
+                nodes,
+                settings,
+                background: Arc::default(),
+            }),
         })
+    }
+
+    /// Waits for the clean-up that dropped waits left to do in the background (giving up
+    /// their places in the queue), so that it is done before the process exits. Each call in
+    /// it is bounded by `SyncTimeout`.
+    pub async fn flush(&self) {
+        self.shared.background.finish().await;
     }
 
     /// The settings this client was built from.
@@ -244,8 +261,13 @@ impl LeaseClient {
     /// TTL. In single mode waiters get the lease in the order they came. Answers
     /// [`Acquire::Held`] with the last holder seen when `wait` runs out.
     ///
+    /// A try that fails on a connection error, a timeout or no quorum (a restart, a cut) is
+    /// tried again with backoff while `wait` lasts. Dropping the future gives up its place in
+    /// the queue in the background (see [`LeaseClient::flush`]).
+    ///
     /// # Errors
-    /// As [`LeaseClient::try_acquire`].
+    /// As [`LeaseClient::try_acquire`]; a connection error only when it lasted until `wait`
+    /// ran out (the last one).
     pub async fn acquire_observed(
         &self,
         name: &str,
@@ -333,14 +355,15 @@ impl LeaseClient {
         let id = uuid::Uuid::new_v4().to_string();
         let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut call = Call::new(&scripts::ACQUIRE);
+        let prefix = &shared.settings.key_prefix;
         for key in &keys {
-            let (queue, deadlines) = queue_keys(key);
+            let (queue, deadlines) = queue_keys(prefix, key);
             call = call
                 .key(key)
-                .key(fence_key(key))
+                .key(fence_key(prefix, key))
                 .key(queue)
                 .key(deadlines)
-                .key(longest_ttl_key(key));
+                .key(longest_ttl_key(prefix, key));
         }
         let total = shared.nodes.list.len();
         // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
@@ -354,7 +377,7 @@ impl LeaseClient {
             .arg(ttl_ms)
             .arg(&acquired_at)
             .arg(waiter)
-            .arg(queue_grace(options).as_millis() as u64)
+            .arg(QUEUE_GRACE.as_millis() as u64)
             .arg(floor);
         for (field, value) in &options.metadata {
             call = call.arg(format!("meta_{field}")).arg(value);
@@ -473,24 +496,43 @@ impl LeaseClient {
             (1, 1) => uuid::Uuid::new_v4().to_string(),
             _ => String::new(),
         };
+        // Given up on every way out but success (whose script took us out of the queue).
+        let queued = match place.is_empty() {
+            true => Place::none(self.shared.background.clone()),
+            false => {
+                let (shared, place) = (self.shared.clone(), place.clone());
+                let key = shared.settings.key_for(&names[0]);
+                let leave = Box::pin(async move { shared.leave_queue(&key, &place).await });
+                Place::new(leave, self.shared.background.clone())
+            }
+        };
         // The waiter for the lease that stood in the way last time.
         let mut waiter: Option<(usize, Waiter)> = None;
+        let mut backoff = Backoff::until(deadline);
         let (started, mut attempts) = (Instant::now(), 0u64);
         loop {
             attempts += 1;
-            let (lease, holder) = match self.attempt(names, options, &place, SPLIT_RETRIES).await? {
-                Taken::Held { lease, holder } => (lease, holder),
-                acquired => {
+            let attempt = self.attempt(names, options, &place, SPLIT_RETRIES).await;
+            let (lease, holder) = match attempt {
+                Ok(Taken::Held { lease, holder }) => (lease, holder),
+                Ok(acquired) => {
+                    queued.taken();
                     let waited_ms = started.elapsed().as_millis() as u64;
                     tracing::info!(lease = %names.join(","), attempts, waited_ms, "acquired after waiting");
                     return Ok(acquired);
                 }
+                // A restart, a cut: try again within the wait, backing off.
+                Err(error) => match backoff.after(error).await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        queued.leave().await;
+                        return Err(error);
+                    }
+                },
             };
+            backoff.reset();
             if Instant::now() >= deadline {
-                if !place.is_empty() {
-                    let key = self.shared.settings.key_for(&names[0]);
-                    self.shared.leave_queue(&key, &place).await;
-                }
+                queued.leave().await;
                 let waited_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(lease = %names.join(","), attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
                 return Ok(Taken::Held { lease, holder });
@@ -501,8 +543,9 @@ impl LeaseClient {
                 .is_none_or(|(blocking, _)| *blocking != lease)
             {
                 let key = self.shared.settings.key_for(&names[lease]);
+                let prefix = &self.shared.settings.key_prefix;
                 let place = Some(place.clone()).filter(|place| !place.is_empty());
-                let fresh = Waiter::new(key, deadline, options.fallback_poll, place);
+                let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, place);
                 waiter = Some((lease, fresh));
             }
             if let Some((_, waiter)) = waiter.as_mut() {
@@ -518,14 +561,22 @@ impl LeaseClient {
     /// As [`LeaseClient::inspect`].
     pub async fn wait_until_free(&self, name: &str, wait: Duration) -> Result<Option<Holder>> {
         check_name(name)?;
-        let mut waiter = Waiter::new(
-            self.shared.settings.key_for(name),
-            Instant::now() + wait,
-            FALLBACK_POLL,
-            None,
-        );
+        let deadline = Instant::now() + wait;
+        let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
+        let mut waiter = Waiter::new(prefix, &key, deadline, FALLBACK_POLL, None);
+        let mut backoff = Backoff::until(deadline);
         loop {
-            let Some(holder) = self.inspect(name).await?.holder else {
+            let info = match self.inspect(name).await {
+                Ok(info) => info,
+                // A restart, a cut: try again within the wait, backing off.
+                Err(error) => {
+                    backoff.after(error).await?;
+                    continue;
+                }
+            };
+            backoff.reset();
+            let Some(holder) = info.holder else {
                 return Ok(None);
             };
             if waiter.is_over() {
@@ -624,7 +675,8 @@ impl LeaseClient {
     /// Reads who holds `key`, the lease `name`. The name is not checked: `inspect_all` also
     /// lists keys that other tools wrote under the prefix with names we would refuse.
     async fn inspect_key(&self, name: &str, key: String) -> Result<LeaseInfo> {
-        let call = Arc::new(Call::new(&scripts::INSPECT).key(&key).key(fence_key(&key)));
+        let fence = fence_key(&self.shared.settings.key_prefix, &key);
+        let call = Arc::new(Call::new(&scripts::INSPECT).key(&key).key(fence));
         let nodes = &self.shared.nodes;
         let votes = nodes.all(|node| node.script::<Value>(&call)).await;
         let views: Vec<InstanceView> = votes
@@ -670,11 +722,15 @@ impl LeaseClient {
             let mut errors = votes.into_iter().filter_map(|v| v.answer.err());
             return Err(errors.next().expect("some instance failed"));
         }
+        for vote in votes.iter().filter(|v| v.answer.is_err()) {
+            let failed = nodes.describe(vote, |_| String::new());
+            tracing::warn!("{failed}: leases held only there are not listed");
+        }
         let mut keys: Vec<String> = votes
             .into_iter()
             .filter_map(|v| v.answer.ok())
             .flatten()
-            .filter(|key| !is_fence_key(key))
+            .filter(|key| !is_internal(prefix, key))
             .collect();
         keys.sort();
         keys.dedup();
@@ -709,13 +765,82 @@ impl LeaseClient {
     pub async fn force_release(&self, name: &str) -> Result<bool> {
         check_name(name)?;
         let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
         let call = Arc::new(
             Call::new(&scripts::FORCE_RELEASE)
                 .key(&key)
-                .key(queue_keys(&key).0)
-                .arg(release_channel(&key)),
+                .key(queue_keys(prefix, &key).0)
+                .arg(release_channel(prefix, &key)),
         );
-        Ok(self.shared.most(&call, &[]).await? > 0)
+        Ok(self.shared.announced(&call, &[]).await? > 0)
+    }
+
+    /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
+    /// majority of the instances answered (what a renewal waits for). For judging whether a
+    /// TTL leaves time to renew.
+    ///
+    /// # Errors
+    /// Connection errors, when too few instances answered.
+    pub async fn round_trip(&self) -> Result<Duration> {
+        let nodes = &self.shared.nodes;
+        let majority = nodes.majority();
+        let mut times = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (votes, pending) = nodes
+                .gather(
+                    |node| node.command::<String>(redis::cmd("PING")),
+                    |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+                )
+                .await;
+            finish_in_background(pending);
+            if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
+                let first = votes.into_iter().find_map(|v| v.answer.err());
+                return Err(first.unwrap_or_else(|| self.shared.unexpected("PING")));
+            }
+            times.push(started.elapsed());
+        }
+        times.sort();
+        Ok(times[1])
+    }
+
+    /// Deletes `name`'s key (an operator's action, on every instance) only if it still holds
+    /// `shown`, as [`inspect`](Self::inspect) read it: the same lease id for a hash that has
+    /// one, every field unchanged for another hash, the same string for the JSON and token
+    /// formats, the same Redis type for any other key. Compared and deleted in one script, so
+    /// a holder that took the lease after `shown` was read is never deleted. Answers whether
+    /// it deleted.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] for a bad name; connection errors.
+    pub async fn force_release_shown(&self, name: &str, shown: &Holder) -> Result<bool> {
+        check_name(name)?;
+        let kind = match (&shown.format, &shown.lease_id) {
+            (KeyFormat::Hash, Some(lease_id)) => return self.release(name, lease_id).await,
+            (KeyFormat::Queued { .. }, _) => return Ok(false),
+            (KeyFormat::Hash, None) => "hash",
+            (KeyFormat::Json | KeyFormat::Token, _) => "string",
+            (KeyFormat::Other(kind), _) => kind.as_str(),
+        };
+        let key = self.shared.settings.key_for(name);
+        let prefix = &self.shared.settings.key_prefix;
+        let mut call = Call::new(&scripts::FORCE_RELEASE)
+            .key(&key)
+            .key(queue_keys(prefix, &key).0)
+            .arg(release_channel(prefix, &key))
+            .arg(kind);
+        match &shown.format {
+            KeyFormat::Hash => {
+                for (field, value) in &shown.fields {
+                    call = call.arg(field).arg(value);
+                }
+            }
+            KeyFormat::Json | KeyFormat::Token => {
+                call = call.arg(shown.value.as_deref().unwrap_or_default());
+            }
+            _ => {}
+        }
+        Ok(self.shared.announced(&Arc::new(call), &[]).await? > 0)
     }
 }
 
@@ -769,12 +894,17 @@ impl Shared {
         }
     }
 
+    /// The channel on which releases of the lease key `key` are announced.
+    pub(crate) fn channel(&self, key: &str) -> String {
+        release_channel(&self.settings.key_prefix, key)
+    }
+
     /// The release announcements of `key` (`None` when no instance lets us subscribe).
     pub(crate) async fn subscribe_releases(
         &self,
         key: &str,
     ) -> Option<futures_util::stream::BoxStream<'static, redis::Msg>> {
-        self.nodes.subscribe(&release_channel(key), None).await
+        self.nodes.subscribe(&self.channel(key)).await
     }
 
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
@@ -783,7 +913,6 @@ impl Shared {
         self.release_on_all(keys, id, true, &[]).await
     }
 
-    /// Releases on every instance, waking the waiters when `notify` (else silently).
     /// Releases on every instance, waking the waiters when `notify` (else silently); waits for
     /// a majority's answers and those of the instances `wait_for`, the rest in the background.
     async fn release_on_all(
@@ -793,33 +922,41 @@ impl Shared {
         notify: bool,
         wait_for: &[usize],
     ) -> Result<i64> {
+        let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
-            call = call.key(key).key(queue_keys(key).0);
+            call = call.key(key).key(queue_keys(prefix, key).0);
         }
         call = call.arg(id);
         for key in keys {
             call = call.arg(if notify {
-                release_channel(key)
+                release_channel(prefix, key)
             } else {
                 String::new()
             });
         }
-        self.most(&Arc::new(call), wait_for).await
+        self.announced(&Arc::new(call), wait_for).await
     }
 
-    /// Runs `call` on every instance (waiting as [`Shared::on_a_majority`] does); answers the
-    /// largest answer. An error only when no instance answered at all.
-    async fn most(&self, call: &Arc<Call>, wait_for: &[usize]) -> Result<i64> {
-        let votes = self.on_a_majority(call, wait_for).await;
-        let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
-        if let Some(most) = answers.max() {
-            return Ok(*most);
+    /// Runs a release `call` on every instance (waiting as [`Shared::on_a_majority`] does);
+    /// answers the largest count released. An error only when no instance answered at all. A release stands even when its notification was refused (an
+    /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
+    /// fallback poll.
+    async fn announced(&self, call: &Arc<Call>, wait_for: &[usize]) -> Result<i64> {
+        let votes = self.on_a_majority::<(i64, String)>(call, wait_for).await;
+        for vote in &votes {
+            if let Ok((_, refused)) = vote.answer.as_ref() {
+                if refused.is_empty() {
+                    continue;
+                }
+                let address = &self.nodes.list[vote.node].address;
+                tracing::warn!("released, but Redis at {address} refused to notify the waiters ({refused}); they notice within their fallback poll (allow PUBLISH on the release channels)");
+            }
         }
-        Err(votes
-            .into_iter()
-            .find_map(|v| v.answer.err())
-            .expect("no instance answered"))
+        largest(votes.into_iter().map(|v| Vote {
+            node: v.node,
+            answer: v.answer.map(|(released, _)| released),
+        }))
     }
 
     /// Runs `call` on every instance until a majority answered (or all did) and so did the
@@ -827,12 +964,16 @@ impl Shared {
     /// instance that does not answer does not hold up a release or an undo for its whole
     /// timeout, and still gets the call (on the same connection, so before anything this
     /// client sends it later).
-    async fn on_a_majority(&self, call: &Arc<Call>, wait_for: &[usize]) -> Vec<Vote<i64>> {
+    async fn on_a_majority<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        call: &Arc<Call>,
+        wait_for: &[usize],
+    ) -> Vec<Vote<T>> {
         let majority = self.nodes.majority();
         let (votes, pending) = self
             .nodes
             .gather(
-                |node| node.script::<i64>(call),
+                |node| node.script::<T>(call),
                 |votes| {
                     votes.iter().filter(|v| v.answer.is_ok()).count() >= majority
                         && wait_for.iter().all(|i| votes.iter().any(|v| v.node == *i))
@@ -845,14 +986,14 @@ impl Shared {
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).
     async fn leave_queue(&self, key: &str, waiter: &str) {
-        let (queue, deadlines) = queue_keys(key);
+        let (queue, deadlines) = queue_keys(&self.settings.key_prefix, key);
         let call = Arc::new(
             Call::new(&scripts::LEAVE_QUEUE)
                 .key(queue)
                 .key(deadlines)
                 .arg(waiter),
         );
-        let _ = self.on_a_majority(&call, &[]).await;
+        let _ = self.on_a_majority::<i64>(&call, &[]).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
@@ -899,7 +1040,7 @@ impl Shared {
                             .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted { .. })))
                     })
                     .collect();
-                let raise = raise_call(key, token, id);
+                let raise = raise_call(&self.settings.key_prefix, key, token, id);
                 let raised = self
                     .nodes
                     .on(&granting_behind, |node| node.script::<i64>(&raise))
@@ -1012,6 +1153,18 @@ impl Shared {
     }
 }
 
+/// The largest answer; an error only when no instance answered at all.
+fn largest(votes: impl IntoIterator<Item = Vote<i64>>) -> Result<i64> {
+    let (mut most, mut first_error) = (None, None);
+    for vote in votes {
+        match vote.answer {
+            Ok(answer) => most = most.max(Some(answer)),
+            Err(error) => drop(first_error.get_or_insert(error)),
+        }
+    }
+    most.ok_or_else(|| first_error.expect("no instance answered"))
+}
+
 /// Microseconds since the Unix epoch (0 before it).
 fn unix_micros(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
@@ -1040,11 +1193,11 @@ fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
 }
 
 /// The call that raises `key`'s fencing counter to `token` (and records it in our lease).
-fn raise_call(key: &str, token: u64, id: &str) -> Arc<Call> {
+fn raise_call(prefix: &str, key: &str, token: u64, id: &str) -> Arc<Call> {
     Arc::new(
         Call::new(&scripts::RAISE)
             .key(key)
-            .key(fence_key(key))
+            .key(fence_key(prefix, key))
             .arg(token)
             .arg(id),
     )
@@ -1070,7 +1223,8 @@ async fn raise_stragglers(
         }
     }
     for (lease, behind) in behind.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-        let raise = raise_call(&keys[lease], tokens[lease], &id);
+        let prefix = &shared.settings.key_prefix;
+        let raise = raise_call(prefix, &keys[lease], tokens[lease], &id);
         let raised = shared
             .nodes
             .on(behind, |node| node.script::<i64>(&raise))

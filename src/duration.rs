@@ -1,5 +1,5 @@
 //! Parsing the two spellings of a duration that users bring: .NET `TimeSpan` (`00:00:30`,
-//! `1.02:03:04.5`) from seed 002's settings, and humantime's `30s`, `1m 30s`, `250ms`.
+//! `1.02:03:04.5`) from .NET settings files, and humantime's `30s`, `1m 30s`, `250ms`.
 
 use std::time::Duration;
 

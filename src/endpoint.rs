@@ -22,7 +22,7 @@ pub struct Endpoint {
     pub tls_host: Option<String>,
 }
 
-/// Defaults that apply where a connection string is silent (SPEC 3: `UseSsl`, `Port`).
+/// Defaults that apply where a connection string is silent (the settings' `UseSsl`, `Port`).
 #[derive(Clone, Copy, Debug)]
 pub struct Defaults {
     pub use_ssl: bool,
@@ -39,7 +39,7 @@ impl Endpoint {
         if text.is_empty() {
             return Err("expected a redis:// URL or host:port, got an empty string".into());
         }
-        if let Some((scheme, _)) = text.split_once("://") {
+        if let Some(scheme) = url_scheme(text) {
             return Self::parse_url(text, scheme);
         }
         Self::parse_connection_string(text, defaults)
@@ -108,11 +108,17 @@ impl Endpoint {
             database: None,
             tls_host: None,
         };
-        for option in parts.map(str::trim).filter(|p| !p.is_empty()) {
+        // No message below repeats an option or its value: after a password that holds a ','
+        // the next "option" is the rest of that password.
+        for (index, option) in parts.map(str::trim).enumerate() {
+            if option.is_empty() {
+                continue;
+            }
             let (key, value) = option.split_once('=').ok_or_else(|| {
                 format!(
-                    "connection-string option '{}' has no '='",
-                    redact_option(option)
+                    "part {} of the connection string has no '=' (a password cannot hold a ','; \
+                     use a redis:// or rediss:// URL with the password percent-encoded)",
+                    index + 2
                 )
             })?;
             let value = value.trim();
@@ -121,18 +127,19 @@ impl Endpoint {
                 "user" => endpoint.username = Some(value.to_string()),
                 "ssl" => {
                     endpoint.tls = parse_bool(value)
-                        .ok_or_else(|| format!("ssl={value}: expected True or False"))?
+                        .ok_or("the connection string's ssl= expects True or False")?
                 }
                 "sslhost" => endpoint.tls_host = Some(value.to_string()),
                 "defaultdatabase" => {
-                    endpoint.database = Some(
-                        value
-                            .parse()
-                            .map_err(|_| format!("defaultDatabase={value}: expected a number"))?,
-                    )
+                    endpoint.database = Some(value.parse().map_err(|_| {
+                        "the connection string's defaultDatabase= expects a number".to_string()
+                    })?)
                 }
                 // Options of StackExchange.Redis that have no meaning for this client.
-                _ => tracing::debug!(option = key.trim(), "connection-string option ignored"),
+                _ => tracing::debug!(
+                    option = %if is_known_option(key) { key.trim() } else { "(unknown)" },
+                    "connection-string option ignored"
+                ),
             }
         }
         Ok(endpoint)
@@ -141,6 +148,15 @@ impl Endpoint {
     /// The password, for building the connection (never for display).
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
+    }
+
+    /// The same endpoint without username and password (to ask the server why AUTH failed).
+    pub(crate) fn without_credentials(&self) -> Endpoint {
+        Endpoint {
+            username: None,
+            password: None,
+            ..self.clone()
+        }
     }
 
     /// `host:port`, the name used in messages.
@@ -203,8 +219,11 @@ impl fmt::Debug for Endpoint {
 }
 
 /// Masks the password in a URL or connection string, keeping everything else as written.
+///
+/// In a connection string everything from `password=` up to the next known option is masked:
+/// a password holding a ',' must not show its tail.
 pub fn mask_password(text: &str) -> String {
-    if let Some((scheme, rest)) = text.split_once("://") {
+    if let (Some(_), Some((scheme, rest))) = (url_scheme(text), text.split_once("://")) {
         if let Some((userinfo, host)) = rest.rsplit_once('@') {
             if let Some((user, _)) = userinfo.split_once(':') {
                 return format!("{scheme}://{user}:***@{host}");
@@ -212,16 +231,144 @@ pub fn mask_password(text: &str) -> String {
         }
         return text.to_string();
     }
-    text.split(',')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim().eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut shown: Vec<String> = Vec::new();
+    let mut in_password = false;
+    for part in text.split(',') {
+        let key = part.split_once('=').map(|(key, _)| key.trim());
+        if key.is_some_and(|k| k.eq_ignore_ascii_case("password")) {
+            let key = part.split_once('=').map_or("", |(key, _)| key);
+            shown.push(format!("{key}=***"));
+            in_password = true;
+        } else if in_password && !key.is_some_and(is_known_option) {
+            // The rest of the password.
+        } else {
+            in_password = false;
+            shown.push(part.to_string());
+        }
+    }
+    shown.join(",")
+}
+
+/// The scheme of a URL (`redis` in `redis://...`). What stands before a "://" is a scheme only
+/// when it is one word: in `host:1,password=a://b` the "://" belongs to the password.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.trim_start().split_once("://")?;
+    let mut chars = scheme.chars();
+    let word = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    word.then_some(scheme)
+}
+
+/// The options of StackExchange.Redis's connection strings (lower case).
+const KNOWN_OPTIONS: &[&str] = &[
+    "abortconnect",
+    "allowadmin",
+    "asynctimeout",
+    "channelprefix",
+    "checkcertificaterevocation",
+    "configchannel",
+    "configcheckseconds",
+    "connectretry",
+    "connecttimeout",
+    "defaultdatabase",
+    "highprioritysocketthreads",
+    "keepalive",
+    "name",
+    "password",
+    "protocol",
+    "proxy",
+    "resolvedns",
+    "responsetimeout",
+    "servicename",
+    "setlib",
+    "ssl",
+    "sslhost",
+    "sslprotocols",
+    "synctimeout",
+    "tiebreaker",
+    "tunnel",
+    "user",
+    "version",
+    "writebuffer",
+];
+
+fn is_known_option(key: &str) -> bool {
+    KNOWN_OPTIONS.contains(&key.trim().to_ascii_lowercase().as_str())
+}
+
+/// Splits a list of endpoints given as one string (an environment variable, a flag): a JSON
+/// array of strings, URLs or `host:port`s separated by ',', or any forms separated by ';'.
+///
+/// # Errors
+/// When it is not a valid list, or when a ';' may lie inside a password (one that ends a
+/// piece's `password=`, or that cuts a URL's user and password from its '@'): splitting there
+/// would cut the password and show its pieces. No message repeats any of the text.
+pub fn split_list(text: &str) -> Result<Vec<String>, String> {
+    let text = text.trim();
+    if text.starts_with('[') {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "not a valid JSON array (line {} column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let items = value.as_array().ok_or("expected a JSON array of strings")?;
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str()
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(|| format!("item {} of the JSON array is not a string", i + 1))
+            })
+            .filter(|item| item.as_ref().map_or(true, |s| !s.is_empty()))
+            .collect();
+    }
+    // A ',' separates instances only when no part can be an option or a piece of a password:
+    // each is a URL or a bare host:port.
+    let single = |part: &str| {
+        url_scheme(part).is_some() || !(part.trim().is_empty() || part.contains(['=', '@', ';']))
+    };
+    let pieces: Vec<&str> = if text.contains(',') && text.split(',').all(single) {
+        text.split(',').collect()
+    } else {
+        text.split(';').collect()
+    };
+    let last = pieces.len() - 1;
+    for (index, piece) in pieces.iter().enumerate() {
+        let is_url = url_scheme(piece).is_some();
+        let ends_in_password = !is_url
+            && piece
+                .rsplit(',')
+                .next()
+                .and_then(|option| option.split_once('='))
+                .is_some_and(|(key, _)| key.trim().eq_ignore_ascii_case("password"));
+        if (index < last && ends_in_password) || (!is_url && piece.contains('@')) {
+            return Err(
+                "a ';' there may be part of a password; give the list as a JSON \
+                        array of strings, or each instance on its own"
+                    .into(),
+            );
+        }
+    }
+    Ok(pieces
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 fn split_host_port(address: &str) -> Result<(String, Option<u16>), String> {
+    // What stands before an '@' is a user or password: never repeated.
+    if address.contains('@') {
+        return Err(
+            "a host:port has no '@' (give user= and password= options, or a \
+                    redis:// URL with them)"
+                .into(),
+        );
+    }
     let bad_port = |p: &str| format!("'{p}' is not a port number (1-65535)");
     let parse_port = |p: &str| {
         p.parse::<u16>()
@@ -253,15 +400,6 @@ fn parse_bool(value: &str) -> Option<bool> {
         "true" | "yes" | "1" => Some(true),
         "false" | "no" | "0" => Some(false),
         _ => None,
-    }
-}
-
-/// Shows an option without anything that could be a secret.
-fn redact_option(option: &str) -> &str {
-    if option.len() > 12 {
-        "…"
-    } else {
-        option
     }
 }
 
@@ -362,5 +500,87 @@ mod tests {
         }
         let err = Endpoint::parse("h:1,ssl=maybe,password=topsecret", DEFAULTS).unwrap_err();
         assert!(!err.contains("topsecret"));
+    }
+
+    #[test]
+    fn no_error_repeats_a_piece_of_a_password_that_holds_a_comma() {
+        for text in [
+            "h:1,password=first,second",
+            "h:1,password=first,ssl=second",
+            "h:1,password=first,defaultDatabase=second",
+            "first@h:1",
+            "redis://:first@h:second",
+        ] {
+            let err = Endpoint::parse(text, DEFAULTS).unwrap_err();
+            assert!(
+                !err.contains("first") && !err.contains("second"),
+                "{text}: {err}"
+            );
+        }
+        // A URL may hold both.
+        let e = Endpoint::parse("redis://:a,b;c@h:1", DEFAULTS).unwrap();
+        assert_eq!(e.password(), Some("a,b;c"));
+    }
+
+    #[test]
+    fn masking_hides_the_tail_of_a_password_that_holds_a_comma() {
+        assert_eq!(
+            mask_password("h:1,password=first,second,ssl=True"),
+            "h:1,password=***,ssl=True"
+        );
+        assert_eq!(
+            mask_password("h:1,password=first,x=second"),
+            "h:1,password=***"
+        );
+        assert_eq!(mask_password("rediss://u:a,b@c@h:1"), "rediss://u:***@h:1");
+        assert_eq!(
+            mask_password("h:1,password=a://b,ssl=True"),
+            "h:1,password=***,ssl=True"
+        );
+    }
+
+    #[test]
+    fn a_password_holding_a_scheme_separator_stays_in_a_connection_string() {
+        let e = Endpoint::parse("h:1,password=first://second,ssl=False", DEFAULTS).unwrap();
+        assert_eq!((e.password(), e.port), (Some("first://second"), 1));
+        let err = Endpoint::parse("h:x,password=first://second", DEFAULTS).unwrap_err();
+        assert!(!err.contains("first") && !err.contains("second"), "{err}");
+    }
+
+    #[test]
+    fn lists_split_only_where_no_password_can_be_cut() {
+        let split = |text: &str| split_list(text);
+        assert_eq!(
+            split("redis://h:1, redis://h:2").unwrap(),
+            ["redis://h:1", "redis://h:2"]
+        );
+        assert_eq!(
+            split("h:1,password=a,ssl=False; h:2,ssl=False").unwrap(),
+            ["h:1,password=a,ssl=False", "h:2,ssl=False"]
+        );
+        assert_eq!(split("redis://:a,b@h:1").unwrap(), ["redis://:a,b@h:1"]);
+        assert_eq!(split("h:1, h:2").unwrap(), ["h:1", "h:2"]);
+        assert_eq!(split("h:1,password=a,b").unwrap(), ["h:1,password=a,b"]);
+        assert_eq!(
+            split("redis://h:1,h:2,ssl=False").unwrap(),
+            ["redis://h:1,h:2,ssl=False"]
+        );
+        assert_eq!(
+            split(r#"["h:1,password=a;b", "redis://:c;d@h:2"]"#).unwrap(),
+            ["h:1,password=a;b", "redis://:c;d@h:2"]
+        );
+        for ambiguous in [
+            "h:1,password=first;second",
+            "h:1,password=first;second,ssl=True",
+            "redis://:first;second@h:1",
+            "h:1,password=a://first;second",
+        ] {
+            let err = split(ambiguous).unwrap_err();
+            assert!(!err.contains("first") && !err.contains("second"), "{err}");
+        }
+        for bad in [r#"["first", 1]"#, "[first"] {
+            let err = split(bad).unwrap_err();
+            assert!(!err.contains("first"), "{err}");
+        }
     }
 }

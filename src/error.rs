@@ -39,6 +39,9 @@ pub enum Error {
     /// Redis refused our credentials.
     #[error("authentication failed at {endpoint}: {detail}")]
     Auth { endpoint: String, detail: String },
+    /// Redis refused a command, key or channel to this ACL user (NOPERM).
+    #[error("Redis at {endpoint} refused: {detail}")]
+    Permission { endpoint: String, detail: String },
     /// Redis did not answer in time.
     #[error("Redis at {endpoint} did not answer within {}", humantime::format_duration(*after))]
     Timeout { endpoint: String, after: Duration },
@@ -83,6 +86,36 @@ fn tls_problem(text: &str) -> Option<String> {
     Some(detail.to_string())
 }
 
+/// Names what an ACL refused, from Redis's wording: a command (`NOPERM this user has no
+/// permissions to run the 'evalsha' command`), a key or a channel, also when a script met the
+/// refusal (`The user executing the script can't ...`).
+fn permission_problem(text: &str) -> Option<String> {
+    const ACL: &str = "see the README's ACL line";
+    if let Some(rest) = text.split("permissions to run the '").nth(1) {
+        let command = rest.split('\'').next().unwrap_or_default();
+        return Some(format!(
+            "the user may not run {} ({ACL})",
+            command.to_ascii_uppercase()
+        ));
+    }
+    let detail = if text.contains("permissions to access one of the keys")
+        || text.contains("can't access at least one of the keys")
+    {
+        "the user may not access a key leasectl uses (every one starts with KeyPrefix)"
+    } else if text.contains("permissions to access one of the channels")
+        || text.contains("can't publish to the channel")
+    {
+        "the user may not use a release channel (every one starts with KeyPrefix)"
+    } else if text.contains("The user executing the script can't run this command") {
+        "the user may not run a command that leasectl's scripts call"
+    } else if text.contains("NOPERM") {
+        "the user lacks a permission this operation needs"
+    } else {
+        return None;
+    };
+    Some(format!("{detail} ({ACL})"))
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -94,12 +127,14 @@ impl Error {
     pub(crate) fn from_redis(endpoint: &str, err: &redis::RedisError, timeout: Duration) -> Error {
         let endpoint = endpoint.to_string();
         let code = err.code().unwrap_or_default();
+        if let Some(detail) = permission_problem(&err.to_string()) {
+            return Error::Permission { endpoint, detail };
+        }
         if err.kind() == redis::ErrorKind::AuthenticationFailed
-            || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+            || matches!(code, "WRONGPASS" | "NOAUTH")
         {
             let detail = match code {
                 "NOAUTH" => "the server requires a password and none was given".to_string(),
-                "NOPERM" => "the user lacks a permission this operation needs".to_string(),
                 _ => "invalid username-password pair or user is disabled".to_string(),
             };
             return Error::Auth { endpoint, detail };
@@ -141,6 +176,7 @@ impl Error {
         match self {
             Error::Connection { detail, .. } => detail.clone(),
             Error::Auth { .. } => "authentication failed".into(),
+            Error::Permission { detail, .. } => detail.clone(),
             Error::Timeout { .. } => "timed out".into(),
             Error::Redis { detail, .. } => detail.clone(),
             other => other.to_string(),

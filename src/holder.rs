@@ -1,6 +1,7 @@
-//! Who holds a lease, read from whatever the key holds: our hash (and seed 002's), the .NET
+//! Who holds a lease, read from whatever the key holds: our hash (and the .NET RedisLeaseSample's), the .NET
 //! package's JSON string, or a plain token written by another lock library.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use redis::Value;
 /// How the holder's key is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFormat {
-    /// A hash with `leaseId`, `acquiredAt`, `meta_*` (leasectl and seed 002).
+    /// A hash with `leaseId`, `acquiredAt`, `meta_*` (leasectl and the .NET RedisLeaseSample).
     Hash,
     /// A JSON string `{"leaseId","ownerId","acquiredAt","metadata"}` (the DistributedLeasing package).
     Json,
@@ -36,6 +37,8 @@ pub struct Holder {
     pub format: KeyFormat,
     /// Every field as stored, in order, for display.
     pub fields: Vec<(String, String)>,
+    /// The string as stored (JSON and token formats): what a forced release compares.
+    pub(crate) value: Option<String>,
 }
 
 /// One lease as `inspect` sees it.
@@ -76,6 +79,7 @@ impl Holder {
             ttl: None,
             format: KeyFormat::Queued { waiters },
             fields: Vec::new(),
+            value: None,
         }
     }
 
@@ -91,9 +95,14 @@ impl Holder {
             .or(self.lease_id.as_ref())
             .map(String::as_str)
             .unwrap_or("unknown holder");
+        // Values written by other programs are data: never terminal input.
         match self.metadata.get("region") {
-            Some(region) => format!("{who} ({region})"),
-            None => who.to_string(),
+            Some(region) => format!(
+                "{} ({})",
+                escape_for_terminal(who),
+                escape_for_terminal(region)
+            ),
+            None => escape_for_terminal(who).into_owned(),
         }
     }
 
@@ -125,6 +134,7 @@ impl Holder {
             ttl,
             format: KeyFormat::Hash,
             fields: Vec::new(),
+            value: None,
         };
         match kind.as_str() {
             "none" => return None,
@@ -156,6 +166,7 @@ impl Holder {
     }
 
     fn fill_from_string(&mut self, value: String) {
+        self.value = Some(value.clone());
         let json = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&value).ok();
         let Some(object) = json.filter(|o| o.contains_key("leaseId") || o.contains_key("ownerId"))
         else {
@@ -186,6 +197,31 @@ impl Holder {
             self.fields.push((field.clone(), as_text(v)));
         }
     }
+}
+
+/// `text` safe to print on a terminal: control characters (newlines, ESC, DEL, C1) and the
+/// bidirectional overrides are shown escaped (`\n`, `\x1b`, `\u{202e}`), so that a value read
+/// from Redis can neither forge a line of output nor move the cursor or colour the screen.
+pub fn escape_for_terminal(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if unsafe_char(c) && (c as u32) < 0x100 => {
+                escaped.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if unsafe_char(c) => escaped.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 fn text(value: &Value) -> String {
@@ -251,6 +287,15 @@ mod tests {
         assert_eq!(
             (t.format, t.lease_id.as_deref()),
             (KeyFormat::Token, Some("9f8e-token"))
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(escape_for_terminal("us-east-1 (é)"), "us-east-1 (é)");
+        assert_eq!(
+            escape_for_terminal("a\nheld by x\x1b[31m\r\t\u{7f}\u{9b}\u{202e}"),
+            "a\\nheld by x\\x1b[31m\\r\\t\\x7f\\x9b\\u{202e}"
         );
     }
 

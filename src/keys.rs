@@ -13,13 +13,19 @@ pub const MIN_TTL: Duration = Duration::from_millis(10);
 /// by then the acquire script has already written the key, which would then never expire.
 const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
 
-/// Checks a lease name: not empty, at most [`MAX_NAME_LEN`] bytes.
+/// Checks a lease name: not empty, at most [`MAX_NAME_LEN`] bytes, and not starting with
+/// [`INTERNAL_MARK`] (leasectl's own names beside the leases start so).
 ///
 /// # Errors
 /// [`Error::Settings`] saying what is wrong.
 pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::Settings("the lease name must not be empty".into()));
+    }
+    if name.starts_with(INTERNAL_MARK) {
+        return Err(Error::Settings(format!(
+            "the lease name must not start with '{INTERNAL_MARK}': leasectl keeps its own keys there"
+        )));
     }
     if name.len() > MAX_NAME_LEN {
         return Err(Error::Settings(format!(
@@ -47,58 +53,79 @@ pub(crate) fn check_ttl(ttl: Duration) -> Result<u64> {
     }
 }
 
-/// The fencing counter's key: in the same Redis Cluster slot as the lease key, and outside
-/// the `KeyPrefix*` pattern when the key has no hash tag of its own.
-pub(crate) fn fence_key(key: &str) -> String {
-    beside(key, "fence")
+/// The first character of every name leasectl keeps beside its leases, right after the key
+/// prefix (`lease:@fence{lease:job}`). No lease name may start with it, so no lease name can
+/// produce one of these names, and an ACL user limited to `~{prefix}* &{prefix}*` reaches
+/// them all.
+pub const INTERNAL_MARK: char = '@';
+
+/// The fencing counter of the lease key `key` (which starts with `prefix`): never expires,
+/// never deleted by a release.
+pub(crate) fn fence_key(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "fence")
 }
 
 /// The queue of a lease's waiters (ticket order) and their deadlines: fair handoffs.
-pub(crate) fn queue_keys(key: &str) -> (String, String) {
-    (beside(key, "queue"), beside(key, "queue-deadlines"))
+pub(crate) fn queue_keys(prefix: &str, key: &str) -> (String, String) {
+    (
+        beside(prefix, key, "queue"),
+        beside(prefix, key, "deadlines"),
+    )
+}
+
+/// The channel on which a release of `key` is announced (in `key`'s slot, for sharded
+/// pub/sub).
+pub(crate) fn release_channel(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "released")
+}
+
+/// True for a key under `prefix` that leasectl keeps beside a lease, not a lease.
+pub(crate) fn is_internal(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|name| name.starts_with(INTERNAL_MARK))
 }
 
 /// Quorum mode: the longest TTL a lease was ever granted with on an instance (never expires,
 /// like the counter), against which "restarted recently" is judged.
-pub(crate) fn longest_ttl_key(key: &str) -> String {
-    beside(key, "longest-ttl")
+pub(crate) fn longest_ttl_key(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "longest-ttl")
 }
 
 /// Where a protected key remembers the newest fencing token a write to it carried.
 pub(crate) fn newest_token_key(key: &str) -> String {
-    beside(key, "newest-token")
-}
-
-/// `{key}:suffix`, or `key:suffix` when the key has a hash tag: a key in `key`'s Redis
-/// Cluster slot.
-fn beside(key: &str, suffix: &str) -> String {
-    if has_hash_tag(key) {
-        format!("{key}:{suffix}")
+    if hashed_part(key).len() < key.len() {
+        format!("{key}:newest-token")
     } else {
-        format!("{{{key}}}:{suffix}")
+        format!("{{{key}}}:newest-token")
     }
 }
 
-/// True for a key that belongs to some lease key (its counter or waiters' queue), not a lease.
-pub(crate) fn is_fence_key(key: &str) -> bool {
-    ["fence", "queue", "queue-deadlines", "longest-ttl"]
-        .iter()
-        .any(|suffix| {
-            key.strip_suffix(suffix)
-                .and_then(|rest| rest.strip_suffix(':'))
-                .is_some_and(|lease_key| beside(lease_key, suffix) == key)
-        })
+/// The name of `kind` beside the lease key `key` = `prefix` + name: `prefix@kind:name` when
+/// that lands in `key`'s Redis Cluster slot (the name has a hash tag), else
+/// `prefix@kind{key}`, which hashes `key` itself. The two forms differ in the character after
+/// `kind`, so no two leases share one; a name whose key has a `}` but no hash tag cannot
+/// share its slot at all, and gets the second form.
+fn beside(prefix: &str, key: &str, kind: &str) -> String {
+    let name = key.strip_prefix(prefix).unwrap_or(key);
+    let tagged = format!("{prefix}{INTERNAL_MARK}{kind}:{name}");
+    if hashed_part(&tagged) == hashed_part(key) {
+        tagged
+    } else {
+        format!("{prefix}{INTERNAL_MARK}{kind}{{{key}}}")
+    }
 }
 
-/// True when Redis Cluster would hash only a `{...}` part of `key`.
-fn has_hash_tag(key: &str) -> bool {
-    key.find('{')
-        .is_some_and(|open| key[open + 1..].find('}').is_some_and(|len| len > 0))
-}
-
-/// The channel on which a release of `key` is announced.
-pub(crate) fn release_channel(key: &str) -> String {
-    format!("{key}:released")
+/// The part of `key` that Redis Cluster hashes: the first `{...}` when it is not empty, else
+/// the whole key.
+fn hashed_part(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
 }
 
 /// `text` with SCAN's glob characters escaped, to match it literally.
@@ -117,12 +144,70 @@ pub(crate) fn escape_glob(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Redis Cluster's hash slot of `key` (CRC16/XMODEM of its hashed part, mod 16384).
+    fn slot(key: &str) -> u16 {
+        let mut crc: u16 = 0;
+        for byte in hashed_part(key).bytes() {
+            crc ^= u16::from(byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
     #[test]
-    fn fence_keys_share_the_slot_and_stay_out_of_the_prefix() {
-        assert_eq!(fence_key("lease:job"), "{lease:job}:fence");
-        assert_eq!(fence_key("lease:{job}"), "lease:{job}:fence");
-        assert!(is_fence_key("lease:{job}:fence"));
-        assert!(!is_fence_key("lease:my:fence"));
+    fn internal_names_start_with_the_prefix_and_share_the_lease_slot() {
+        assert_eq!(fence_key("lease:", "lease:job"), "lease:@fence{lease:job}");
+        assert_eq!(fence_key("lease:", "lease:{job}"), "lease:@fence:{job}");
+        assert_eq!(
+            release_channel("lease:", "lease:job"),
+            "lease:@released{lease:job}"
+        );
+        for (prefix, name) in [
+            ("lease:", "job"),
+            ("lease:", "{job}"),
+            ("lease:", "{job}:fence"),
+            ("lease:", "x{job}y"),
+            ("{app}:", "job"),
+            ("{app}:", "{job}"),
+            ("", "job"),
+        ] {
+            let key = format!("{prefix}{name}");
+            let (queue, deadlines) = queue_keys(prefix, &key);
+            for internal in [fence_key(prefix, &key), queue, deadlines] {
+                assert!(internal.starts_with(prefix), "{internal}");
+                assert!(is_internal(prefix, &internal), "{internal}");
+                assert_eq!(slot(&internal), slot(&key), "{internal} beside {key}");
+            }
+            assert!(!is_internal(prefix, &key));
+        }
+    }
+
+    #[test]
+    fn no_two_leases_share_an_internal_name() {
+        // A name whose key's hash tag reads like another key: the forms must still differ.
+        let names = [
+            "job",
+            "{lease:job}",
+            "{job}",
+            "{job}:fence",
+            "job:fence",
+            "{lease:job}x",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            let key = format!("lease:{name}");
+            let (queue, deadlines) = queue_keys("lease:", &key);
+            for internal in [fence_key("lease:", &key), queue, deadlines] {
+                assert!(seen.insert(internal.clone()), "{internal} twice");
+            }
+        }
+        assert!(check_name("@fence{lease:job}").is_err());
     }
 
     #[test]

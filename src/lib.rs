@@ -63,10 +63,10 @@ pub mod settings;
 mod wait;
 
 pub use client::{Acquire, AcquireSet, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
-pub use endpoint::{mask_password, Endpoint};
+pub use endpoint::{mask_password, split_list, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
-pub use holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
+pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use keys::{check_name, MAX_NAME_LEN, MIN_TTL};
 pub use lease::Lease;
 pub use lease_set::LeaseSet;

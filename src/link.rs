@@ -95,7 +95,13 @@ pub(crate) async fn push_connection(
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Link::Managed(manager) => manager.req_packed_command(cmd),
+            Link::Managed(manager) => Box::pin(async move {
+                let answer = manager.req_packed_command(cmd).await;
+                if !answer.as_ref().is_err_and(is_stale_refusal) {
+                    return answer;
+                }
+                manager.req_packed_command(cmd).await
+            }),
             Link::Named(named) => Box::pin(async move {
                 let answer = named.connection().await?.req_packed_command(cmd).await;
                 named.forget_if_dead(&answer).await;
@@ -111,7 +117,13 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Link::Managed(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Link::Managed(manager) => Box::pin(async move {
+                let answer = manager.req_packed_commands(pipeline, offset, count).await;
+                if !answer.as_ref().is_err_and(is_stale_refusal) {
+                    return answer;
+                }
+                manager.req_packed_commands(pipeline, offset, count).await
+            }),
             Link::Named(named) => Box::pin(async move {
                 let mut connection = named.connection().await?;
                 let answer = connection
@@ -129,6 +141,16 @@ impl ConnectionLike for Link {
             Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
         }
     }
+}
+
+/// A refused connection may be an old answer: the connection manager keeps its last failed
+/// connection attempt — made while the instance was down — until a call fails on it, and only
+/// then starts a new one. Without one more try, an instance that was down (at connect, say)
+/// stayed "connection refused" for one more call after it came back: with a renewal every few
+/// seconds, seconds of an instance counted as down. While it is still down, the second try is
+/// refused too.
+fn is_stale_refusal(error: &redis::RedisError) -> bool {
+    error.is_connection_refusal()
 }
 
 /// Resolves any name to one endpoint's address.

@@ -88,6 +88,10 @@ pub(crate) struct Vote<T> {
     pub(crate) answer: Result<T>,
 }
 
+/// One instance's release notifications, tagged with its index in [`Nodes::list`]; the last
+/// item, with no message, says that the subscription ended (its connection died).
+pub(crate) type Notifications = BoxStream<'static, (usize, Option<redis::Msg>)>;
+
 /// Calls still under way when a decision was reached; drop them, or keep reading them.
 pub(crate) type Pending<T> = FuturesUnordered<BoxFuture<'static, Vote<T>>>;
 
@@ -173,19 +177,33 @@ impl Nodes {
             credentials,
         };
         let limit = settings.connect_timeout;
+        // Each instance's memory policy is read alongside the PING (no extra round trip).
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
+        let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (total, majority) = (nodes.list.len(), nodes.majority());
         let (votes, pending) = nodes
             .gather_within(
                 limit,
-                |node| node.command::<String>(redis::cmd("PING")),
+                |node| {
+                    let ping = node.command::<String>(redis::cmd("PING"));
+                    let policy = node.memory_policy();
+                    let policies = policies.clone();
+                    Box::pin(async move {
+                        let (ping, policy) = futures_util::future::join(ping, policy).await;
+                        if let Some(policy) = policy {
+                            policies.lock().expect("policies").push(policy);
+                        }
+                        ping
+                    })
+                },
                 |votes| {
                     let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
                     answered >= majority || votes.len() - answered > total - majority
                 },
             )
             .await;
+        warn_of_eviction(&policies.lock().expect("policies"));
         // The slower instances' connections are still being made: let them finish, so that
         // they are ready for the first calls (which would otherwise all wait on them at once).
         if !pending.is_empty() {
@@ -210,10 +228,11 @@ impl Nodes {
         }
         let mut votes = votes;
         if nodes.list.len() == 1 {
-            return Err(votes
+            let error = votes
                 .remove(0)
                 .answer
-                .expect_err("the only instance failed"));
+                .expect_err("the only instance failed");
+            return Err(explain_auth(error, &settings.endpoints[0], settings).await);
         }
         let described = votes
             .iter()
@@ -331,14 +350,28 @@ impl Nodes {
     }
 
     /// The release notifications of `channel` from every instance that lets us subscribe, for
-    /// a waiter at `place` in the lease's queue (see hub.rs); `None` (the waiter then polls)
-    /// when none does.
-    pub(crate) async fn subscribe(
+    /// a listener outside any queue; `None` (the listener then polls) when none does.
+    pub(crate) async fn subscribe(&self, channel: &str) -> Option<BoxStream<'static, redis::Msg>> {
+        let every: Vec<usize> = (0..self.list.len()).collect();
+        let (streams, _) = self.listen(&every, channel, None).await;
+        (!streams.is_empty()).then(|| {
+            let messages = stream::select_all(streams);
+            messages.filter_map(|(_, m)| async move { m }).boxed()
+        })
+    }
+
+    /// The release notifications of `channel` from each of the instances `which` that lets
+    /// us subscribe, for a waiter at `place` in the lease's queue (see hub.rs); and the
+    /// instances that did not. Each stream ends with an item that says so, so that the
+    /// waiter can subscribe to that instance again rather than miss its releases.
+    pub(crate) async fn listen(
         &self,
+        which: &[usize],
         channel: &str,
         place: Option<&str>,
-    ) -> Option<BoxStream<'static, redis::Msg>> {
-        let subscriptions = self.list.iter().map(|node| async {
+    ) -> (Vec<Notifications>, Vec<usize>) {
+        let subscriptions = which.iter().map(|&index| async move {
+            let node = &self.list[index];
             let subscribe = async {
                 // The shared connection is opened once, by the first waiter.
                 let shared = node.hub.listen(channel, place, |pushes| async {
@@ -355,29 +388,35 @@ impl Nodes {
                     (Ok(stream), _) => Ok(stream),
                     (Err(error), Link::Named(_)) => Err(error),
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
-                    (Err(error), Link::Managed(_)) => {
+                    (Err(error), Link::Managed(_)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
                         let mut pubsub = self.subscriber(node).await?.get_async_pubsub().await?;
                         pubsub.subscribe(channel).await?;
                         Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
                     }
+                    (Err(error), Link::Managed(_)) => Err(error),
                 }
             };
             match timeout(self.connect_timeout, subscribe).await {
-                Ok(Ok(stream)) => Some(stream),
+                Ok(Ok(stream)) => {
+                    let messages = stream.map(move |m| (index, Some(m)));
+                    Ok(messages.chain(stream::iter([(index, None)])).boxed())
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(node = %node.address, %error, "cannot subscribe to releases; polling");
-                    None
+                    Err(index)
                 }
-                Err(_) => None,
+                Err(_) => Err(index),
             }
         });
-        let streams: Vec<_> = futures_util::future::join_all(subscriptions)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        (!streams.is_empty()).then(|| stream::select_all(streams).boxed())
+        let (mut streams, mut failed) = (Vec::new(), Vec::new());
+        for subscription in futures_util::future::join_all(subscriptions).await {
+            match subscription {
+                Ok(stream) => streams.push(stream),
+                Err(index) => failed.push(index),
+            }
+        }
+        (streams, failed)
     }
 
     /// The client a pub/sub connection to `node` opens with: under Entra ID (which the
@@ -404,7 +443,7 @@ impl Nodes {
 }
 
 impl Node {
-    /// Runs a script here (EVALSHA, then EVAL on NOSCRIPT).
+    /// Runs a script here (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again).
     pub(crate) fn script<T: FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,
@@ -490,6 +529,46 @@ impl Node {
         Client::open(info.set_redis_settings(signed_in))
     }
 
+    /// `host:port`, `maxmemory` and `maxmemory-policy` here: from INFO memory, else CONFIG
+    /// GET (`None` when neither is allowed).
+    fn memory_policy(&self) -> BoxFuture<'static, Option<(String, u64, String)>> {
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let mut config = redis::cmd("CONFIG");
+        config.arg("GET").arg("maxmemory*");
+        let (info, config) = (
+            self.command::<String>(info),
+            self.command::<Vec<String>>(config),
+        );
+        let address = self.address.clone();
+        Box::pin(async move {
+            let field = |name: &str, text: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .map(|value| value.trim().to_string())
+            };
+            let (limit, policy) = match info.await {
+                Ok(text) => (
+                    field("maxmemory", &text)?,
+                    field("maxmemory_policy", &text)?,
+                ),
+                Err(error) if error.is_transient() => return None,
+                Err(error) => {
+                    tracing::debug!(%error, node = %address, "INFO memory refused; CONFIG GET");
+                    let pairs = config.await.ok()?;
+                    let value = |name: &str| {
+                        pairs
+                            .chunks(2)
+                            .find(|pair| pair[0] == name)
+                            .and_then(|pair| pair.get(1).cloned())
+                    };
+                    (value("maxmemory")?, value("maxmemory-policy")?)
+                }
+            };
+            Some((address, limit.parse().ok()?, policy))
+        })
+    }
+
     /// Runs one command here.
     pub(crate) fn command<T: FromRedisValue + Send + 'static>(
         &self,
@@ -510,10 +589,70 @@ impl Node {
     }
 }
 
+/// Warns (once per process) when an instance may evict keys — a memory limit and an evicting
+/// `maxmemory-policy` (`allkeys-*`, `volatile-*`) — since it may evict a held lease, which a
+/// second holder then takes.
+fn warn_of_eviction(policies: &[(String, u64, String)]) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let evicting: Vec<String> = policies
+        .iter()
+        .filter(|(_, limit, policy)| *limit > 0 && policy != "noeviction")
+        .map(|(address, _, policy)| format!("{address} ({policy})"))
+        .collect();
+    if evicting.is_empty() || WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "Redis may evict a held lease when it runs out of memory, and a second holder would then get it: {} has maxmemory set and an evicting maxmemory-policy: set it to noeviction (on Azure Cache for Redis under Advanced settings)",
+        evicting.join(", ")
+    );
+}
+
 /// True when a command failed because its connection had died (not refused, not timed out):
 /// one retry goes out on the connection the manager makes anew.
 fn was_dropped(error: &redis::RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
+}
+
+/// Says so when an authentication failure is a password sent to a server that has none:
+/// redis-rs reports every refused AUTH alike, so this asks once more on a connection without
+/// credentials and reads the server's own answer.
+async fn explain_auth(error: Error, endpoint: &Endpoint, settings: &Settings) -> Error {
+    let (
+        Error::Auth {
+            endpoint: address, ..
+        },
+        Some(password),
+    ) = (&error, endpoint.password())
+    else {
+        return error;
+    };
+    let probe = async {
+        let client = open_client(&endpoint.without_credentials(), settings).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = &endpoint.username {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        auth.query_async::<()>(&mut connection).await.err()
+    };
+    match tokio::time::timeout(settings.connect_timeout, probe).await {
+        Ok(Some(answer))
+            if answer
+                .to_string()
+                .contains("without any password configured")
+                || answer.to_string().contains("no password is set") =>
+        {
+            Error::Auth {
+                endpoint: address.clone(),
+                detail: "the server has no password, yet a password was given \
+                         (remove it from the settings, or set one on the server)"
+                    .into(),
+            }
+        }
+        _ => error,
+    }
 }
 
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {

@@ -1,5 +1,5 @@
 //! The Lua scripts, one per operation, each built once (redis-rs `Script` hashes it and runs
-//! EVALSHA, falling back to EVAL on NOSCRIPT).
+//! EVALSHA, loaded with SCRIPT LOAD on NOSCRIPT).
 
 use std::sync::LazyLock;
 
@@ -15,6 +15,9 @@ pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
 /// A waiter gives up its place in the queue.
 pub(crate) static LEAVE_QUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/leave_queue.lua")));
+/// A queued waiter confirms its place.
+pub(crate) static KEEP_PLACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/keep_place.lua")));
 /// Extend our own lease.
 pub(crate) static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));

@@ -1,44 +1,83 @@
 //! Waiting for a held lease: between tries a waiter sleeps until the release notification
 //! (which names the first queued waiter) or a jittered fallback poll, never past the holder's
-//! remaining TTL; and how long a queued waiter keeps its place.
+//! remaining TTL; it keeps its place in the queue alive, gives it up on every way out, and
+//! rides out a short outage of its Redis by trying again with backoff.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::LeaseOptions;
+use crate::error::{Error, Result};
 use crate::holder::Holder;
 use crate::hub::wakes;
-use crate::keys::release_channel;
-use crate::nodes::Nodes;
+use crate::keys::{queue_keys, release_channel};
+use crate::nodes::{Call, Nodes, Notifications};
+use crate::scripts;
+
+/// How long a queued waiter keeps its place without confirming it: a waiter killed by
+/// SIGKILL holds up the ones behind it no longer than this.
+pub(crate) const QUEUE_GRACE: Duration = Duration::from_millis(1500);
+/// How often a queued waiter confirms its place while it waits (between its tries).
+const QUEUE_HEARTBEAT: Duration = Duration::from_millis(250);
+/// The first and the longest pause before subscribing again after a subscription failed.
+const RESUBSCRIBE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
+/// The first and the longest pause before trying again after a connection error.
+const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
 /// Waits between tries for a held lease: woken by the release notification (subscribed
 /// after the first failed try), else polling with jitter, never past the holder's TTL.
 pub(crate) struct Waiter {
     channel: String,
-    /// Our place in the lease's queue: a release that names another waiter is not for us.
-    place: Option<String>,
+    /// Our place in the lease's queue, and the call that confirms it (a release that names
+    /// another waiter is not for us).
+    place: Option<(String, Arc<Call>)>,
     deadline: Instant,
     fallback_poll: Duration,
     subscribed: bool,
-    notifications: Option<futures_util::stream::BoxStream<'static, redis::Msg>>,
+    /// The release notifications of every instance subscribed to.
+    notifications: SelectAll<Notifications>,
+    /// The instances to subscribe to (again), and when: at once after a subscription was
+    /// lost, later after an instance could not be subscribed to.
+    missing: Vec<usize>,
+    resubscribe_at: Option<Instant>,
+    resubscribe_delay: Duration,
 }
 
 impl Waiter {
+    /// A waiter for the lease key `key` (under `prefix`), woken by notifications on its
+    /// release channel; `place` is its place in the lease's queue, if it keeps one.
     pub(crate) fn new(
-        key: String,
+        prefix: &str,
+        key: &str,
         deadline: Instant,
         fallback_poll: Duration,
         place: Option<String>,
     ) -> Waiter {
+        let channel = release_channel(prefix, key);
+        let place = place.map(|place| {
+            let (queue, deadlines) = queue_keys(prefix, key);
+            let confirm = Call::new(&scripts::KEEP_PLACE)
+                .key(queue)
+                .key(deadlines)
+                .arg(&place)
+                .arg(QUEUE_GRACE.as_millis() as u64);
+            (place, Arc::new(confirm))
+        });
         Waiter {
-            channel: release_channel(&key),
+            channel,
             place,
             deadline,
             fallback_poll,
             subscribed: false,
-            notifications: None,
+            notifications: SelectAll::new(),
+            missing: Vec::new(),
+            resubscribe_at: None,
+            resubscribe_delay: RESUBSCRIBE.0,
         }
     }
 
@@ -47,49 +86,206 @@ impl Waiter {
     }
 
     /// Waits for the next try. The first time it only subscribes, so that the caller tries
-    /// again at once and a release between its try and the subscription is not missed.
+    /// again at once and a release between its try and the subscription is not missed; so
+    /// does every time it subscribes again.
     pub(crate) async fn pause(&mut self, nodes: &Nodes, holder: &Holder) {
+        let now = Instant::now();
         if !self.subscribed {
             self.subscribed = true;
-            self.notifications = nodes.subscribe(&self.channel, self.place.as_deref()).await;
+            self.missing = (0..nodes.list.len()).collect();
+        }
+        if !self.missing.is_empty() && self.resubscribe_at.is_none_or(|at| at <= now) {
+            self.subscribe(nodes).await;
             return;
         }
         let jitter = 0.75 + fastrand::f64() / 2.0;
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let left = self.deadline.saturating_duration_since(now);
         let mut pause = self.fallback_poll.mul_f64(jitter).min(left);
         if let Some(ttl) = holder.ttl {
             pause = pause.min(ttl + Duration::from_millis(1));
         }
-        let Some(stream) = self.notifications.as_mut() else {
-            tokio::time::sleep(pause).await;
-            return;
-        };
-        // A release names the first queued waiter (or no one): only it needs to try now.
-        let until = Instant::now() + pause;
+        let mut until = now + pause;
+        if let Some(at) = self.resubscribe_at {
+            until = until.min(at);
+        }
         loop {
-            match tokio::time::timeout_at(until, stream.next()).await {
-                Ok(Some(message)) => {
+            let beat = match &self.place {
+                Some(_) => until.min(Instant::now() + QUEUE_HEARTBEAT),
+                None => until,
+            };
+            let next = async {
+                match self.notifications.is_empty() {
+                    // An empty set of streams would answer at once, every time: a busy loop.
+                    true => std::future::pending().await,
+                    false => self.notifications.next().await,
+                }
+            };
+            let got = tokio::time::timeout_at(beat, next).await;
+            match got {
+                Ok(Some((_, Some(message)))) => {
                     let next: String = message.get_payload().unwrap_or_default();
-                    if wakes(self.place.as_deref(), &next) {
+                    let place = self.place.as_ref().map(|(place, _)| place.as_str());
+                    if wakes(place, &next) {
                         return;
                     }
                 }
-                // The subscription's connection died (a restart, a cut, CLIENT KILL): try
-                // once now — a release may have been missed — then subscribe anew. Reading
-                // the ended stream again would answer at once, every time: a busy loop.
-                Ok(None) => {
-                    self.notifications = None;
-                    self.subscribed = false;
+                // One instance's subscription died (a restart, a cut, CLIENT KILL): try once
+                // now — a release may have been missed — then subscribe to it anew.
+                Ok(Some((index, None))) => {
+                    self.missing.push(index);
+                    self.resubscribe_at = None;
                     return;
                 }
-                Err(_) => return,
+                Ok(None) => return,
+                Err(_) if beat >= until => return,
+                Err(_) => {
+                    if let Some((_, confirm)) = &self.place {
+                        confirm_place(nodes, confirm.clone()).await;
+                    }
+                }
             }
+        }
+    }
+
+    /// Subscribes to the releases on the instances not subscribed to (the others' streams
+    /// keep what they receive meanwhile); those that still fail are tried again later,
+    /// backing off.
+    async fn subscribe(&mut self, nodes: &Nodes) {
+        let place = self.place.as_ref().map(|(place, _)| place.as_str());
+        let which = std::mem::take(&mut self.missing);
+        let (streams, failed) = nodes.listen(&which, &self.channel, place).await;
+        streams.into_iter().for_each(|s| self.notifications.push(s));
+        self.missing = failed;
+        if self.missing.is_empty() {
+            self.resubscribe_at = None;
+            self.resubscribe_delay = RESUBSCRIBE.0;
+        } else {
+            self.resubscribe_at = Some(Instant::now() + self.resubscribe_delay);
+            self.resubscribe_delay = (self.resubscribe_delay * 2).min(RESUBSCRIBE.1);
         }
     }
 }
 
-/// How long a queued waiter keeps its place without trying again: three of its fallback
-/// polls (it tries at least that often), so a waiter that died holds up the others no longer.
-pub(crate) fn queue_grace(options: &LeaseOptions) -> Duration {
-    (options.fallback_poll * 3).clamp(Duration::from_secs(1), Duration::from_secs(24 * 3600))
+/// Tells the queue that we still wait, so that our place does not run out.
+async fn confirm_place(nodes: &Nodes, confirm: Arc<Call>) {
+    let _ = nodes.all(|node| node.script::<i64>(&confirm)).await;
+}
+
+/// Pauses between tries that failed on a connection error (an instance restarting, a cut),
+/// doubling each time; ends the wait with the last error when its budget ends.
+pub(crate) struct Backoff {
+    delay: Duration,
+    deadline: Instant,
+}
+
+impl Backoff {
+    pub(crate) fn until(deadline: Instant) -> Backoff {
+        Backoff {
+            delay: RETRY.0,
+            deadline,
+        }
+    }
+
+    /// After a successful try.
+    pub(crate) fn reset(&mut self) {
+        self.delay = RETRY.0;
+    }
+
+    /// After `error`: `Ok` once it is time to try again, or the error itself when it is not
+    /// one that passes or the wait's budget has ended.
+    pub(crate) async fn after(&mut self, error: Error) -> Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if !error.is_transient() || left.is_zero() {
+            return Err(error);
+        }
+        tracing::debug!(%error, "trying again");
+        tokio::time::sleep(self.delay.min(left)).await;
+        self.delay = (self.delay * 2).min(RETRY.1);
+        Ok(())
+    }
+}
+
+/// A waiter's place in a lease's queue, given up on every way out: at once when the wait
+/// ends (awaited), in the background when the waiting future is dropped (Ctrl-C, a timeout
+/// around it, an aborted task). An acquire that succeeds has left the queue in its script.
+pub(crate) struct Place {
+    leave: Option<BoxFuture<'static, ()>>,
+    background: Arc<Background>,
+}
+
+impl Place {
+    /// `leave` gives the place up; `background` runs it when this is dropped.
+    pub(crate) fn new(leave: BoxFuture<'static, ()>, background: Arc<Background>) -> Place {
+        Place {
+            leave: Some(leave),
+            background,
+        }
+    }
+
+    /// No place to give up (not queued, or the lease was taken).
+    pub(crate) fn none(background: Arc<Background>) -> Place {
+        Place {
+            leave: None,
+            background,
+        }
+    }
+
+    /// Gives the place up now.
+    pub(crate) async fn leave(mut self) {
+        if let Some(leave) = self.leave.take() {
+            leave.await;
+        }
+    }
+
+    /// The place is gone already.
+    pub(crate) fn taken(mut self) {
+        self.leave = None;
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(leave) = self.leave.take() {
+            self.background.spawn(leave);
+        }
+    }
+}
+
+/// Clean-up work left by dropped waits, which [`Background::finish`] awaits (a process that
+/// exits right after dropping a wait would otherwise cancel it).
+#[derive(Default)]
+pub(crate) struct Background(Mutex<Vec<JoinHandle<()>>>);
+
+impl Background {
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
+        // Outside a runtime there is nothing to run it on: the place then runs out by itself.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut running = self.0.lock().expect("background");
+        running.retain(|task| !task.is_finished());
+        running.push(runtime.spawn(work));
+    }
+
+    /// Waits for the clean-up under way (each call in it is bounded by `SyncTimeout`).
+    pub(crate) async fn finish(&self) {
+        let running = std::mem::take(&mut *self.0.lock().expect("background"));
+        for task in running {
+            let _ = task.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_waiter_confirms_its_place_well_within_its_grace() {
+        assert!(QUEUE_HEARTBEAT * 4 <= QUEUE_GRACE);
+        assert!(
+            QUEUE_GRACE <= Duration::from_millis(1500),
+            "a killed waiter blocks briefly"
+        );
+    }
 }

@@ -1,8 +1,39 @@
--- Deletes a lease key whoever holds it (an operator's action), and wakes the next waiter.
--- KEYS[1] lease key, KEYS[2] waiters' queue; ARGV[1] release channel
--- Returns the number of keys deleted (0 or 1).
-local deleted = redis.call('DEL', KEYS[1])
-if deleted == 1 then
-  redis.call('PUBLISH', ARGV[1], redis.call('ZRANGE', KEYS[2], 0, 0)[1] or '')
+-- Deletes a lease key whoever holds it (an operator's action), and wakes the next waiter —
+-- when told what the operator was shown, only if the key still holds exactly that.
+-- KEYS[1] lease key, KEYS[2] waiters' queue; ARGV[1] release channel; optional ARGV[2] the
+-- Redis type shown ('hash', 'string', ...), then ARGV[3...] what was shown of it: a hash's
+-- every field and value (flat), or a string's value (nothing for another type).
+-- Returns {the number of keys deleted (0 when the key is gone or holds something else), why
+-- the notification was refused ('' when it was not)}: as in release.lua, a refused PUBLISH
+-- does not undo the deletion.
+if ARGV[2] then
+  local kind = redis.call('TYPE', KEYS[1])['ok']
+  if kind ~= ARGV[2] then
+    return {0, ''}
+  end
+  if kind == 'hash' then
+    local now = redis.call('HGETALL', KEYS[1])
+    if #now ~= #ARGV - 2 then
+      return {0, ''}
+    end
+    local shown = {}
+    for i = 3, #ARGV, 2 do
+      shown[ARGV[i]] = ARGV[i + 1]
+    end
+    for i = 1, #now, 2 do
+      if shown[now[i]] ~= now[i + 1] then
+        return {0, ''}
+      end
+    end
+  elseif kind == 'string' and redis.call('GET', KEYS[1]) ~= ARGV[3] then
+    return {0, ''}
+  end
 end
-return deleted
+local deleted, refused = redis.call('DEL', KEYS[1]), ''
+if deleted == 1 then
+  local published = redis.pcall('PUBLISH', ARGV[1], redis.call('ZRANGE', KEYS[2], 0, 0)[1] or '')
+  if type(published) == 'table' and published.err then
+    refused = published.err
+  end
+end
+return {deleted, refused}

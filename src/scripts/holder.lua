@@ -1,6 +1,6 @@
 -- Shared by acquire.lua and inspect.lua (prepended to both when they are loaded).
 
--- Reads a lease key of any format: a hash (ours, seed 002's), or a string (the .NET package's
+-- Reads a lease key of any format: a hash (ours, the .NET RedisLeaseSample's), or a string (the .NET package's
 -- JSON, or a plain token from redis-py, Redlock and others).
 -- Returns {type, pttl, fields}: HGETALL's flat list for a hash, {value} for a string.
 local function read_holder(key)

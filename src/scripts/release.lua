@@ -6,17 +6,41 @@
 -- over and over)
 -- The notification names the first queued waiter (only it needs to try now), or is empty
 -- when no one is queued (then every waiter tries).
--- Returns how many were released (0 when every key is gone or holds another lease).
-local released = 0
+-- Returns {how many were released (0 when every key is gone or holds another lease), why a
+-- notification was refused ('' when none was)}: a refused PUBLISH (an ACL user without it)
+-- does not undo the release, which stands; the waiters then notice it by polling.
+
+-- Whether `key` holds lease `id`, in any format inspect reads: our hash's `leaseId`, the .NET
+-- package's JSON string's `leaseId`, or a plain token string that is the id itself.
+local function holds(key, id)
+  -- pcall: a key of another type answers an error, which is not our id.
+  local field = redis.pcall('HGET', key, 'leaseId')
+  if field == id then
+    return true
+  end
+  if type(field) ~= 'table' or redis.call('TYPE', key)['ok'] ~= 'string' then
+    return false
+  end
+  local value = redis.call('GET', key)
+  if value == id then
+    return true
+  end
+  local ok, json = pcall(cjson.decode, value)
+  return ok and type(json) == 'table' and json['leaseId'] == id
+end
+
+local released, refused = 0, ''
 for i = 1, #KEYS / 2 do
   local key, queue, channel = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
-  -- pcall: a key of another type answers an error, which is not our id.
-  if redis.pcall('HGET', key, 'leaseId') == ARGV[1] then
+  if holds(key, ARGV[1]) then
     redis.call('DEL', key)
     if channel ~= '' then
-      redis.call('PUBLISH', channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
+      local published = redis.pcall('PUBLISH', channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
+      if type(published) == 'table' and published.err then
+        refused = published.err
+      end
     end
     released = released + 1
   end
 end
-return released
+return {released, refused}

@@ -14,7 +14,7 @@ use crate::support::{self, exists, hgetall, pttl, query, Leasectl, RedisServer};
 /// `run`'s default lease, its key and its fencing counter under the default prefix.
 const LEASE: &str = "critical-section-lock";
 const KEY: &str = "lease:critical-section-lock";
-const FENCE: &str = "{lease:critical-section-lock}:fence";
+const FENCE: &str = "lease:@fence{lease:critical-section-lock}";
 
 // ---------------------------------------------------------------------------------------------
 // Running leasectl
@@ -55,7 +55,8 @@ fn snapshot(connection: &mut redis::Connection) -> BTreeMap<String, String> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(connection).unwrap();
     let mut all = BTreeMap::new();
     // A waiter's place in a lease's queue is bookkeeping that expires by itself, not data.
-    let queue_entry = |key: &str| key.ends_with(":queue") || key.ends_with(":queue-deadlines");
+    let queue_entry =
+        |key: &str| key.starts_with("lease:@queue") || key.starts_with("lease:@deadlines");
     for key in keys.into_iter().filter(|key| !queue_entry(key)) {
         let kind: String = redis::cmd("TYPE").arg(&key).query(connection).unwrap();
         let content = match kind.as_str() {
@@ -155,6 +156,7 @@ struct LeaseJson {
     lease: String,
     key: String,
     held: bool,
+    format: Option<String>,
     lease_id: Option<String>,
     owner_id: Option<String>,
     acquired_at: Option<String>,
@@ -562,6 +564,7 @@ fn inspect_json_of_a_held_lease_matches_the_stored_hash() {
         Some(hash["fencingToken"].clone())
     );
     assert_eq!(json.owner_id, None);
+    assert_eq!(json.format.as_deref(), Some("hash"));
     let ttl = json.ttl_ms.expect("ttlMs");
     assert!(ttl > 0 && ttl <= 30_000, "ttlMs {ttl}");
     let metadata = json.metadata.expect("metadata");
@@ -604,7 +607,7 @@ fn inspect_all_json_is_an_array_of_held_leases_sorted_by_name() {
         );
     }
     let mut connection = server.connection();
-    query::<()>(&mut connection, &["SET", "{lease:a-job}:fence", "7"]);
+    query::<()>(&mut connection, &["SET", &support::fence_key("a-job"), "7"]);
     query::<()>(&mut connection, &["SET", "other:not-a-lease", "x"]);
     let output = leasectl_against(&leasectl, &server, &["inspect", "--all", "--json"]);
     let leases: Vec<LeaseJson> = parse_json(&output);

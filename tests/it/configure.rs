@@ -357,6 +357,30 @@ fn password_and_acl_user_are_saved_hidden_and_work() {
 }
 
 #[test]
+fn a_full_connection_string_typed_in_the_wizard_is_repeated_masked() {
+    let server = server_with_acl_user();
+    let leasectl = Leasectl::new();
+    let typed = format!("{},password=apppass,ssl=False,user=app", address(&server));
+
+    let mut pty = Pty::spawn(&leasectl, &["configure"]);
+    pty.answer(MODE, ENTER);
+    pty.answer(ADDRESS, &format!("{typed}{ENTER}"));
+    // The answer is shown back masked before the next question (issue 13, item 10).
+    pty.expect(&format!(
+        "{},password=***,ssl=False,user=app",
+        address(&server)
+    ));
+    pty.answer_defaults();
+    pty.expect("PING and a test lease worked");
+    pty.expect("Saved");
+    pty.succeeds();
+    assert_eq!(
+        connection_string(&read_settings(&settings_path(&leasectl))),
+        typed
+    );
+}
+
+#[test]
 fn a_wrong_password_is_reported_and_asked_again() {
     let server = server_with_acl_user();
     let leasectl = Leasectl::new();

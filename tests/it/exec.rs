@@ -2,6 +2,8 @@
 //! real `leasectl` processes and real `sh` children, checked by exit codes, what the children
 //! record in files, and what is in Redis.
 
+mod tree;
+
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 const JOB: &str = "job";
 const KEY: &str = "lease:job";
 /// Where a release of `job` is published (waiters subscribe to it).
-const RELEASED: &str = "lease:job:released";
+const RELEASED: &str = "lease:@released{lease:job}";
 
 // ---------------------------------------------------------------------------------------------
 // Processes

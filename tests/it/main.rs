@@ -3,7 +3,9 @@
 
 mod bench;
 mod cli;
+mod cli_io;
 mod configure;
+mod demo;
 mod exec;
 mod leases;
 mod library;
@@ -13,5 +15,7 @@ mod quorum;
 mod quorum_safety;
 mod security;
 mod sets;
+mod settings;
 mod support;
 mod torture;
+mod waiting;

@@ -803,6 +803,7 @@ struct LeaseJson {
     lease: String,
     key: String,
     held: bool,
+    format: Option<String>,
     lease_id: Option<String>,
     owner_id: Option<String>,
     acquired_at: Option<String>,
@@ -909,6 +910,7 @@ fn cli_one_instance_down_changes_nothing_and_two_give_no_quorum() {
     }
     let json = inspect_json(&leasectl, &quorum);
     assert_eq!(json.lease_id.as_deref(), Some("id-of-ap-south-1"));
+    assert_eq!(json.format.as_deref(), Some("hash"));
     let dead = &json.instances[0];
     assert!(
         !dead.held && dead.error.is_some() && dead.counter.is_none(),

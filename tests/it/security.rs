@@ -29,11 +29,11 @@ const KEY: &str = "lease:critical-section-lock";
 /// The ACL rules of a user that may only work with leases under the default prefix `lease:`:
 /// the lease keys and their fencing counters, the release channels, and exactly the commands
 /// leasectl sends (PING, the scripts by EVALSHA with SCRIPT LOAD on NOSCRIPT, SCAN for
-/// `inspect --all`, SUBSCRIBE for `run --wait`) and those its scripts call.
+/// `inspect --all`, SUBSCRIBE for `run --wait`, INFO for the memory policy) and those its
+/// scripts call.
 const LEASE_USER_RULES: &[&str] = &[
     "resetkeys",
     "~lease:*",
-    "~{lease:*",
     "resetchannels",
     "&lease:*",
     "-@all",
@@ -61,6 +61,8 @@ const LEASE_USER_RULES: &[&str] = &[
     "+zrangebyscore",
     "+zrem",
     "+zscore",
+    // The memory policy, read at connect: an evicting one is warned about.
+    "+info",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -427,6 +429,33 @@ fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
     );
 }
 
+/// An ACL refusal names what was refused, and is not called an authentication failure.
+#[test]
+fn a_refused_command_is_named_and_not_called_an_authentication_failure() {
+    let server = TlsRedis::start();
+    let mut admin = server.connection();
+    let password = secret("portal-pw");
+    add_lease_user(&mut admin, "app", &password);
+    let leasectl = Leasectl::new();
+    portal_settings(&leasectl, &server, &password);
+
+    query::<()>(&mut admin, &["ACL", "SETUSER", "app", "-evalsha"]);
+    let refused = complete(run(&leasectl, "us-east-1", "us-east", &["--work", "1s"]));
+    let stderr = refused.failed_with(1);
+    assert!(stderr.contains("may not run EVALSHA"), "{refused}");
+    assert!(!stderr.contains("authentication"), "{refused}");
+
+    // A command a script calls: the script's own refusal is named as such.
+    query::<()>(&mut admin, &["ACL", "SETUSER", "app", "+evalsha", "-hset"]);
+    let refused = complete(run(&leasectl, "us-east-1", "us-east", &["--work", "1s"]));
+    let stderr = refused.failed_with(1);
+    assert!(
+        stderr.contains("a command that leasectl's scripts call"),
+        "{refused}"
+    );
+    refused.shows_none_of(&[&password]);
+}
+
 #[test]
 fn the_acl_user_is_confined_to_the_lease_keys_and_channels() {
     let server = TlsRedis::start();
@@ -437,8 +466,11 @@ fn the_acl_user_is_confined_to_the_lease_keys_and_channels() {
         .expect("log in as app");
 
     query::<()>(&mut app, &["HSET", "lease:mine", "leaseId", "x"]);
-    query::<()>(&mut app, &["SET", "{lease:mine}:fence", "1"]);
-    query::<i64>(&mut app, &["PUBLISH", "lease:mine:released", "x"]);
+    query::<()>(&mut app, &["SET", &support::fence_key("mine"), "1"]);
+    query::<i64>(
+        &mut app,
+        &["PUBLISH", &support::release_channel("mine"), "x"],
+    );
     let call = |cmd: &[&str], app: &mut redis::Connection| {
         redis::cmd(cmd[0]).arg(&cmd[1..]).query::<redis::Value>(app)
     };
@@ -714,7 +746,7 @@ async fn an_entra_id_token_rotation_during_a_held_lease_loses_nothing() {
         waiter.acquire("rotation", &patient, LIMIT).await
     });
     until("the waiter subscribed to the release channel", || {
-        subscribers(&mut admin, "lease:rotation:released") >= 1
+        subscribers(&mut admin, &support::release_channel("rotation")) >= 1
     })
     .await;
 

@@ -478,9 +478,9 @@ fn openssl(dir: &Path, args: &str) {
 // ---------------------------------------------------------------------------------------------
 // Keys, as the test reads and writes them
 
-/// The release channel of lease `name` (under the default key prefix).
+/// The release channel of lease `name` (under the default key prefix, with no hash tag).
 pub fn release_channel(name: &str) -> String {
-    format!("{}:released", key(name))
+    format!("lease:@released{{lease:{name}}}")
 }
 
 /// How many connections are subscribed to `channel` (a waiter subscribes after its first try).
@@ -528,9 +528,14 @@ pub fn key(name: &str) -> String {
     format!("lease:{name}")
 }
 
-/// The fencing counter of lease `name` under the default prefix.
+/// The fencing counter of lease `name` under the default prefix (a name with no hash tag).
 pub fn fence_key(name: &str) -> String {
-    format!("{{lease:{name}}}:fence")
+    format!("lease:@fence{{lease:{name}}}")
+}
+
+/// The waiters' queue of lease `name` under the default prefix (a name with no hash tag).
+pub fn queue_key(name: &str) -> String {
+    format!("lease:@queue{{lease:{name}}}")
 }
 
 /// Sets the `acquiredAt` of the lease hash at `key` to now: a lease taken after the instances

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::UsageError;
+
 const EXAMPLES: &str = "\
 Examples:
   leasectl run --instance us-east-1 --region us-east     race for the demo lease and work 15s
@@ -27,13 +29,15 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes (listed after each command's own, under their own heading).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Read this settings file instead of looking up appsettings.json and appsettings.Local.json.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Redis endpoint: redis:// or rediss:// URL, or host:port[,password=...,ssl=True].
+    /// Repeat it for quorum mode; each value is one instance, taken whole.
     #[arg(long = "endpoint", global = true, value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Prefix of the lease keys (default `lease:`).
@@ -52,7 +56,7 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Seed 002's lock competition: take the lease and work, or show who holds it.
+    /// The lock competition (the .NET RedisLeaseSample's): take the lease and work, or show who holds it.
     #[command(
         after_help = "Examples:\n  leasectl run --instance us-east-1 --region us-east --work 15s\n  \
         leasectl run --instance eu-1 --region eu --lease orders --lease invoices  (both or none)"
@@ -76,7 +80,9 @@ pub enum Command {
         The command gets LEASECTL_LEASE, LEASECTL_LEASE_ID and LEASECTL_FENCING_TOKEN\n\
         (with --lease also LEASECTL_FENCING_TOKENS=name=token,...).\n\
         Exit: the command's own code; 3 when the lease is held elsewhere; 4 when it was lost\n\
-        (the command got SIGTERM, then SIGKILL after --kill-after)."
+        (the command got SIGTERM, then SIGKILL after --kill-after). The command runs in a\n\
+        process group of its own, and all of it gets these signals, also when exec dies; what\n\
+        it leaves running is stopped before the release (not a process that left the group)."
     )]
     Exec(ExecArgs),
     /// Measure this deployment: lease cycles, parallel and contended acquirers, quorum, renewal at scale.
@@ -85,6 +91,15 @@ pub enum Command {
         leasectl bench --redis redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 --scenario S4"
     )]
     Bench(BenchArgs),
+    /// Play the lock competition: rounds of `leasectl run --json` instances racing for one lease.
+    #[command(after_help = "Examples:\n  leasectl demo --fast\n  \
+        leasectl demo --endpoint redis://127.0.0.1:7001 --endpoint redis://127.0.0.1:7002 --endpoint redis://127.0.0.1:7003\n\n\
+        The rounds: two instances at once, three at once (exactly one winner, the others name it),\n\
+        takeover after a graceful release, takeover after a crash (SIGKILL; the lease is taken once\n\
+        its TTL ran out); with --quorum a fifth round with one of three servers shut down.\n\
+        The demo's keys live under the key prefix 'leasectl-demo:' unless --key-prefix names one.\n\
+        Exit: 0 when every round had exactly one holder at a time, 1 otherwise.")]
+    Demo(DemoArgs),
     /// Fenced writes to a protected key (see `leasectl fence set --help`).
     Fence {
         #[command(subcommand)]
@@ -141,6 +156,21 @@ pub struct RunArgs {
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     pub meta: Vec<(String, String)>,
+    /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
+    /// lost, interrupted, released, completed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Quorum mode on three throwaway local servers, with a fifth round that shuts the second
+    /// one down (SHUTDOWN NOSAVE): never on servers you keep.
+    #[arg(long)]
+    pub quorum: bool,
+    /// Shorter work and TTLs (about 15 seconds of rounds instead of 35).
+    #[arg(long)]
+    pub fast: bool,
 }
 
 #[derive(Args, Debug)]
@@ -178,12 +208,18 @@ pub struct ExecArgs {
     /// End the command (as on a lost lease) after this long, so a stuck job cannot hold forever.
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub max_hold: Option<Duration>,
-    /// After SIGTERM (a lost lease, or a signal passed on), how long the command has before SIGKILL.
+    /// After SIGTERM (a lost lease, a signal passed on, exec's death), how long the command's
+    /// process group has before SIGKILL.
     #[arg(long, default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
     pub kill_after: Duration,
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     pub meta: Vec<(String, String)>,
+    /// One JSON object per line on stdout for each event (attempting, waiting, held, acquired,
+    /// renewed, lost, interrupted, completed, released); the command's own stdout then goes to
+    /// stderr, so that stdout carries events only.
+    #[arg(long)]
+    pub json: bool,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -197,8 +233,10 @@ pub struct BenchArgs {
     /// One JSON object per scenario per line.
     #[arg(long)]
     pub json: bool,
-    /// Redis endpoints to measure instead of the settings' (comma-separated).
-    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    /// Redis endpoints to measure instead of the settings': URLs separated by commas, or a
+    /// JSON array of strings; repeatable.
+    // Split after parsing, not by clap: clap would repeat a refused value, password and all.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub redis: Vec<String>,
     /// S1/S4 timed cycles.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -272,8 +310,11 @@ pub struct ConfigureArgs {
     /// With --auth connection-string: `host:port,password=...,ssl=True` or a redis(s):// URL.
     #[arg(long, value_name = "STRING")]
     pub connection_string: Option<String>,
-    /// More instances for quorum mode (URLs or connection strings, separated by `;`; repeatable).
-    #[arg(long = "endpoints", value_name = "URL", value_delimiter = ';')]
+    /// More instances for quorum mode: a JSON array of strings, or URLs or connection strings
+    /// separated by `;` (refused where a `;` may be part of a password); repeatable. A
+    /// repeated --endpoint adds one instance each, never split.
+    // Split after parsing, not by clap: clap would repeat a refused value, password and all.
+    #[arg(long = "endpoints", value_name = "LIST")]
     pub more_endpoints: Vec<String>,
     /// With --auth entra-id: ManagedIdentity, AzureCli or ServicePrincipal.
     #[arg(long, value_name = "NAME")]
@@ -301,6 +342,25 @@ pub enum AuthMode {
     EntraId,
     /// A local Redis with no password.
     Local,
+}
+
+/// The endpoints of a repeated flag whose values are lists (see [`leasectl::split_list`]);
+/// `hint` is added to a refusal.
+///
+/// # Errors
+/// A usage error naming the flag; it never repeats the value.
+pub fn endpoint_lists(
+    flag: &str,
+    values: &[String],
+    hint: &str,
+) -> Result<Vec<String>, UsageError> {
+    let mut endpoints = Vec::new();
+    for value in values {
+        let list =
+            leasectl::split_list(value).map_err(|e| UsageError(format!("{flag}: {e}{hint}")))?;
+        endpoints.extend(list);
+    }
+    Ok(endpoints)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -1,19 +1,38 @@
 //! The `leasectl` binary: parse the command line, set up output, run one command, exit with
-//! its code (SPEC 4: 0 ok, 1 Redis, 2 usage or settings, 3 held, 4 lost).
+//! its code (0 ok, 1 Redis, 2 usage or settings, 3 held, 4 lost).
 
 mod cli;
 mod commands;
+mod events;
+mod group;
+mod guard;
 mod output;
+mod terminal;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if let Some(code) = guard::run_if_asked() {
+        return code;
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         // Help and version go to stdout as clap prints them; a mistake is one line and exit 2.
         Err(error) if !error.use_stderr() => error.exit(),
+        // No command at all: clap would show the help as an error; name the commands instead.
+        Err(error)
+            if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            let command = <cli::Cli as clap::CommandFactory>::command();
+            let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+            output::errln!(
+                "leasectl: error: a command is needed: {} (see --help)",
+                names.join(", ")
+            );
+            return ExitCode::from(output::exit::USAGE);
+        }
         Err(error) => {
             // clap's message up to its usage lines, folded onto one line.
             let text = error.render().to_string();
@@ -21,9 +40,14 @@ fn main() -> ExitCode {
                 .lines()
                 .map(str::trim)
                 .take_while(|line| !line.starts_with("Usage:"))
-                .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+                // Our own hint ends the line: clap's tips and "For more information" go.
+                .filter(|line| {
+                    !line.is_empty()
+                        && !line.starts_with("tip:")
+                        && !line.starts_with("For more information")
+                })
                 .collect();
-            eprintln!("leasectl: {} (see --help)", message.join(" "));
+            output::errln!("leasectl: {} (see --help)", message.join(" "));
             return ExitCode::from(output::exit::USAGE);
         }
     };

@@ -2,7 +2,7 @@
 //! table and the JSON shape of `inspect`.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::Global;
 
-/// Exit codes of SPEC 4.
+/// The exit codes (the README's table).
 pub mod exit {
     pub const REDIS: u8 = 1;
     pub const USAGE: u8 = 2;
@@ -20,7 +20,58 @@ pub mod exit {
     pub const LOST: u8 = 4;
     /// Ended by Ctrl-C (128 + SIGINT), after cleaning up.
     pub const INTERRUPTED: u8 = 130;
+    /// stdout could not be written (its reader went away, or the disk is full): whatever was
+    /// held was released first. 128 + SIGPIPE, what a shell reports for a program that a
+    /// closed pipe ended.
+    pub const OUTPUT: u8 = 141;
 }
+
+/// stdout could not be written: the reader of the pipe went away, or the file cannot grow.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout: {0}")]
+pub struct StdoutFailed(pub std::io::Error);
+
+/// Writes `text` to stdout and flushes it. Never panics (Rust ignores SIGPIPE, so a closed
+/// pipe is an `EPIPE` error here, which the caller handles: release, then exit
+/// [`exit::OUTPUT`]).
+pub fn write_out(text: &str) -> Result<(), StdoutFailed> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(StdoutFailed)
+}
+
+/// Writes `text` to stderr, ignoring failures: there is nowhere left to report them.
+pub fn write_err(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.flush());
+}
+
+/// `println!` to stdout that answers `Err(StdoutFailed)` instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` to stdout that answers `Err(StdoutFailed)` instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(&format!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (a closed stderr is ignored).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::write_err(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use {errln, out, outln};
 
 /// A usage mistake found after parsing (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -70,13 +121,19 @@ impl Printer {
     /// A note on stderr (not with `--quiet`).
     pub fn note(&self, message: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{} {message}", "leasectl:".dimmed());
+            errln!("{} {}", "leasectl:".dimmed(), escape(&message.to_string()));
         }
     }
 
-    /// Prints `error` as one line on stderr and answers its exit code.
+    /// Prints `error` as one line on stderr and answers its exit code. A closed stdout is
+    /// the reader having gone, not news for anyone: no line.
     pub fn fail(&self, error: &anyhow::Error) -> ExitCode {
-        eprintln!("{} {}", "leasectl: error:".red().bold(), one_line(error));
+        let closed_pipe = error
+            .downcast_ref::<StdoutFailed>()
+            .is_some_and(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe);
+        if !closed_pipe {
+            errln!("{} {}", "leasectl: error:".red().bold(), one_line(error));
+        }
         ExitCode::from(exit_code(error))
     }
 }
@@ -86,6 +143,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<UsageError>().is_some() {
         return exit::USAGE;
     }
+    if error.downcast_ref::<StdoutFailed>().is_some() {
+        return exit::OUTPUT;
+    }
     match error.downcast_ref::<Error>() {
         Some(Error::Settings(_)) => exit::USAGE,
         Some(Error::Lost { .. }) => exit::LOST,
@@ -94,22 +154,56 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 fn one_line(error: &anyhow::Error) -> String {
-    format!("{error:#}").replace('\n', " ")
+    escape(&format!("{error:#}").replace('\n', " ")).into_owned()
 }
 
-/// `27.3s`, `1m 5s`, or `no expiry`.
+/// A value read from Redis (or any text not ours), safe to print: control characters escaped.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    leasectl::escape_for_terminal(text)
+}
+
+/// `27.3s`, `1m 5s`, `11mo 3d`, or `no expiry`.
 pub fn ttl_text(ttl: Option<Duration>) -> String {
     match ttl {
         None => "no expiry".into(),
-        Some(ttl) if ttl < Duration::from_secs(60) => format!("{:.1}s", ttl.as_secs_f64()),
-        Some(ttl) => humantime::format_duration(Duration::from_secs(ttl.as_secs())).to_string(),
+        Some(ttl) => compact(ttl),
     }
+}
+
+/// `4.2s` under a minute; above, the two largest units (`1m 5s`, `2h 30m`, `11mo 3d`,
+/// `1y 2mo`), with humantime's month (30.44 days) and year (365.25 days).
+pub fn compact(duration: Duration) -> String {
+    if duration < Duration::from_secs(60) {
+        return format!("{:.1}s", duration.as_secs_f64());
+    }
+    const UNITS: [(&str, u64); 6] = [
+        ("y", 31_557_600),
+        ("mo", 2_630_016),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ];
+    let secs = duration.as_secs();
+    let first = UNITS
+        .iter()
+        .position(|(_, size)| secs >= *size)
+        .unwrap_or(UNITS.len() - 1);
+    let (unit, size) = UNITS[first];
+    let mut text = format!("{}{unit}", secs / size);
+    if let Some((next, next_size)) = UNITS.get(first + 1) {
+        let rest = secs % size / next_size;
+        if rest > 0 {
+            text.push_str(&format!(" {rest}{next}"));
+        }
+    }
+    text
 }
 
 /// The holder's details as an aligned table: the key, TTL left, then every stored field.
 pub fn holder_table(key: &str, holder: &Holder) -> String {
     let mut rows: Vec<(String, String)> = vec![
-        ("key".into(), key.to_string()),
+        ("key".into(), escape(key).into_owned()),
         ("held by".into(), holder.display_name()),
         ("ttl left".into(), ttl_text(holder.ttl)),
     ];
@@ -136,7 +230,13 @@ pub fn holder_table(key: &str, holder: &Holder) -> String {
             format!("free, promised to the first of {waiters} waiter(s) in line"),
         )),
     }
-    rows.extend(holder.fields.iter().cloned());
+    // Field names and values are data written by anyone: escaped, one row each.
+    rows.extend(
+        holder
+            .fields
+            .iter()
+            .map(|(k, v)| (escape(k).into_owned(), escape(v).into_owned())),
+    );
     let width = rows
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -147,13 +247,16 @@ pub fn holder_table(key: &str, holder: &Holder) -> String {
         .collect()
 }
 
-/// One lease in `inspect --json` (SPEC 4). Only `lease`, `key`, `held` when free.
+/// One lease in `inspect --json` (the README documents it). Only `lease`, `key`, `held` when free.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseJson<'a> {
     lease: &'a str,
     key: &'a str,
     held: bool,
+    /// How the key is stored: `hash`, `json`, `string`, or the Redis type of another key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,7 +310,7 @@ pub fn instances_table(instances: &[InstanceView]) -> String {
     let mut text = format!("    {}\n", "instances".cyan());
     for view in instances {
         let state = match (&view.error, &view.holder) {
-            (Some(error), _) => error.red().to_string(),
+            (Some(error), _) => escape(error).red().to_string(),
             (None, Some(holder)) => format!(
                 "held by {}, ttl left {}",
                 holder.display_name(),
@@ -234,6 +337,7 @@ impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
             lease: &info.name,
             key: &info.key,
             held: holder.is_some(),
+            format: holder.and_then(|h| format_name(&h.format)),
             lease_id: holder.and_then(|h| h.lease_id.as_deref()),
             owner_id: holder.and_then(|h| h.owner_id.as_deref()),
             acquired_at: holder.and_then(|h| h.acquired_at.as_deref()),
@@ -242,5 +346,33 @@ impl<'a> From<&'a LeaseInfo> for LeaseJson<'a> {
             metadata: holder.map(|h| &h.metadata),
             instances: info.instances.iter().map(InstanceJson::from).collect(),
         }
+    }
+}
+
+/// The `format` of a held lease (`None` for a free lease promised to a queued waiter).
+fn format_name(format: &leasectl::KeyFormat) -> Option<&str> {
+    match format {
+        leasectl::KeyFormat::Hash => Some("hash"),
+        leasectl::KeyFormat::Json => Some("json"),
+        leasectl::KeyFormat::Token => Some("string"),
+        leasectl::KeyFormat::Other(kind) => Some(kind),
+        leasectl::KeyFormat::Queued { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_compact() {
+        let text = |secs: u64| compact(Duration::from_secs(secs));
+        assert_eq!(compact(Duration::from_millis(4_200)), "4.2s");
+        assert_eq!(text(65), "1m 5s");
+        assert_eq!(text(3_600), "1h");
+        assert_eq!(text(2 * 3_600 + 30 * 60 + 15), "2h 30m");
+        assert_eq!(text(3 * 86_400 + 4 * 3_600 + 1_800), "3d 4h");
+        assert_eq!(text(11 * 2_630_016 + 3 * 86_400 + 7), "11mo 3d");
+        assert_eq!(text(31_557_600 + 2 * 2_630_016), "1y 2mo");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{getpgid, Pid};
 
 use super::checker::Deletion;
 use super::history::{now, Hit};
@@ -23,7 +23,7 @@ use crate::support::{Leasectl, RedisServer};
 /// Every kind of fault, with the name the summary gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
-    /// SIGKILL of a `leasectl exec` holding a lease (its child dies with it).
+    /// SIGKILL of a `leasectl exec` holding a lease (its guard then stops the child).
     Kill,
     /// SIGSTOP of a holding `leasectl exec` and its child past the TTL, then SIGCONT.
     Stop,
@@ -532,14 +532,23 @@ fn hit_holder(
         }
         Fault::Stop | Fault::FenceRestart => {
             running.hit = Some((at, Hit::Frozen));
+            // The child runs in a process group of its own (with what it starts): both groups.
+            let child_group = getpgid(Some(Pid::from_raw(child as i32))).ok();
+            if let Some(group) = child_group {
+                let _ = killpg(group, Signal::SIGSTOP);
+            }
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGSTOP);
             // The child wakes a moment before `leasectl`, as a worker that goes on before its
             // supervisor sees the loss: its next write is late, and the fence must refuse it.
             let wake = at + scaled(ttl, rng, 130, 200);
-            let mut undo = vec![
-                (wake, Undo::Continue(child)),
-                (wake + 30_000_000, Undo::ContinueGroup(pid)),
-            ];
+            let mut undo = vec![(wake, Undo::Continue(child))];
+            if let Some(group) = child_group {
+                undo.push((
+                    wake + 30_000_000,
+                    Undo::ContinueGroup(group.as_raw() as u32),
+                ));
+            }
+            undo.push((wake + 30_000_000, Undo::ContinueGroup(pid)));
             if kind == Fault::FenceRestart {
                 // By then the next holder has usually written: the fence's first instance
                 // forgets that write's token, and must not let the late write through.

@@ -6,17 +6,17 @@ use std::process::ExitCode;
 use leasectl::{FencedWrite, LeaseClient};
 
 use crate::cli::FenceAction;
-use crate::output::exit;
+use crate::output::{exit, outln};
 
 pub async fn run(client: LeaseClient, action: FenceAction) -> anyhow::Result<ExitCode> {
     let FenceAction::Set { key, value, token } = action;
     match client.fenced_set(&key, &value, token).await? {
         FencedWrite::Written => {
-            println!("Wrote {key} with fencing token {token}");
+            outln!("Wrote {key} with fencing token {token}")?;
             Ok(ExitCode::SUCCESS)
         }
         FencedWrite::Stale { newest } => {
-            println!("Refused: {key} was written with fencing token {newest}, newer than {token}");
+            outln!("Refused: {key} was written with fencing token {newest}, newer than {token}")?;
             Ok(ExitCode::from(exit::HELD))
         }
     }

@@ -1,4 +1,4 @@
-//! `leasectl inspect`: who holds a lease (or every lease), as text or SPEC 4's JSON;
+//! `leasectl inspect`: who holds a lease (or every lease), as text or JSON;
 //! `--watch` refreshes every second until Ctrl-C.
 
 use std::process::ExitCode;
@@ -9,7 +9,9 @@ use leasectl::{LeaseClient, LeaseInfo};
 
 use super::Interrupts;
 use crate::cli::InspectArgs;
-use crate::output::{holder_table, instances_table, ttl_text, LeaseJson, Printer};
+use crate::output::{
+    escape, holder_table, instances_table, out, outln, ttl_text, LeaseJson, Printer,
+};
 
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -22,7 +24,7 @@ pub async fn run(
         return wait_free(&client, &args.name, wait).await;
     }
     if !args.watch {
-        print!("{}", render(&client, &args).await?);
+        out!("{}", render(&client, &args).await?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut interrupts = Interrupts::install()?;
@@ -31,12 +33,12 @@ pub async fn run(
         let text = render(&client, &args).await?;
         if printer.stdout_is_terminal && !args.json {
             // Redraw in place: clear the screen, then the current state.
-            print!(
+            out!(
                 "\x1b[2J\x1b[H{text}{}",
                 "\nrefreshing every second; Ctrl-C to stop\n".dimmed()
-            );
+            )?;
         } else if text != shown {
-            print!("{text}");
+            out!("{text}")?;
         }
         shown = text;
         tokio::select! {
@@ -52,11 +54,11 @@ async fn wait_free(client: &LeaseClient, name: &str, wait: Duration) -> anyhow::
     tokio::select! {
         outcome = client.wait_until_free(name, wait) => match outcome? {
             None => {
-                println!("{name} is free");
+                outln!("{name} is free")?;
                 Ok(ExitCode::SUCCESS)
             }
             Some(holder) => {
-                println!("{name} is still held by {} after {}", holder.display_name(), leasectl::duration::human(wait));
+                outln!("{name} is still held by {} after {}", holder.display_name(), leasectl::duration::human(wait))?;
                 Ok(ExitCode::from(crate::output::exit::HELD))
             }
         },
@@ -104,7 +106,7 @@ fn overview(infos: &[LeaseInfo]) -> String {
                 .map(|age| ttl_text(Some(age)))
                 .unwrap_or_else(|| "-".into());
             [
-                info.name.clone(),
+                escape(&info.name).into_owned(),
                 holder.map_or("(free on a majority)".into(), |h| h.display_name()),
                 age,
                 holder.map_or("-".into(), |h| ttl_text(h.ttl)),
@@ -141,11 +143,11 @@ fn describe(info: &LeaseInfo) -> String {
         instances_table(&info.instances)
     };
     let summary = match &info.holder {
-        None => format!("{} {} is free\n", "○".green(), info.name.bold()),
+        None => format!("{} {} is free\n", "○".green(), escape(&info.name).bold()),
         Some(holder) => format!(
             "{} {} is held by {}\n{}",
             "●".red(),
-            info.name.bold(),
+            escape(&info.name).bold(),
             holder.display_name().bold(),
             holder_table(&info.key, holder)
         ),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod configure;
+mod demo;
 mod exec;
 mod fence;
 mod inspect;
@@ -31,20 +32,23 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let mut global = cli.global.clone();
             if !args.redis.is_empty() {
-                global.endpoints = args.redis.clone();
+                global.endpoints = crate::cli::endpoint_lists("--redis", &args.redis, "")?;
             }
             bench::run(settings(&global, printer).await?, args).await
+        }
+        Command::Demo(args) => {
+            let mut global = cli.global.clone();
+            global.key_prefix.get_or_insert_with(|| demo::PREFIX.into());
+            demo::run(&global, settings(&global, printer).await?, args).await
         }
         Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
         Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
         Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "leasectl",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "leasectl", &mut script);
+            crate::output::write_out(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -123,6 +127,30 @@ pub fn working_options(
         options = options.meta(key, value);
     }
     options
+}
+
+/// Warns when `ttl` is shorter than a few round trips to Redis (measured now): the lease could
+/// run out before a renewal is confirmed.
+pub async fn warn_if_ttl_is_short(
+    client: &LeaseClient,
+    ttl: std::time::Duration,
+    printer: &Printer,
+) {
+    const ROUND_TRIPS: u32 = 4;
+    // No answer takes longer than SyncTimeout: a TTL this long needs no measuring.
+    if ttl >= client.settings().sync_timeout * ROUND_TRIPS {
+        return;
+    }
+    if let Ok(round_trip) = client.round_trip().await {
+        if ttl < round_trip * ROUND_TRIPS {
+            printer.note(format!(
+                "warning: the TTL ({}) is shorter than {ROUND_TRIPS} round trips to Redis \
+                 ({:.1}ms each): the lease may run out before it is renewed",
+                leasectl::duration::human(ttl),
+                round_trip.as_secs_f64() * 1000.0
+            ));
+        }
+    }
 }
 
 /// The fencing tokens of a set: `TOKEN` for one lease, `NAME=TOKEN,...` for several.

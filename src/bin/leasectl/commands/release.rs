@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use leasectl::{KeyFormat, LeaseClient};
 
 use crate::cli::ReleaseArgs;
-use crate::output::{exit, Printer, UsageError};
+use crate::output::{escape, exit, outln, Printer, UsageError};
 
 /// Refuses, before connecting, a release that names neither a lease id nor `--force`.
 pub fn check(args: &ReleaseArgs) -> Result<(), UsageError> {
@@ -25,43 +25,44 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let info = client.inspect(&args.name).await?;
-    let Some(holder) = info.holder else {
-        println!("{} is not held; nothing to release", args.name);
-        return Ok(ExitCode::SUCCESS);
-    };
-    if let Some(lease_id) = &args.lease_id {
-        if client.release(&args.name, lease_id).await? {
-            println!("Released {} (lease {lease_id})", args.name);
+    let holder = match info.holder {
+        Some(holder) if !matches!(holder.format, KeyFormat::Queued { .. }) => holder,
+        _ => {
+            outln!("{} is not held; nothing to release", args.name)?;
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
+    };
+    if let Some(lease_id) = &args.lease_id {
+        // Matches our hash's leaseId, the .NET package's JSON leaseId, or a plain token.
+        if client.release(&args.name, lease_id).await? {
+            outln!("Released {} (lease {})", args.name, escape(lease_id))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        outln!(
             "{} is held by {} under another lease id; not released",
             args.name,
             holder.display_name()
-        );
+        )?;
         return Ok(ExitCode::from(exit::HELD));
     }
     if !args.yes && !confirm(&args.name, &holder.display_name(), printer)? {
-        println!("Not released");
+        outln!("Not released")?;
         return Ok(ExitCode::from(exit::HELD));
     }
-    // Delete the lease that was shown, not one that took its place meanwhile.
-    let released = match (&holder.format, &holder.lease_id) {
-        (KeyFormat::Hash, Some(lease_id)) => client.release(&args.name, lease_id).await?,
-        _ => client.force_release(&args.name).await?,
-    };
-    if released {
-        println!(
+    // Delete exactly what was shown and confirmed, compared in the same script: never a lease
+    // that took its place while the prompt was open.
+    if client.force_release_shown(&args.name, &holder).await? {
+        outln!(
             "Force-released {} (was held by {})",
             args.name,
             holder.display_name()
-        );
+        )?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "{} changed hands or was freed meanwhile; not released",
+        outln!(
+            "{} changed since it was shown (another holder, or freed); nothing was deleted",
             args.name
-        );
+        )?;
         Ok(ExitCode::from(exit::HELD))
     }
 }

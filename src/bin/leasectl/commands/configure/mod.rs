@@ -11,15 +11,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use colored::Colorize;
-use dialoguer::{theme::ColorfulTheme, Confirm, Input, Password, Select};
-use leasectl::settings::{LOCAL_DEFAULT, LOCAL_FILE, SECTION};
+use dialoguer::theme::{ColorfulTheme, Theme};
+use dialoguer::{Confirm, Input, Password, Select};
+use leasectl::settings::{Section, LOCAL_DEFAULT, LOCAL_FILE};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
-use serde_json::json;
+
+mod file;
+
+use file::{ignore_in_git, keep_going_over, write_atomically};
 
 use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
-use crate::output::{exit, Printer, UsageError};
+use crate::output::{errln, exit, outln, Printer, UsageError};
 
 /// The lease the connection test takes and releases.
 const TEST_LEASE: &str = "leasectl-configure-test";
@@ -41,31 +45,22 @@ impl Answers {
     /// The file's JSON; `masked` hides passwords (for showing it).
     fn to_json(&self, masked: bool) -> serde_json::Value {
         let shown = |s: &String| if masked { mask_password(s) } else { s.clone() };
-        let mut section = serde_json::Map::new();
+        let mut section = Section {
+            key_prefix: Some(self.key_prefix.clone()),
+            database: Some(self.database),
+            ..Section::default()
+        };
         match (self.mode, self.endpoints.as_slice()) {
             (AuthMode::EntraId, [endpoint, ..]) => {
-                section.insert("Endpoint".into(), json!(endpoint));
-                section.insert(
-                    "EntraId".into(),
-                    json!(self.credential.as_deref().unwrap_or("ManagedIdentity")),
-                );
-                if let Some(client_id) = &self.client_id {
-                    section.insert("ClientId".into(), json!(client_id));
-                }
+                section.endpoint = Some(shown(endpoint));
+                section.entra_id =
+                    Some(self.credential.clone().unwrap_or("ManagedIdentity".into()));
+                section.client_id = self.client_id.clone();
             }
-            (_, [one]) => {
-                section.insert("ConnectionString".into(), json!(shown(one)));
-            }
-            (_, many) => {
-                section.insert(
-                    "Endpoints".into(),
-                    json!(many.iter().map(shown).collect::<Vec<_>>()),
-                );
-            }
+            (_, [one]) => section.connection_string = Some(shown(one)),
+            (_, many) => section.endpoints = many.iter().map(shown).collect(),
         }
-        section.insert("KeyPrefix".into(), json!(self.key_prefix));
-        section.insert("Database".into(), json!(self.database));
-        json!({ SECTION: section })
+        section.to_file_json()
     }
 }
 
@@ -89,10 +84,10 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Ok(Some(answers)) => {
-            println!("{} {}", "Saved".green().bold(), path.display());
-            println!("{}", serde_json::to_string_pretty(&answers.to_json(true))?);
+            outln!("{} {}", "Saved".green().bold(), path.display())?;
+            outln!("{}", serde_json::to_string_pretty(&answers.to_json(true))?)?;
             if show_next {
-                println!("\nNext: leasectl run --instance us-east-1 --region us-east");
+                outln!("\nNext: leasectl run --instance us-east-1 --region us-east")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -122,17 +117,17 @@ async fn configure(
         if args.no_test {
             break;
         }
-        eprintln!("Testing the connection...");
+        errln!("Testing the connection...");
         match test_connection(&answers).await {
             Ok(()) => {
-                eprintln!("{} PING and a test lease worked", "✓".green());
+                errln!("{} PING and a test lease worked", "✓".green());
                 break;
             }
             Err(error) if !interactive => return Err(error.context(
                 "the connection test failed; nothing was written (use --no-test to save anyway)",
             )),
             Err(error) => {
-                eprintln!("{} {error:#}", "✗ The connection test failed:".red());
+                errln!("{} {error:#}", "✗ The connection test failed:".red());
                 let choice = blocking(|| {
                     Ok(Select::with_theme(&ColorfulTheme::default())
                         .with_prompt("What now?")
@@ -163,7 +158,7 @@ pub async fn offer_first_run(global: &Global, printer: &Printer) -> anyhow::Resu
     if printer.quiet || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(false);
     }
-    eprintln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
+    errln!("No Redis settings found (no appsettings.Local.json, RedisLeasing__* variables or --endpoint).");
     let wanted = guarded(blocking(|| {
         Ok(Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt("Set up a connection now? (no: use the local Redis at 127.0.0.1:6379)")
@@ -211,7 +206,7 @@ fn cancel(saved: Option<Termios>, code: u8) -> ! {
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
     }
     let _ = console_show_cursor();
-    eprintln!("\nCancelled; nothing was written.");
+    errln!("\nCancelled; nothing was written.");
     std::process::exit(i32::from(code));
 }
 
@@ -240,30 +235,6 @@ async fn ask_blocking(
 ) -> anyhow::Result<Answers> {
     let (args, global) = (args.clone(), global.clone());
     blocking(move || ask(&args, &global, previous.as_ref())).await
-}
-
-/// An existing file is shown and kept unless the user (or `--yes`) says to replace it.
-fn keep_going_over(path: &Path, yes: bool, interactive: bool) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !interactive {
-        return Err(UsageError(format!(
-            "{} exists; pass --yes to replace it",
-            path.display()
-        ))
-        .into());
-    }
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    eprintln!(
-        "{} already exists:\n{}",
-        path.display(),
-        mask_file(&current)
-    );
-    Ok(Confirm::with_theme(&ColorfulTheme::default())
-        .with_prompt("Replace it?")
-        .default(false)
-        .interact()?)
 }
 
 /// The questions, skipping those a flag answered; `previous` gives the defaults on a retry.
@@ -364,11 +335,10 @@ fn ask(
             .default(previous.map_or(0, |p| p.database))
             .interact_text()?,
     };
+    let given_more = more_endpoints(args, global, mode)?;
     if mode != AuthMode::EntraId {
-        if !args.more_endpoints.is_empty() && previous.is_none() {
-            answers
-                .endpoints
-                .extend(args.more_endpoints.iter().cloned());
+        if !given_more.is_empty() && previous.is_none() {
+            answers.endpoints.extend(given_more);
         } else if Confirm::with_theme(&theme)
             .with_prompt("Add more Redis instances for quorum mode (Redlock)?")
             .default(false)
@@ -448,8 +418,8 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
                 .map_or(LOCAL_DEFAULT, String::as_str),
         )],
     };
-    endpoints.extend(args.more_endpoints.iter().cloned());
-    Ok(Answers {
+    endpoints.extend(more_endpoints(args, global, mode)?);
+    let answers = Answers {
         mode,
         endpoints,
         credential: (mode == AuthMode::EntraId)
@@ -457,7 +427,48 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
         client_id: args.client_id.clone(),
         key_prefix: global.key_prefix.clone().unwrap_or("lease:".into()),
         database: args.database.unwrap_or(0),
-    })
+    };
+    check(&answers)?;
+    Ok(answers)
+}
+
+/// The instances given besides the first: every `--endpoint` after the first one (with
+/// `--connection-string`, every one), each taken whole, then the lists of `--endpoints`.
+fn more_endpoints(
+    args: &ConfigureArgs,
+    global: &Global,
+    mode: AuthMode,
+) -> Result<Vec<String>, UsageError> {
+    let skip = usize::from(mode != AuthMode::ConnectionString);
+    let mut more: Vec<String> = global.endpoints.iter().skip(skip).cloned().collect();
+    more.extend(crate::cli::endpoint_lists(
+        "--endpoints",
+        &args.more_endpoints,
+        " (or give each instance its own --endpoint)",
+    )?);
+    Ok(more)
+}
+
+/// Every instance parses (so that nothing unusable is saved, even with `--no-test`), and an
+/// Entra ID endpoint is one `host:port` with no password. Messages name the instance by its
+/// place, never by its text.
+fn check(answers: &Answers) -> Result<(), UsageError> {
+    let defaults = leasectl::settings::DEFAULT_ENDPOINT;
+    for (index, text) in answers.endpoints.iter().enumerate() {
+        let endpoint = leasectl::Endpoint::parse(text, defaults)
+            .map_err(|e| UsageError(format!("instance {}: {e}", index + 1)))?;
+        if answers.mode == AuthMode::EntraId && endpoint.password().is_some() {
+            return Err(UsageError(
+                "with --auth entra-id the endpoint is host:port with no password".into(),
+            ));
+        }
+    }
+    if answers.mode == AuthMode::EntraId && answers.endpoints.len() > 1 {
+        return Err(UsageError(
+            "with --auth entra-id give one endpoint (quorum mode takes connection strings)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Connects to each instance, PINGs, and takes and releases a test lease.
@@ -490,68 +501,8 @@ async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `contents` to a temporary file beside `path` (mode 0600), then renames it over
-/// `path`: readers see the old file or the new one, never half of one.
-fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?; // created with mode 0600
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Adds the file to the `.gitignore` beside it when it is inside a git work tree and not
-/// ignored yet.
-fn ignore_in_git(path: &Path) {
-    let Ok(absolute) = std::path::absolute(path) else {
-        return;
-    };
-    let Some(dir) = absolute.parent() else { return };
-    if !dir.ancestors().any(|d| d.join(".git").exists()) {
-        return;
-    }
-    let ignored = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["check-ignore", "-q"])
-        .arg(&absolute)
-        .status()
-        .is_ok_and(|s| s.success());
-    if ignored {
-        return;
-    }
-    let name = absolute
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let gitignore = dir.join(".gitignore");
-    let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
-    let separator = if existing.is_empty() || existing.ends_with('\n') {
-        ""
-    } else {
-        "\n"
-    };
-    let line = format!("{separator}# Credentials written by leasectl configure\n{name}\n");
-    match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&gitignore)
-    {
-        Ok(mut file) => {
-            if file.write_all(line.as_bytes()).is_ok() {
-                eprintln!("Added {name} to {}", gitignore.display());
-            }
-        }
-        Err(error) => tracing::warn!("cannot add {name} to {}: {error}", gitignore.display()),
-    }
-}
-
+/// Asks for a line of text. The answer is shown back with any password masked (dialoguer
+/// would repeat it as typed: a full connection string holds one).
 fn text(
     theme: &ColorfulTheme,
     prompt: &str,
@@ -560,11 +511,16 @@ fn text(
 ) -> anyhow::Result<String> {
     let mut input = Input::<String>::with_theme(theme)
         .with_prompt(prompt)
-        .allow_empty(allow_empty);
+        .allow_empty(allow_empty)
+        .report(false);
     if let Some(default) = default {
         input = input.default(default);
     }
-    Ok(input.interact_text()?.trim().to_string())
+    let answer = input.interact_text()?.trim().to_string();
+    let mut shown = String::new();
+    theme.format_input_prompt_selection(&mut shown, prompt, &mask_password(&answer))?;
+    errln!("{shown}");
+    Ok(answer)
 }
 
 /// `mycache` → `mycache.redis.cache.windows.net:6380`; anything with a dot or port is kept.
@@ -586,31 +542,12 @@ fn local_url(given: &str) -> String {
     }
 }
 
-/// The address part of a connection string, as a default on a retry (never the password).
+/// The `host:port` of a connection string or URL, as a default on a retry (never the
+/// password: the question for it comes again).
 fn address_of(connection_string: &str) -> String {
-    connection_string
-        .split(',')
-        .next()
+    leasectl::Endpoint::parse(connection_string, leasectl::settings::DEFAULT_ENDPOINT)
+        .map(|endpoint| endpoint.address())
         .unwrap_or_default()
-        .to_string()
-}
-
-/// The existing file's text with any `password=`/URL password masked.
-fn mask_file(text: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
-        return "    (not valid JSON)".into();
-    };
-    mask_strings(&mut value);
-    serde_json::to_string_pretty(&value).unwrap_or_default()
-}
-
-fn mask_strings(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::String(s) => *s = mask_password(s),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_strings),
-        serde_json::Value::Object(map) => map.values_mut().for_each(mask_strings),
-        _ => {}
-    }
 }
 
 fn console_show_cursor() -> std::io::Result<()> {

@@ -1,4 +1,4 @@
-//! `leasectl bench`: measures this deployment (SPEC 7) — S1 one client's acquire + release
+//! `leasectl bench`: measures this deployment — S1 one client's acquire + release
 //! cycle, S2 parallel acquirers on distinct keys, S3 waiters contending for one key, S4 S1
 //! over a quorum, S5 many leases renewed by one process — optionally beside
 //! `redis-benchmark`'s PING figures measured in the same run.
@@ -7,17 +7,20 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use leasectl::{Acquire, LeaseClient, LeaseOptions, Settings};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::cli::BenchArgs;
-use crate::output::UsageError;
+mod baseline;
 
-/// One scenario's figures: SPEC's fields, then the scenario's own.
+use baseline::{redis_benchmark, redis_benchmark_once, Baseline};
+
+use crate::cli::BenchArgs;
+use crate::output::{outln, StdoutFailed, UsageError};
+
+/// One scenario's figures: the fields every scenario has, then the scenario's own.
 #[derive(Serialize)]
 struct Report {
     scenario: &'static str,
@@ -29,7 +32,49 @@ struct Report {
     lib_version: &'static str,
     mode: String,
     #[serde(flatten)]
-    extra: Map<String, Value>,
+    figures: Figures,
+}
+
+/// The figures a scenario adds to those every scenario has.
+#[derive(Serialize, Default)]
+struct Figures {
+    /// S1 with `--baseline`: each segment's share of the two-round-trip limit, and their median.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment_limit_pct: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit_pct: Option<f64>,
+    /// S4: the interleaved single-instance cycles' median, and S4's median over it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    interleaved: Option<Interleaved>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    contention: Option<Contention>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    renewal: Option<Renewal>,
+}
+
+#[derive(Serialize)]
+struct Interleaved {
+    s1_p50_us_interleaved: f64,
+    ratio_to_s1: Option<f64>,
+}
+
+/// S3: how fair and how quick the handoffs were.
+#[derive(Serialize)]
+struct Contention {
+    same_worker_pct: f64,
+    other_p50_us: f64,
+    other_p99_us: f64,
+    per_worker: Vec<u64>,
+    hold_mean_us: f64,
+}
+
+/// S5: the cost of renewing many leases.
+#[derive(Serialize)]
+struct Renewal {
+    /// None (null) when the window was too short for any renewal (TTL / 3 or longer).
+    cpu_us_per_renewal: Option<f64>,
+    rss_bytes_per_lease: u64,
+    late_renewals: u64,
 }
 
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -75,18 +120,18 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
         };
         progress.println(format!("{scenario} done"));
         if args.json {
-            progress
-                .suspend(|| println!("{}", serde_json::to_string(&report).expect("serializable")));
+            let line = serde_json::to_string(&report)?;
+            progress.suspend(|| outln!("{line}"))?;
         }
         reports.push(report);
     }
     progress.finish_and_clear();
     if args.json {
         if let Some(baseline) = &baseline {
-            println!("{}", serde_json::to_string(baseline)?);
+            outln!("{}", serde_json::to_string(baseline)?)?;
         }
     } else {
-        print_table(&reports, baseline.as_ref());
+        print_table(&reports, baseline.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -171,21 +216,30 @@ async fn cycles(
             shares.push(round(100.0 * rate / limit_per_s));
         }
     }
-    let mut extra = Map::new();
+    let mut figures = Figures::default();
     if !shares.is_empty() {
-        extra.insert("segment_limit_pct".into(), json!(shares.clone()));
+        figures.segment_limit_pct = Some(shares.clone());
         shares.sort_by(f64::total_cmp);
-        extra.insert("limit_pct".into(), json!(shares[shares.len() / 2]));
+        figures.limit_pct = Some(shares[shares.len() / 2]);
     }
     if beside.is_some() {
         let s1_p50 = percentile_us(&mut beside_samples, 0.50);
         let p50 = percentile_us(&mut samples, 0.50);
-        extra.insert("s1_p50_us_interleaved".into(), json!(s1_p50));
         let ratio = (s1_p50 > 0.0).then(|| (100.0 * p50 / s1_p50).round() / 100.0);
-        extra.insert("ratio_to_s1".into(), json!(ratio));
+        figures.interleaved = Some(Interleaved {
+            s1_p50_us_interleaved: s1_p50,
+            ratio_to_s1: ratio,
+        });
     }
     // Only the scenario's own cycles count towards its rate.
-    Ok(report(scenario, client, &mut samples, timed, errors, extra))
+    Ok(report(
+        scenario,
+        client,
+        &mut samples,
+        timed,
+        errors,
+        figures,
+    ))
 }
 
 /// One acquire + release; `false` when the lease was held (someone else uses the bench key).
@@ -229,7 +283,7 @@ async fn parallel(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Repo
         &mut samples,
         started.elapsed(),
         errors,
-        Map::new(),
+        Figures::default(),
     ))
 }
 
@@ -324,25 +378,17 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
     }
     let n = log.acquired.len() as u64;
     let handoffs = gaps.len().max(1) as f64;
-    let mut extra = Map::new();
-    extra.insert(
-        "same_worker_pct".into(),
-        json!(round(100.0 * same as f64 / handoffs)),
-    );
-    extra.insert(
-        "other_p50_us".into(),
-        json!(percentile_us(&mut gaps_other, 0.50)),
-    );
-    extra.insert(
-        "other_p99_us".into(),
-        json!(percentile_us(&mut gaps_other, 0.99)),
-    );
-    extra.insert("per_worker".into(), json!(per_worker));
-    extra.insert(
-        "hold_mean_us".into(),
-        json!(round(log.hold_total.as_secs_f64() * 1e6 / n.max(1) as f64)),
-    );
-    Ok(report("S3", client, &mut gaps, elapsed, errors, extra).with_ops(n, elapsed))
+    let figures = Figures {
+        contention: Some(Contention {
+            same_worker_pct: round(100.0 * same as f64 / handoffs),
+            other_p50_us: percentile_us(&mut gaps_other, 0.50),
+            other_p99_us: percentile_us(&mut gaps_other, 0.99),
+            per_worker,
+            hold_mean_us: round(log.hold_total.as_secs_f64() * 1e6 / n.max(1) as f64),
+        }),
+        ..Figures::default()
+    };
+    Ok(report("S3", client, &mut gaps, elapsed, errors, figures).with_ops(n, elapsed))
 }
 
 /// S5: `leases` leases held and renewed automatically for the window: CPU per renewal,
@@ -373,15 +419,16 @@ async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Res
     let lost = leases.iter().filter(|l| l.lost_error().is_some()).count() as u64;
     let releases = leases.into_iter().map(|lease| lease.release());
     futures_util::future::join_all(releases).await;
-    let mut extra = Map::new();
-    extra.insert(
-        "cpu_us_per_renewal".into(),
-        // None (null) when the window was too short for any renewal (TTL / 3 or longer).
-        json!((renewals > 0).then(|| round(cpu.as_secs_f64() * 1e6 / renewals as f64))),
-    );
-    extra.insert("rss_bytes_per_lease".into(), json!(rss_per_lease));
-    extra.insert("late_renewals".into(), json!(lost));
-    Ok(report("S5", client, &mut Vec::new(), elapsed, lost, extra).with_ops(renewals, elapsed))
+    let figures = Figures {
+        renewal: Some(Renewal {
+            cpu_us_per_renewal: (renewals > 0)
+                .then(|| round(cpu.as_secs_f64() * 1e6 / renewals as f64)),
+            rss_bytes_per_lease: rss_per_lease,
+            late_renewals: lost,
+        }),
+        ..Figures::default()
+    };
+    Ok(report("S5", client, &mut Vec::new(), elapsed, lost, figures).with_ops(renewals, elapsed))
 }
 
 impl Report {
@@ -398,7 +445,7 @@ fn report(
     samples: &mut [Duration],
     elapsed: Duration,
     errors: u64,
-    extra: Map<String, Value>,
+    figures: Figures,
 ) -> Report {
     Report {
         scenario,
@@ -409,7 +456,7 @@ fn report(
         errors,
         lib_version: env!("CARGO_PKG_VERSION"),
         mode: mode(client),
-        extra,
+        figures,
     }
 }
 
@@ -450,86 +497,33 @@ const SEGMENTS: u64 = 5;
 /// The PING requests of each `redis-benchmark -c 1` run before an S1 segment.
 const PING_REQUESTS: u32 = 20_000;
 
-/// `redis-benchmark`'s PING (multibulk) requests per second at 1 and 50 clients, against the
-/// first endpoint, measured now.
-async fn redis_benchmark(settings: &Settings) -> anyhow::Result<Value> {
-    let mut figures = Map::new();
-    // The pipelined EVALSHA limit: the cheapest script, 50 clients, 16 requests in flight each.
-    let evalsha = ["-P", "16", "EVALSHA", RETURN_1_SHA, "0"];
-    redis_benchmark_once(settings, &["SCRIPT", "LOAD", "return 1"], 1, 1).await?;
-    for (name, clients, requests, command) in [
-        ("ping_c1_per_s", 1, 50_000, &["PING"][..]),
-        ("ping_c50_per_s", 50, 200_000, &["PING"][..]),
-        ("evalsha_pipelined_per_s", 50, 1_000_000, &evalsha[..]),
-    ] {
-        let rps = redis_benchmark_once(settings, command, clients, requests).await?;
-        figures.insert(name.into(), json!(rps));
-    }
-    Ok(json!({ "scenario": "baseline", "tool": "redis-benchmark", "figures": figures }))
-}
-
-/// The SHA1 of the script `return 1`.
-const RETURN_1_SHA: &str = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
-
-/// Runs `redis-benchmark` for one command against the first endpoint: requests per second.
-async fn redis_benchmark_once(
-    settings: &Settings,
-    command_line: &[&str],
-    clients: u32,
-    requests: u32,
-) -> anyhow::Result<f64> {
-    let endpoint = &settings.endpoints[0];
-    let mut command = tokio::process::Command::new("redis-benchmark");
-    command.args([
-        "-h",
-        &endpoint.host,
-        "-p",
-        &endpoint.port.to_string(),
-        "--csv",
-    ]);
-    command.args(["-c", &clients.to_string(), "-n", &requests.to_string()]);
-    if let Some(password) = endpoint.password() {
-        command.env("REDISCLI_AUTH", password);
-    }
-    if endpoint.tls {
-        command.arg("--tls");
-    }
-    command.args(command_line);
-    let output = command
-        .output()
-        .await
-        .context("running redis-benchmark (install redis-tools)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    // The CSV has a header line, then one line per command: "NAME","RPS",...
-    text.lines()
-        .filter(|line| !line.starts_with("\"test\""))
-        .find_map(|line| line.split(',').nth(1))
-        .and_then(|field| field.trim_matches('"').parse::<f64>().ok())
-        .with_context(|| {
-            format!(
-                "redis-benchmark printed no figure for {}",
-                command_line.join(" ")
-            )
-        })
-}
-
-fn print_table(reports: &[Report], baseline: Option<&Value>) {
-    println!(
+fn print_table(reports: &[Report], baseline: Option<&Baseline>) -> Result<(), StdoutFailed> {
+    outln!(
         "{:<4} {:>12} {:>10} {:>10} {:>9} {:>7}  notes",
-        "", "ops/s", "p50 µs", "p99 µs", "n", "errors"
-    );
-    let ping_c1 = baseline.and_then(|b| b["figures"]["ping_c1_per_s"].as_f64());
-    let ping_c50 = baseline.and_then(|b| b["figures"]["ping_c50_per_s"].as_f64());
-    let evalsha = baseline.and_then(|b| b["figures"]["evalsha_pipelined_per_s"].as_f64());
+        "",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "n",
+        "errors"
+    )?;
+    let ping_c1 = baseline.map(|b| b.figures.ping_c1_per_s);
+    let ping_c50 = baseline.map(|b| b.figures.ping_c50_per_s);
+    let evalsha = baseline.map(|b| b.figures.evalsha_pipelined_per_s);
     for r in reports {
-        let mut notes: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // The scenario's own figures as `name=value`, in their order.
+        let own = match serde_json::to_value(&r.figures) {
+            Ok(Value::Object(own)) => own,
+            _ => Map::new(),
+        };
+        let mut notes: Vec<String> = own.iter().map(|(k, v)| format!("{k}={v}")).collect();
         match (r.scenario, ping_c1, ping_c50) {
-            ("S1", _, _) if r.extra.contains_key("limit_pct") => notes.insert(
+            ("S1", _, _) if r.figures.limit_pct.is_some() => notes.insert(
                 0,
                 format!(
                     "{}% of the two-round-trip limit (median of {SEGMENTS} segments, each \
                      right after redis-benchmark -c 1 PING)",
-                    r.extra["limit_pct"]
+                    r.figures.limit_pct.unwrap_or_default()
                 ),
             ),
             ("S1", Some(ping), _) => notes.insert(
@@ -562,7 +556,7 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
         if r.mode != "single" {
             notes.insert(0, r.mode.clone());
         }
-        println!(
+        outln!(
             "{:<4} {:>12.0} {:>10.1} {:>10.1} {:>9} {:>7}  {}",
             r.scenario,
             r.ops_per_s,
@@ -571,13 +565,14 @@ fn print_table(reports: &[Report], baseline: Option<&Value>) {
             r.n,
             r.errors,
             notes.join(", ")
-        );
+        )?;
     }
     if let (Some(c1), Some(c50)) = (ping_c1, ping_c50) {
-        println!(
+        outln!(
             "redis-benchmark PING: {c1:.0}/s at 1 client, {c50:.0}/s at 50 clients; \
              pipelined EVALSHA: {:.0}/s (same run)",
             evalsha.unwrap_or(0.0)
-        );
+        )?;
     }
+    Ok(())
 }

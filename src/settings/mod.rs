@@ -1,12 +1,17 @@
-//! The settings of SPEC section 3: `appsettings.json`, `appsettings.Local.json`, environment
+//! The settings: `appsettings.json`, `appsettings.Local.json`, environment
 //! variables `RedisLeasing__<Field>` and command-line flags, each layer overriding the one
 //! before. The `config` crate reads each layer; we then take every field from the highest
 //! layer that sets it, so that a bad value can name the file (or variable) it came from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use config::{Config, Environment, File, FileFormat, Map, Value};
+use config::Value;
+
+mod layers;
+
+use layers::{command_line_layer, find_file, present, read_environment, read_file, Layer};
+pub use layers::{settings_json, user_config_dir};
 
 use crate::duration;
 use crate::endpoint::{Defaults, Endpoint};
@@ -63,7 +68,7 @@ pub struct Overrides {
 }
 
 impl Default for Settings {
-    /// Seed 002's template values with the local default endpoint.
+    /// The template's values (`appsettings.json`) with the local default endpoint.
     fn default() -> Self {
         Settings {
             endpoints: vec![
@@ -86,10 +91,39 @@ impl Default for Settings {
     }
 }
 
-const DEFAULT_ENDPOINT: Defaults = Defaults {
+/// `UseSsl` and `Port` when no setting names them.
+pub const DEFAULT_ENDPOINT: Defaults = Defaults {
     use_ssl: true,
     port: 6380,
 };
+
+/// A `RedisLeasing` section as a file holds it: what `configure` writes, with the names the
+/// reader knows (its field list, [`FIELDS`], includes every one; a test keeps them in step).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Section {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entra_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<i64>,
+}
+
+impl Section {
+    /// The file's whole JSON: `{"RedisLeasing": {...}}`.
+    pub fn to_file_json(&self) -> serde_json::Value {
+        serde_json::json!({ SECTION: self })
+    }
+}
 
 /// The fields of the section, as spelled in the files (matched without regard to case).
 const FIELDS: &[&str] = &[
@@ -110,22 +144,6 @@ const FIELDS: &[&str] = &[
     "SyncTimeout",
 ];
 
-/// One source of values: a file, the environment or the command line.
-struct Layer {
-    name: String,
-    values: Map<String, Value>,
-}
-
-impl Layer {
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.values.get(&field.to_ascii_lowercase())
-    }
-
-    fn error(&self, field: &str, message: impl std::fmt::Display) -> Error {
-        Error::Settings(format!("{}: {SECTION}.{field}: {message}", self.name))
-    }
-}
-
 impl Settings {
     /// Reads every layer: files (from `--config`, or looked up in the current directory and
     /// then `~/.config/leasectl/`), the environment, then `overrides`.
@@ -134,17 +152,22 @@ impl Settings {
     /// [`Error::Settings`] naming the file or variable, the field and what was expected.
     pub fn load(overrides: &Overrides) -> Result<Settings> {
         let files = match &overrides.config_file {
-            Some(path) if !path.is_file() => {
-                return Err(Error::Settings(format!(
-                    "{}: no such settings file",
-                    path.display()
-                )))
+            Some(path) => match present(path)? {
+                Some(path) => vec![path],
+                None => {
+                    return Err(Error::Settings(format!(
+                        "{}: no such settings file",
+                        path.display()
+                    )))
+                }
+            },
+            None => {
+                let mut files = Vec::new();
+                for name in [TEMPLATE_FILE, LOCAL_FILE] {
+                    files.extend(find_file(name)?);
+                }
+                files
             }
-            Some(path) => vec![path.clone()],
-            None => [TEMPLATE_FILE, LOCAL_FILE]
-                .iter()
-                .filter_map(|name| find_file(name))
-                .collect(),
         };
         let mut layers = Vec::new();
         for file in &files {
@@ -308,15 +331,38 @@ fn pick<T>(
     Ok(None)
 }
 
+/// A string. Only a JSON string (or an environment variable) is one: `42` is not a connection
+/// string. The value itself is never repeated: it may be a secret.
 fn string(value: &Value) -> Result<String, String> {
     match &value.kind {
-        config::ValueKind::Table(_) | config::ValueKind::Array(_) => {
-            Err("expected a string".into())
-        }
-        _ => value
-            .clone()
-            .into_string()
-            .map_err(|_| "expected a string".into()),
+        config::ValueKind::String(text) => Ok(text.clone()),
+        _ => Err(format!("expected a string, got {}", kind_name(value))),
+    }
+}
+
+/// What kind of value this is, for messages.
+fn kind_name(value: &Value) -> &'static str {
+    match &value.kind {
+        config::ValueKind::Nil => "null",
+        config::ValueKind::Boolean(_) => "true or false",
+        config::ValueKind::Float(_) => "a fraction",
+        config::ValueKind::String(_) => "a string",
+        config::ValueKind::Table(_) => "an object",
+        config::ValueKind::Array(_) => "a list",
+        _ => "a number",
+    }
+}
+
+/// A whole number: a JSON integer, or a string of one (environment variables are strings).
+/// A fraction (`1.5`) is refused, not rounded.
+fn whole_number(value: &Value) -> Option<i64> {
+    match &value.kind {
+        config::ValueKind::I64(n) => Some(*n),
+        config::ValueKind::U64(n) => i64::try_from(*n).ok(),
+        config::ValueKind::I128(n) => i64::try_from(*n).ok(),
+        config::ValueKind::U128(n) => i64::try_from(*n).ok(),
+        config::ValueKind::String(text) => text.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -336,35 +382,33 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
             entries.sort_by_key(|(i, _)| *i);
             entries.into_iter().map(|(_, v)| string(v)).collect()
         }
-        // One string: URLs separated by commas, or any form separated by semicolons.
-        _ => {
-            let text = string(value)?;
-            let by_comma = text.split(',').all(|part| part.contains("://"));
-            let parts = if by_comma {
-                text.split(',').collect::<Vec<_>>()
-            } else {
-                text.split(';').collect()
-            };
-            Ok(parts
-                .into_iter()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect())
-        }
+        // One string (an environment variable): a JSON array, URLs separated by commas, or
+        // any form separated by semicolons.
+        config::ValueKind::String(text) => crate::endpoint::split_list(text),
+        _ => Err(format!(
+            "expected a list of connection strings or URLs, got {}",
+            kind_name(value)
+        )),
     }
 }
 
+/// `true` or `false`: a JSON boolean, or a string of one in any case (as .NET reads it).
 fn boolean(value: &Value) -> Result<bool, String> {
-    value
-        .clone()
-        .into_bool()
-        .map_err(|_| format!("expected true or false, got {}", shown(value)))
+    let parsed = match &value.kind {
+        config::ValueKind::Boolean(b) => Some(*b),
+        config::ValueKind::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| format!("expected true or false, got {}", shown(value)))
 }
 
 fn non_negative(value: &Value) -> Result<i64, String> {
-    match value.clone().into_int() {
-        Ok(n) if n >= 0 => Ok(n),
+    match whole_number(value) {
+        Some(n) if n >= 0 => Ok(n),
         _ => Err(format!(
             "expected a whole number of 0 or more, got {}",
             shown(value)
@@ -373,8 +417,8 @@ fn non_negative(value: &Value) -> Result<i64, String> {
 }
 
 fn port(value: &Value) -> Result<u16, String> {
-    match value.clone().into_int() {
-        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+    match whole_number(value) {
+        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
         _ => Err(format!(
             "expected a port number from 1 to 65535, got {}",
             shown(value)
@@ -383,145 +427,113 @@ fn port(value: &Value) -> Result<u16, String> {
 }
 
 fn milliseconds(value: &Value) -> Result<Duration, String> {
-    match value.clone().into_int() {
-        Ok(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
+    match whole_number(value) {
+        Some(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
         _ => Err(format!(
-            "expected a number of milliseconds greater than 0, got {}",
+            "expected a whole number of milliseconds greater than 0, got {}",
             shown(value)
         )),
     }
 }
 
 fn positive_duration(value: &Value) -> Result<Duration, String> {
-    duration::parse_positive(&string(value)?)
+    match &value.kind {
+        config::ValueKind::String(text) => duration::parse_positive(text),
+        _ => Err(format!(
+            "expected a duration like 00:00:30 or 30s, got {}",
+            shown(value)
+        )),
+    }
 }
 
+/// A value of a field that holds no secret, for messages.
 fn shown(value: &Value) -> String {
     match &value.kind {
         config::ValueKind::String(s) => format!("'{s}'"),
+        config::ValueKind::Table(_) | config::ValueKind::Array(_) | config::ValueKind::Nil => {
+            kind_name(value).into()
+        }
         _ => value.to_string(),
     }
 }
 
-/// The first of `./NAME` and `<config dir>/leasectl/NAME` that exists.
-fn find_file(name: &str) -> Option<PathBuf> {
-    let here = PathBuf::from(name);
-    if here.is_file() {
-        return Some(here);
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_field_configure_writes_is_one_the_reader_knows() {
+        let full = Section {
+            connection_string: Some("h:1".into()),
+            endpoint: Some("h:1".into()),
+            endpoints: vec!["h:1".into()],
+            entra_id: Some("AzureCli".into()),
+            client_id: Some("id".into()),
+            key_prefix: Some("p:".into()),
+            database: Some(1),
+        };
+        let json = full.to_file_json();
+        let written = json[SECTION].as_object().unwrap();
+        assert_eq!(written.len(), 7);
+        for field in written.keys() {
+            assert!(FIELDS.contains(&field.as_str()), "{field} is not read");
+        }
     }
-    user_config_dir()
-        .map(|dir| dir.join(name))
-        .filter(|p| p.is_file())
-}
 
-/// `$XDG_CONFIG_HOME/leasectl` or `~/.config/leasectl`.
-pub fn user_config_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })?;
-    Some(base.join("leasectl"))
-}
+    use super::layers::{decode, parse_jsonc};
+    use super::*;
 
-fn read_file(path: &Path) -> Result<Layer> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Settings(format!("{name}: cannot read: {e}")))?;
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-        return Err(Error::Settings(format!("{name}: not valid JSON: {e}")));
-    }
-    let config = Config::builder()
-        .add_source(File::from_str(&text, FileFormat::Json))
-        .build()
-        .map_err(|e| Error::Settings(format!("{name}: {e}")))?;
-    let top: Map<String, Value> = config
-        .try_deserialize()
-        .map_err(|e| Error::Settings(format!("{name}: {e}")))?;
-    let section = top
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(SECTION))
-        .map(|(_, v)| v);
-    let values = match section {
-        None => Map::new(),
-        Some(v) => v
-            .into_table()
-            .map_err(|_| Error::Settings(format!("{name}: {SECTION}: expected an object")))?,
-    };
-    let layer = Layer {
-        name,
-        values: lowercase_keys(values),
-    };
-    warn_if_exposed(path, &layer);
-    Ok(layer)
-}
-
-/// Warns when a file that holds a password can be read by other users.
-fn warn_if_exposed(path: &Path, layer: &Layer) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = std::fs::metadata(path) else {
-        return;
-    };
-    let mode = metadata.permissions().mode() & 0o777;
-    let holds_password = ["ConnectionString", "Endpoints"].iter().any(|field| {
-        layer.get(field).is_some_and(|value| {
-            let text = value.to_string();
-            text.to_ascii_lowercase().contains("password=")
-                || (text.contains("://") && text.contains('@'))
-        })
-    });
-    if holds_password && mode & 0o077 != 0 {
-        tracing::warn!(
-            "{} holds a password and can be read by other users (mode {mode:o}); run: chmod 600 {}",
-            layer.name,
-            layer.name
+    #[test]
+    fn comments_and_trailing_commas_go_and_comment_markers_in_strings_stay() {
+        let text = "// top\n{ /* a */ \"RedisLeasing\": { \"KeyPrefix\": \"a//b/*c*/\", }, }";
+        assert_eq!(
+            parse_jsonc(text).unwrap().to_string(),
+            r#"{"RedisLeasing":{"KeyPrefix":"a//b/*c*/"}}"#
         );
     }
-}
 
-fn read_environment() -> Result<Layer> {
-    let config = Config::builder()
-        .add_source(
-            Environment::with_prefix(SECTION)
-                .prefix_separator("__")
-                .separator("__"),
-        )
-        .build()
-        .map_err(|e| Error::Settings(format!("environment: {e}")))?;
-    let values: Map<String, Value> = config
-        .try_deserialize()
-        .map_err(|e| Error::Settings(format!("environment: {e}")))?;
-    Ok(Layer {
-        name: format!("environment ({SECTION}__*)"),
-        values: lowercase_keys(values),
-    })
-}
+    #[test]
+    fn only_what_the_dotnet_reader_takes_beyond_json() {
+        for text in [
+            "{'a': 1}",
+            "{a: 1}",
+            "{\"a\": 0x10}",
+            "{\"a\": +1}",
+            "{\"a\": .5}",
+            "{\"a\": NaN}",
+            "{\"a\": 1 \"b\": 2}",
+            "[]",
+            "",
+        ] {
+            assert!(parse_jsonc(text).is_err(), "{text}");
+        }
+    }
 
-fn command_line_layer(overrides: &Overrides) -> Layer {
-    let mut values = Map::new();
-    if !overrides.endpoints.is_empty() {
-        let list: Vec<Value> = overrides
-            .endpoints
-            .iter()
-            .map(|e| Value::from(e.as_str()))
+    #[test]
+    fn a_byte_order_mark_is_read() {
+        let text = "{\"a\": \"é\"}";
+        let utf8 = [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat();
+        assert_eq!(decode(&utf8).unwrap(), text);
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
-        values.insert("endpoints".into(), Value::from(list));
+        assert_eq!(decode(&le).unwrap(), text);
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decode(&be).unwrap(), text);
+        assert!(decode(&[0x7B, 0xFF, 0x7D]).is_err());
     }
-    if let Some(prefix) = &overrides.key_prefix {
-        values.insert("keyprefix".into(), Value::from(prefix.as_str()));
-    }
-    Layer {
-        name: "command line".into(),
-        values,
-    }
-}
 
-fn lowercase_keys(values: Map<String, Value>) -> Map<String, Value> {
-    values
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
+    #[test]
+    fn a_fraction_is_not_a_whole_number() {
+        assert_eq!(whole_number(&Value::from(3)), Some(3));
+        assert_eq!(whole_number(&Value::from("4")), Some(4));
+        assert_eq!(whole_number(&Value::from(1.5)), None);
+        assert_eq!(whole_number(&Value::from("1.5")), None);
+        assert_eq!(whole_number(&Value::from(true)), None);
+        assert!(string(&Value::from(42)).is_err());
+        assert!(boolean(&Value::from(1)).is_err());
+        assert_eq!(boolean(&Value::from("True")), Ok(true));
+    }
 }
