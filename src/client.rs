@@ -462,9 +462,12 @@ impl LeaseClient {
         let agreed = quorum::agreed_holder(holders.iter().map(|(_, holder)| *holder), majority)
             .and_then(|agreed| holders.iter().find(|(_, h)| std::ptr::eq(*h, agreed)));
         match holders.first() {
-            // A split vote: contenders each won a minority and undid it. Try again after a
-            // random pause (Redlock's remedy), so that one of them wins.
-            Some(_) if agreed.is_none() && tally.counted() > 0 && splits_left > 0 => {
+            // A split vote: contenders each won a minority and undid it (or voided each other's
+            // grants from young instances). Try again after a random pause (Redlock's remedy),
+            // so that one of them wins.
+            Some(_)
+                if agreed.is_none() && tally.counted() + tally.voided > 0 && splits_left > 0 =>
+            {
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
                 Box::pin(self.attempt(names, options, waiter, splits_left - 1)).await
             }
