@@ -946,7 +946,10 @@ impl Shared {
     /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
     /// fallback poll.
     async fn announced(&self, call: &Arc<Call>, wait_for: &[usize]) -> Result<i64> {
-        let votes = self.on_a_majority::<(i64, String)>(call, wait_for).await;
+        // A release that found the lease nowhere yet waits for every answer: the instance
+        // still to answer may be the one that has it.
+        let released = |answer: &(i64, String)| answer.0 > 0;
+        let votes = self.on_a_majority(call, wait_for, released).await;
         for vote in &votes {
             if let Ok((_, refused)) = vote.answer.as_ref() {
                 if refused.is_empty() {
@@ -962,15 +965,16 @@ impl Shared {
         }))
     }
 
-    /// Runs `call` on every instance until a majority answered (or all did) and so did the
-    /// instances `wait_for`, and lets the calls still under way finish in the background: an
-    /// instance that does not answer does not hold up a release or an undo for its whole
-    /// timeout, and still gets the call (on the same connection, so before anything this
-    /// client sends it later).
+    /// Runs `call` on every instance until a majority answered, so did the instances
+    /// `wait_for`, and one answer is `telling` (else until all answered), and lets the calls
+    /// still under way finish in the background: an instance that does not answer does not
+    /// hold up a release or an undo for its whole timeout, and still gets the call (on the
+    /// same connection, so before anything this client sends it later).
     async fn on_a_majority<T: redis::FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,
         wait_for: &[usize],
+        telling: impl Fn(&T) -> bool,
     ) -> Vec<Vote<T>> {
         let majority = self.nodes.majority();
         let (votes, pending) = self
@@ -978,7 +982,9 @@ impl Shared {
             .gather(
                 |node| node.script::<T>(call),
                 |votes| {
-                    votes.iter().filter(|v| v.answer.is_ok()).count() >= majority
+                    let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
+                    answers.clone().count() >= majority
+                        && answers.clone().any(&telling)
                         && wait_for.iter().all(|i| votes.iter().any(|v| v.node == *i))
                 },
             )
@@ -996,7 +1002,7 @@ impl Shared {
                 .key(deadlines)
                 .arg(waiter),
         );
-        let _ = self.on_a_majority::<i64>(&call, &[]).await;
+        let _ = self.on_a_majority::<i64>(&call, &[], |_| true).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
