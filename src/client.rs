@@ -775,7 +775,7 @@ impl LeaseClient {
                 .key(queue_keys(prefix, &key).0)
                 .arg(release_channel(prefix, &key)),
         );
-        Ok(self.shared.announced(&call, &[]).await? > 0)
+        Ok(self.shared.announced(&call, None).await? > 0)
     }
 
     /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
@@ -843,7 +843,7 @@ impl LeaseClient {
             }
             _ => {}
         }
-        Ok(self.shared.announced(&Arc::new(call), &[]).await? > 0)
+        Ok(self.shared.announced(&Arc::new(call), None).await? > 0)
     }
 }
 
@@ -913,17 +913,17 @@ impl Shared {
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
     /// answers how many of them an instance still held.
     pub(crate) async fn release(&self, keys: &[String], id: &str) -> Result<i64> {
-        self.release_on_all(keys, id, true, &[]).await
+        self.release_on_all(keys, id, true, None).await
     }
 
-    /// Releases on every instance, waking the waiters when `notify` (else silently); waits for
-    /// a majority's answers and those of the instances `wait_for`, the rest in the background.
+    /// Releases on every instance, waking the waiters when `notify` (else silently); waits as
+    /// [`Shared::announced`] does, the rest in the background.
     async fn release_on_all(
         &self,
         keys: &[String],
         id: &str,
         notify: bool,
-        wait_for: &[usize],
+        undoing: Option<&[usize]>,
     ) -> Result<i64> {
         let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::RELEASE);
@@ -938,18 +938,25 @@ impl Shared {
                 String::new()
             });
         }
-        self.announced(&Arc::new(call), wait_for).await
+        self.announced(&Arc::new(call), undoing).await
     }
 
     /// Runs a release `call` on every instance (waiting as [`Shared::on_a_majority`] does);
-    /// answers the largest count released. An error only when no instance answered at all. A release stands even when its notification was refused (an
-    /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
-    /// fallback poll.
-    async fn announced(&self, call: &Arc<Call>, wait_for: &[usize]) -> Result<i64> {
-        // A release that found the lease nowhere yet waits for every answer: the instance
-        // still to answer may be the one that has it.
-        let released = |answer: &(i64, String)| answer.0 > 0;
-        let votes = self.on_a_majority(call, wait_for, released).await;
+    /// answers the largest count released. An error only when no instance answered at all.
+    /// A release stands even when its notification was refused (an ACL user without PUBLISH):
+    /// that is a warning, and the waiters notice within their fallback poll.
+    ///
+    /// `undoing`: the instances that granted a refused attempt, whose answers are awaited;
+    /// `None` for a release, which, when the first majority did not hold the lease, waits for
+    /// every answer (the instance still to answer may be the one that holds it).
+    async fn announced(&self, call: &Arc<Call>, undoing: Option<&[usize]>) -> Result<i64> {
+        let votes = match undoing {
+            Some(granted) => self.on_a_majority(call, granted, |_| true).await,
+            None => {
+                let released = |answer: &(i64, String)| answer.0 > 0;
+                self.on_a_majority(call, &[], released).await
+            }
+        };
         for vote in &votes {
             if let Ok((_, refused)) = vote.answer.as_ref() {
                 if refused.is_empty() {
@@ -1015,7 +1022,7 @@ impl Shared {
             .map(|v| v.node)
             .collect();
         // Silently: nothing was held that anyone waits for.
-        if let Err(error) = self.release_on_all(keys, id, false, &granted).await {
+        if let Err(error) = self.release_on_all(keys, id, false, Some(&granted)).await {
             tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
         }
     }
