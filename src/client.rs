@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::holder::{Holder, InstanceView, KeyFormat, LeaseInfo};
 use crate::keys::{
-    check_name, check_ttl, escape_glob, fence_key, is_internal, newest_token_key, queue_keys,
-    release_channel,
+    check_name, check_ttl, escape_glob, fence_key, is_internal, longest_ttl_key, newest_token_key,
+    queue_keys, release_channel,
 };
 use crate::lease::{validity_end, Lease, Schedule};
 use crate::lease_set::LeaseSet;
@@ -362,7 +362,8 @@ impl LeaseClient {
                 .key(key)
                 .key(fence_key(prefix, key))
                 .key(queue)
-                .key(deadlines);
+                .key(deadlines)
+                .key(longest_ttl_key(prefix, key));
         }
         let total = shared.nodes.list.len();
         // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
@@ -387,16 +388,19 @@ impl LeaseClient {
             .nodes
             .gather(
                 |node| grant(node, &call),
-                |votes| Tally::of(votes).decides(total),
+                |votes| Tally::of(votes, options.ttl).decides(total),
             )
             .await;
-        let tally = Tally::of(&votes);
+        let tally = Tally::of(&votes, options.ttl);
         if tally.counted() >= quorum::majority(total) {
-            let tokens = shared.settle_tokens(&keys, &id, &votes, pending).await;
+            let tokens = shared
+                .settle_tokens(&keys, &id, &votes, pending, options.ttl)
+                .await;
             let in_time = Instant::now() < validity_end(sent_at, options.ttl);
             return match tokens {
                 Ok(tokens) if in_time => {
                     let schedule = Schedule {
+                        sent_at,
                         ttl: options.ttl,
                         renew_every: options
                             .auto_renew
@@ -412,10 +416,11 @@ impl LeaseClient {
                     Ok(Taken::Acquired(leases.collect()))
                 }
                 outcome => {
-                    shared.undo(&keys, &id).await;
+                    shared.undo(&keys, &id, &votes).await;
                     Err(outcome.err().unwrap_or_else(|| {
                         shared.no_quorum(
                             &votes,
+                            options.ttl,
                             tally.counted(),
                             "the lease's validity ran out while acquiring",
                         )
@@ -440,7 +445,7 @@ impl LeaseClient {
         }
         // Quorum mode: undo what may have been granted, here or by calls still under way.
         if tally.any_written() || tally.failed > 0 || !pending.is_empty() {
-            shared.undo(&keys, &id).await;
+            shared.undo(&keys, &id, &votes).await;
         }
         let holders: Vec<(usize, &Holder)> = votes
             .iter()
@@ -457,9 +462,12 @@ impl LeaseClient {
         let agreed = quorum::agreed_holder(holders.iter().map(|(_, holder)| *holder), majority)
             .and_then(|agreed| holders.iter().find(|(_, h)| std::ptr::eq(*h, agreed)));
         match holders.first() {
-            // A split vote: contenders each won a minority and undid it. Try again after a
-            // random pause (Redlock's remedy), so that one of them wins.
-            Some(_) if agreed.is_none() && tally.counted() > 0 && splits_left > 0 => {
+            // A split vote: contenders each won a minority and undid it (or voided each other's
+            // grants from young instances). Try again after a random pause (Redlock's remedy),
+            // so that one of them wins.
+            Some(_)
+                if agreed.is_none() && tally.counted() + tally.voided > 0 && splits_left > 0 =>
+            {
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
                 Box::pin(self.attempt(names, options, waiter, splits_left - 1)).await
             }
@@ -470,7 +478,7 @@ impl LeaseClient {
                     holder: (*holder).clone(),
                 })
             }
-            _ => Err(shared.no_quorum(&votes, tally.counted(), "")),
+            _ => Err(shared.no_quorum(&votes, options.ttl, tally.counted(), "")),
         }
     }
 
@@ -582,11 +590,16 @@ impl LeaseClient {
     }
 
     /// Writes `value` to `key` only when `token` is not older than the newest fencing token a
-    /// write to `key` has carried (the protected-resource side of fencing). Runs on the first
-    /// instance of the settings.
+    /// write to `key` has carried (the protected-resource side of fencing).
+    ///
+    /// In quorum mode the write goes to every instance and the newest token is kept on each:
+    /// it is written when a majority accepted it, and refused as soon as any instance knows a
+    /// newer token. Any two majorities share an instance, so a write refused by a majority's
+    /// record is refused whatever minority restarted empty or is down.
     ///
     /// # Errors
-    /// Connection errors; [`Error::Redis`] when `key` holds something other than a string.
+    /// Connection errors; [`Error::NoQuorum`] when too few instances answered;
+    /// [`Error::Redis`] when `key` holds something other than a string.
     pub async fn fenced_set(&self, key: &str, value: &str, token: u64) -> Result<FencedWrite> {
         let call = Arc::new(
             Call::new(&scripts::FENCED_SET)
@@ -595,14 +608,58 @@ impl LeaseClient {
                 .arg(value)
                 .arg(token),
         );
-        let node = &self.shared.nodes.list[0];
-        let (written, newest): (i64, i64) = node.script(&call).await?;
-        Ok(if written == 1 {
-            FencedWrite::Written
-        } else {
-            FencedWrite::Stale {
-                newest: newest as u64,
-            }
+        let nodes = &self.shared.nodes;
+        let (total, majority) = (nodes.list.len(), nodes.majority());
+        let newest = |votes: &[Vote<(i64, i64)>]| {
+            votes
+                .iter()
+                .filter_map(|v| match v.answer {
+                    Ok((0, newest)) => Some(newest as u64),
+                    _ => None,
+                })
+                .max()
+        };
+        let written = |votes: &[Vote<(i64, i64)>]| {
+            votes
+                .iter()
+                .filter(|v| matches!(v.answer, Ok((1, _))))
+                .count()
+        };
+        let (votes, pending) = nodes
+            .gather(
+                |node| node.script::<(i64, i64)>(&call),
+                |votes| {
+                    let failed = votes.iter().filter(|v| v.answer.is_err()).count();
+                    newest(votes).is_some()
+                        || written(votes) >= majority
+                        || failed > total - majority
+                },
+            )
+            .await;
+        finish_in_background(pending);
+        if let Some(newest) = newest(&votes) {
+            return Ok(FencedWrite::Stale { newest });
+        }
+        let accepted = written(&votes);
+        if accepted >= majority {
+            return Ok(FencedWrite::Written);
+        }
+        if total == 1 {
+            return Err(votes
+                .into_iter()
+                .find_map(|v| v.answer.err())
+                .unwrap_or_else(|| self.shared.unexpected("fenced set")));
+        }
+        let described = votes
+            .iter()
+            .map(|v| nodes.describe(v, |_| "accepted".into()))
+            .collect();
+        Err(Error::NoQuorum {
+            agreed: accepted,
+            needed: majority,
+            total,
+            outcome: "accepted",
+            votes: described,
         })
     }
 
@@ -718,7 +775,7 @@ impl LeaseClient {
                 .key(queue_keys(prefix, &key).0)
                 .arg(release_channel(prefix, &key)),
         );
-        Ok(self.shared.announced(&call).await? > 0)
+        Ok(self.shared.announced(&call, None).await? > 0)
     }
 
     /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
@@ -786,7 +843,7 @@ impl LeaseClient {
             }
             _ => {}
         }
-        Ok(self.shared.announced(&Arc::new(call)).await? > 0)
+        Ok(self.shared.announced(&Arc::new(call), None).await? > 0)
     }
 }
 
@@ -856,11 +913,18 @@ impl Shared {
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
     /// answers how many of them an instance still held.
     pub(crate) async fn release(&self, keys: &[String], id: &str) -> Result<i64> {
-        self.release_on_all(keys, id, true).await
+        self.release_on_all(keys, id, true, None).await
     }
 
-    /// Releases on every instance, waking the waiters when `notify` (else silently).
-    async fn release_on_all(&self, keys: &[String], id: &str, notify: bool) -> Result<i64> {
+    /// Releases on every instance, waking the waiters when `notify` (else silently); waits as
+    /// [`Shared::announced`] does, the rest in the background.
+    async fn release_on_all(
+        &self,
+        keys: &[String],
+        id: &str,
+        notify: bool,
+        undoing: Option<&[usize]>,
+    ) -> Result<i64> {
         let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
@@ -874,20 +938,25 @@ impl Shared {
                 String::new()
             });
         }
-        self.announced(&Arc::new(call)).await
+        self.announced(&Arc::new(call), undoing).await
     }
 
-    /// Runs a release `call` on every instance; answers the largest count released. Every
-    /// instance's answer is awaited: when this returns, the lease is gone wherever it could
-    /// be reached, so that the next acquire does not meet a leftover. An error only when no
-    /// instance answered at all. A release stands even when its notification was refused (an
-    /// ACL user without PUBLISH): that is a warning, and the waiters notice within their
-    /// fallback poll.
-    async fn announced(&self, call: &Arc<Call>) -> Result<i64> {
-        let votes = self
-            .nodes
-            .all(|node| node.script::<(i64, String)>(call))
-            .await;
+    /// Runs a release `call` on every instance (waiting as [`Shared::on_a_majority`] does);
+    /// answers the largest count released. An error only when no instance answered at all.
+    /// A release stands even when its notification was refused (an ACL user without PUBLISH):
+    /// that is a warning, and the waiters notice within their fallback poll.
+    ///
+    /// `undoing`: the instances that granted a refused attempt, whose answers are awaited;
+    /// `None` for a release, which, when the first majority did not hold the lease, waits for
+    /// every answer (the instance still to answer may be the one that holds it).
+    async fn announced(&self, call: &Arc<Call>, undoing: Option<&[usize]>) -> Result<i64> {
+        let votes = match undoing {
+            Some(granted) => self.on_a_majority(call, granted, |_| true).await,
+            None => {
+                let released = |answer: &(i64, String)| answer.0 > 0;
+                self.on_a_majority(call, &[], released).await
+            }
+        };
         for vote in &votes {
             if let Ok((_, refused)) = vote.answer.as_ref() {
                 if refused.is_empty() {
@@ -903,6 +972,34 @@ impl Shared {
         }))
     }
 
+    /// Runs `call` on every instance until a majority answered, so did the instances
+    /// `wait_for`, and one answer is `telling` (else until all answered), and lets the calls
+    /// still under way finish in the background: an instance that does not answer does not
+    /// hold up a release or an undo for its whole timeout, and still gets the call (on the
+    /// same connection, so before anything this client sends it later).
+    async fn on_a_majority<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        call: &Arc<Call>,
+        wait_for: &[usize],
+        telling: impl Fn(&T) -> bool,
+    ) -> Vec<Vote<T>> {
+        let majority = self.nodes.majority();
+        let (votes, pending) = self
+            .nodes
+            .gather(
+                |node| node.script::<T>(call),
+                |votes| {
+                    let answers = votes.iter().filter_map(|v| v.answer.as_ref().ok());
+                    answers.clone().count() >= majority
+                        && answers.clone().any(&telling)
+                        && wait_for.iter().all(|i| votes.iter().any(|v| v.node == *i))
+                },
+            )
+            .await;
+        finish_in_background(pending);
+        votes
+    }
+
     /// Gives up a waiter's place in the queue (it would otherwise time out).
     async fn leave_queue(&self, key: &str, waiter: &str) {
         let (queue, deadlines) = queue_keys(&self.settings.key_prefix, key);
@@ -912,13 +1009,20 @@ impl Shared {
                 .key(deadlines)
                 .arg(waiter),
         );
-        let _ = self.nodes.all(|node| node.script::<i64>(&call)).await;
+        let _ = self.on_a_majority::<i64>(&call, &[], |_| true).await;
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.
-    async fn undo(&self, keys: &[String], id: &str) {
+    /// Waits for the instances that answered with a grant (they answer: the key is gone there
+    /// when this returns); those that failed or did not answer are undone in the background.
+    async fn undo(&self, keys: &[String], id: &str, votes: &[Vote<Grant>]) {
+        let granted: Vec<usize> = votes
+            .iter()
+            .filter(|v| matches!(v.answer, Ok(Grant::Granted { .. })))
+            .map(|v| v.node)
+            .collect();
         // Silently: nothing was held that anyone waits for.
-        if let Err(error) = self.release_on_all(keys, id, false).await {
+        if let Err(error) = self.release_on_all(keys, id, false, Some(&granted)).await {
             tracing::debug!(%error, "undoing a partial acquire failed; the TTL will end it");
         }
     }
@@ -934,6 +1038,7 @@ impl Shared {
         id: &str,
         votes: &[Vote<Grant>],
         pending: Pending<Grant>,
+        ttl: Duration,
     ) -> Result<Vec<u64>> {
         let majority = self.nodes.majority();
         let mut tokens = Vec::with_capacity(keys.len());
@@ -964,6 +1069,7 @@ impl Shared {
                 if standing < majority {
                     return Err(self.no_quorum(
                         votes,
+                        ttl,
                         standing,
                         "the instances could not agree on a fencing token",
                     ));
@@ -988,16 +1094,20 @@ impl Shared {
         Ok(tokens)
     }
 
-    fn no_quorum(&self, votes: &[Vote<Grant>], granted: usize, why: &str) -> Error {
+    /// Why an acquire with `ttl` failed, with every instance's answer.
+    fn no_quorum(&self, votes: &[Vote<Grant>], ttl: Duration, granted: usize, why: &str) -> Error {
+        let longest = quorum::longest_ttl(votes, ttl);
         let mut described: Vec<String> = votes
             .iter()
             .map(|vote| {
                 self.nodes.describe(vote, |grant| match grant {
-                    Grant::Granted { young: None, .. } => "granted".into(),
                     Grant::Granted {
-                        young: Some(uptime),
+                        uptime: Some(uptime),
                         ..
-                    } => format!("granted, but started {uptime} s ago"),
+                    } if quorum::is_young(Some(*uptime), longest) => {
+                        format!("granted, but started {uptime} s ago")
+                    }
+                    Grant::Granted { .. } => "granted".into(),
                     Grant::Held {
                         holder: Some(holder),
                         ..

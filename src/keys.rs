@@ -85,6 +85,12 @@ pub(crate) fn is_internal(prefix: &str, key: &str) -> bool {
         .is_some_and(|name| name.starts_with(INTERNAL_MARK))
 }
 
+/// Quorum mode: the longest TTL a lease was ever granted with on an instance (never expires,
+/// like the counter), against which "restarted recently" is judged.
+pub(crate) fn longest_ttl_key(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "longest-ttl")
+}
+
 /// Where a protected key remembers the newest fencing token a write to it carried.
 pub(crate) fn newest_token_key(key: &str) -> String {
     if hashed_part(key).len() < key.len() {

@@ -69,6 +69,8 @@ pub(crate) fn validity_end(sent_at: Instant, ttl: Duration) -> Instant {
 /// When a lease's watchdog renews it, and when it stops for good.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Schedule {
+    /// When the acquire that took the lease was sent: renewals are timed from it.
+    pub(crate) sent_at: Instant,
     /// The TTL set on every renewal.
     pub(crate) ttl: Duration,
     /// Renew at this interval; `None` = never (the lease then ends at its TTL).

@@ -178,8 +178,11 @@ impl Nodes {
         };
         let limit = settings.connect_timeout;
         // Each instance's memory policy is read alongside the PING (no extra round trip).
+        // Decided at the first majority either way: an instance that does not answer must not
+        // add its whole timeout to every command's start (it is retried as it is used).
         let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (votes, _) = nodes
+        let (total, majority) = (nodes.list.len(), nodes.majority());
+        let (votes, pending) = nodes
             .gather_within(
                 limit,
                 |node| {
@@ -194,10 +197,21 @@ impl Nodes {
                         ping
                     })
                 },
-                |_| false,
+                |votes| {
+                    let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
+                    answered >= majority || votes.len() - answered > total - majority
+                },
             )
             .await;
         warn_of_eviction(&policies.lock().expect("policies"));
+        // The slower instances' connections are still being made: let them finish, so that
+        // they are ready for the first calls (which would otherwise all wait on them at once).
+        if !pending.is_empty() {
+            tokio::spawn(async move {
+                let mut pending = pending;
+                while pending.next().await.is_some() {}
+            });
+        }
         let votes: Vec<Vote<String>> = votes
             .into_iter()
             .map(|vote| {

@@ -16,24 +16,29 @@ pub(crate) fn majority(total: usize) -> usize {
 
 /// One instance's answer to the acquire script (for one lease, or a set taken together).
 pub(crate) enum Grant {
-    /// Taken here, with this instance's count of each lease as its token; `young`: the
-    /// instance started this many whole seconds ago, less than the TTL (quorum mode).
+    /// Taken here, with this instance's count of each lease as its token; in quorum mode
+    /// `uptime`: the whole seconds since the instance started (`None`: unknown, it counts as
+    /// old), and `longest`: the longest TTL (ms) the leases were granted with here before.
     Granted {
         tokens: Vec<u64>,
-        young: Option<u64>,
+        uptime: Option<u64>,
+        longest: u64,
     },
     /// Lease `lease` (its index in the set) is held here by someone else (`None`: the key
-    /// vanished between the check and the read), with this instance's counter of it.
+    /// vanished between the check and the read), with this instance's counter of it and the
+    /// longest TTL (ms) the set's leases were granted with here.
     Held {
         holder: Option<Holder>,
         counter: u64,
         lease: usize,
+        longest: u64,
     },
 }
 
 impl Grant {
-    /// Reads `{1, token...}`, `{3, uptime, token...}`, `{0, {type, pttl, fields}, counter, i}`
-    /// or `{2, waiters, counter, i}` (`i` counts from 1).
+    /// Reads `{1, token...}`, `{3, uptime, longest, token...}`,
+    /// `{0, {type, pttl, fields}, counter, i, longest}` or `{2, waiters, counter, i, longest}`
+    /// (`i` counts from 1).
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
         let Value::Array(parts) = reply else {
             return None;
@@ -42,23 +47,33 @@ impl Grant {
             Some(Value::Int(i)) if *i >= 1 => *i as usize - 1,
             _ => 0,
         };
-        let granted = |young: Option<u64>, tokens: &[Value]| {
+        let longest = match parts.get(4) {
+            Some(Value::Int(ms)) => (*ms).max(0) as u64,
+            _ => 0,
+        };
+        let granted = |uptime: Option<u64>, longest: u64, tokens: &[Value]| {
             let tokens = tokens.iter().map(|part| match part {
                 Value::Int(token) => Some(*token as u64),
                 _ => None,
             });
             let tokens = tokens.collect::<Option<Vec<u64>>>()?;
-            (!tokens.is_empty()).then_some(Grant::Granted { tokens, young })
+            (!tokens.is_empty()).then_some(Grant::Granted {
+                tokens,
+                uptime,
+                longest,
+            })
         };
         match (parts.first(), parts.get(1), parts.get(2)) {
-            (Some(Value::Int(1)), Some(Value::Int(_)), _) => granted(None, &parts[1..]),
-            (Some(Value::Int(3)), Some(Value::Int(uptime)), Some(_)) => {
-                granted(Some(*uptime as u64), &parts[2..])
+            (Some(Value::Int(1)), Some(Value::Int(_)), _) => granted(None, 0, &parts[1..]),
+            (Some(Value::Int(3)), Some(Value::Int(uptime)), Some(Value::Int(longest))) => {
+                let uptime = u64::try_from(*uptime).ok();
+                granted(uptime, (*longest).max(0) as u64, parts.get(3..)?)
             }
             (Some(Value::Int(0)), Some(holder), Some(Value::Int(counter))) => Some(Grant::Held {
                 holder: Holder::from_reply(holder),
                 counter: *counter as u64,
                 lease,
+                longest,
             }),
             // Free, but promised to the first of the queued waiters.
             (Some(Value::Int(2)), Some(Value::Int(waiters)), Some(Value::Int(counter))) => {
@@ -66,6 +81,7 @@ impl Grant {
                     holder: Some(Holder::queued(*waiters as u64)),
                     counter: *counter as u64,
                     lease,
+                    longest,
                 })
             }
             _ => None,
@@ -91,16 +107,42 @@ impl Grant {
             Grant::Held { .. } => None,
         }
     }
+
+    fn longest(&self) -> u64 {
+        match self {
+            Grant::Granted { longest, .. } | Grant::Held { longest, .. } => *longest,
+        }
+    }
+}
+
+/// The longest TTL the lease may have been granted with: `ttl` (ours), or a longer one any
+/// answering instance remembers. "Restarted recently" is judged against it, so that a
+/// competitor with a short TTL does not take an instance that forgot a long lease for an old one.
+pub(crate) fn longest_ttl(votes: &[Vote<Grant>], ttl: Duration) -> Duration {
+    let remembered = votes
+        .iter()
+        .filter_map(|v| v.answer.as_ref().ok().map(Grant::longest))
+        .max()
+        .unwrap_or(0);
+    ttl.max(Duration::from_millis(remembered))
+}
+
+/// Whether an instance up for `uptime` whole seconds (as INFO says: maybe a second ahead) may
+/// have started less than `longest` ago, and so may have forgotten a lease it granted.
+pub(crate) fn is_young(uptime: Option<u64>, longest: Duration) -> bool {
+    uptime.is_some_and(|uptime| Duration::from_secs(uptime.saturating_sub(1)) <= longest)
 }
 
 /// What the acquire votes add up to.
 ///
-/// A young instance — one that started less than a TTL ago — may have restarted with empty
-/// memory and forgotten a lease it granted (Redlock asks for "delayed restarts" to rule that
-/// out; leasectl checks instead). Its grant is `voided` when another instance reports the
+/// A young instance — one that started less than the longest TTL the lease may have been
+/// granted with ago ([`longest_ttl`]) — may have restarted with empty memory and forgotten a
+/// lease it granted (Redlock asks for "delayed restarts" to rule that out; leasectl checks
+/// instead). Its grant counts only when every other instance answered and none reports the
 /// lease held by a holder that acquired it before the young instance started, or one whose
-/// start is unknown: counting it could hand that lease out a second time. Grants of young
-/// instances count only once every instance answered, since a later answer may void them.
+/// start is unknown; otherwise it is `voided`: counting it could hand that lease out a second
+/// time. An instance that failed or did not answer is no answer: it may be the one that holds
+/// the lease. Grants of young instances therefore count only once every instance answered.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) granted: usize,
@@ -115,11 +157,12 @@ pub(crate) struct Tally {
 const CLOCK_SKEW: Duration = Duration::from_millis(100);
 
 impl Tally {
-    pub(crate) fn of(votes: &[Vote<Grant>]) -> Tally {
-        Tally::at(votes, SystemTime::now())
+    /// The votes so far on an acquire with `ttl`.
+    pub(crate) fn of(votes: &[Vote<Grant>], ttl: Duration) -> Tally {
+        Tally::at(votes, ttl, SystemTime::now())
     }
 
-    fn at(votes: &[Vote<Grant>], now: SystemTime) -> Tally {
+    fn at(votes: &[Vote<Grant>], ttl: Duration, now: SystemTime) -> Tally {
         // Whether an instance reports a holder that acquired the lease before `started` (or
         // at an unknown time). Read only for a young grant, which is rare.
         let held_since_before = |started: SystemTime| {
@@ -131,23 +174,23 @@ impl Tally {
                 _ => false,
             })
         };
+        let any_failed = votes.iter().any(|vote| vote.answer.is_err());
+        let longest = longest_ttl(votes, ttl);
         let mut tally = Tally::default();
         for vote in votes {
             match &vote.answer {
-                Ok(Grant::Granted { young: None, .. }) => tally.granted += 1,
-                Ok(Grant::Granted {
-                    young: Some(uptime),
-                    ..
-                }) => {
+                Ok(Grant::Granted { uptime, .. }) if is_young(*uptime, longest) => {
                     // The latest the instance can have started: INFO's uptime may be a second
-                    // ahead (see acquire.lua).
-                    let uptime = Duration::from_secs(uptime.saturating_sub(1));
-                    if held_since_before(now - uptime - CLOCK_SKEW) {
+                    // ahead (see acquire.lua); and the holder's clock may be ahead of ours, so
+                    // a holder up to CLOCK_SKEW after that counts as before it.
+                    let uptime = Duration::from_secs(uptime.unwrap_or(0).saturating_sub(1));
+                    if any_failed || held_since_before(now - uptime + CLOCK_SKEW) {
                         tally.voided += 1
                     } else {
                         tally.young += 1
                     }
                 }
+                Ok(Grant::Granted { .. }) => tally.granted += 1,
                 Ok(Grant::Held { .. }) => tally.held += 1,
                 Err(_) => tally.failed += 1,
             }
@@ -257,9 +300,12 @@ mod tests {
     fn granted(tokens: &[u64]) -> Grant {
         Grant::Granted {
             tokens: tokens.to_vec(),
-            young: None,
+            uptime: Some(100_000),
+            longest: 0,
         }
     }
+
+    const TTL: Duration = Duration::from_secs(10);
 
     fn vote(node: usize, grant: Grant) -> Vote<Grant> {
         Vote {
@@ -299,6 +345,7 @@ mod tests {
                 holder: Some(holder),
                 counter: 1,
                 lease: 0,
+                longest: 0,
             },
         )
     }
@@ -309,7 +356,8 @@ mod tests {
         let young = |node, uptime| {
             let grant = Grant::Granted {
                 tokens: vec![7],
-                young: Some(uptime),
+                uptime: Some(uptime),
+                longest: 0,
             };
             vote(node, grant)
         };
@@ -320,7 +368,7 @@ mod tests {
             young(1, 5),
             vote(2, granted(&[7])),
         ];
-        let tally = Tally::at(&forgot, now);
+        let tally = Tally::at(&forgot, TTL, now);
         assert_eq!((tally.counted(), tally.voided, tally.held), (1, 1, 1));
         assert!(tally.decides(3) && tally.any_written());
         // Taken 1 s ago, after the young instance started: it cannot have granted and lost it.
@@ -329,7 +377,14 @@ mod tests {
             young(1, 5),
             vote(2, granted(&[7])),
         ];
-        assert_eq!(Tally::at(&later, now).counted(), 2);
+        assert_eq!(Tally::at(&later, TTL, now).counted(), 2);
+        // Taken 50 ms before an instance that restarted just now: it may have granted it.
+        let just_before = [
+            held_since(0, now, Duration::from_millis(50)),
+            young(1, 0),
+            vote(2, granted(&[7])),
+        ];
+        assert_eq!(Tally::at(&just_before, TTL, now).counted(), 1);
         // A holder whose start is unknown voids it too.
         let unknown = vote(
             0,
@@ -337,17 +392,74 @@ mod tests {
                 holder: None,
                 counter: 1,
                 lease: 0,
+                longest: 0,
             },
         );
         let unknown = [unknown, young(1, 5), vote(2, granted(&[7]))];
-        assert_eq!(Tally::at(&unknown, now).counted(), 1);
+        assert_eq!(Tally::at(&unknown, TTL, now).counted(), 1);
         // Young grants wait for every answer, since a later one may void them.
-        let waiting = Tally::at(&[young(1, 5), vote(2, granted(&[7]))], now);
+        let waiting = Tally::at(&[young(1, 5), vote(2, granted(&[7]))], TTL, now);
         assert_eq!(waiting.counted(), 2);
         assert!(!waiting.decides(3));
-        let free = Tally::at(&[young(0, 0), young(1, 5), vote(2, granted(&[7]))], now);
+        let free = Tally::at(
+            &[young(0, 0), young(1, 5), vote(2, granted(&[7]))],
+            TTL,
+            now,
+        );
         assert!(free.decides(3) && free.counted() == 3);
-        assert!(Tally::at(&[vote(1, granted(&[7])), vote(2, granted(&[7]))], now).decides(3));
+        assert!(Tally::at(&[vote(1, granted(&[7])), vote(2, granted(&[7]))], TTL, now).decides(3));
+    }
+
+    #[test]
+    fn silence_is_not_agreement_and_the_longest_ttl_decides_who_is_young() {
+        let now = SystemTime::now();
+        let young = |node, uptime| {
+            vote(
+                node,
+                Grant::Granted {
+                    tokens: vec![7],
+                    uptime: Some(uptime),
+                    longest: 0,
+                },
+            )
+        };
+        let timed_out = Vote {
+            node: 0,
+            answer: Err(crate::Error::Timeout {
+                endpoint: "127.0.0.1:7001".into(),
+                after: secs(5),
+            }),
+        };
+        // The instance that may hold the lease did not answer: the young grant does not count.
+        let silent = [timed_out, young(1, 3), vote(2, granted(&[7]))];
+        let tally = Tally::at(&silent, TTL, now);
+        assert_eq!((tally.counted(), tally.voided, tally.failed), (1, 1, 1));
+        assert!(tally.decides(3));
+        // Up 3 s is old for a 1 s TTL, unless an instance remembers the lease held for 30 s.
+        let short = Duration::from_secs(1);
+        let held_long = vote(
+            0,
+            Grant::Held {
+                holder: None,
+                counter: 1,
+                lease: 0,
+                longest: 30_000,
+            },
+        );
+        let forgot = [held_long, young(1, 3), vote(2, granted(&[7]))];
+        assert_eq!(Tally::at(&forgot, short, now).counted(), 1);
+        let plain_held = vote(
+            0,
+            Grant::Held {
+                holder: None,
+                counter: 1,
+                lease: 0,
+                longest: 1_000,
+            },
+        );
+        let old = [plain_held, young(1, 3), vote(2, granted(&[7]))];
+        assert_eq!(Tally::at(&old, short, now).counted(), 2);
+        assert!(!is_young(None, secs(60)), "without INFO an instance is old");
     }
 
     fn secs(n: u64) -> Duration {
@@ -366,6 +478,7 @@ mod tests {
                 holder: None,
                 counter: 5,
                 lease: 0,
+                longest: 0,
             },
         )];
         assert_eq!(behind(&held, 6, 0), vec![1]);

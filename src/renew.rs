@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -12,6 +14,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::client::Shared;
 use crate::error::LostReason;
 use crate::lease::{LeaseState, Schedule};
+
+/// A lease's release announcements.
+type Releases = BoxStream<'static, redis::Msg>;
 
 /// The longest wait before retrying a renewal that failed on a connection error.
 const RETRY_AT_MOST: Duration = Duration::from_millis(500);
@@ -38,18 +43,24 @@ async fn watch(
     schedule: Schedule,
 ) -> LostReason {
     let Schedule {
+        sent_at,
         ttl,
         renew_every,
         hold_until,
         watch_releases,
     } = schedule;
-    let mut next_renewal = renew_every.map(|every| Instant::now() + every);
+    // Renewals are timed from the acquire, not from now: the lease's validity began then.
+    let mut next_renewal = renew_every.map(|every| sent_at + every);
     // A release of this key that is not ours (a forced release) is announced on its channel:
-    // renew at once then, which finds the lease gone, instead of at the next interval.
-    let mut releases = match (watch_releases, renew_every) {
-        (true, Some(_)) => shared.subscribe_releases(key).await,
-        _ => None,
-    };
+    // renew at once then, which finds the lease gone, instead of at the next interval. The
+    // subscription is set up beside the renewals and never delays them (an instance that does
+    // not answer would hold it up for `ConnectTimeout`).
+    let mut subscribing: Option<BoxFuture<'_, Option<Releases>>> =
+        match (watch_releases, renew_every) {
+            (true, Some(_)) => Some(Box::pin(shared.subscribe_releases(key))),
+            _ => None,
+        };
+    let mut releases: Option<Releases> = None;
     loop {
         let valid_until = state.valid_until();
         let mut wake = next_renewal.map_or(valid_until, |at| at.min(valid_until));
@@ -62,6 +73,12 @@ async fn watch(
                 None => std::future::pending().await,
             }
         };
+        let subscribed = async {
+            match subscribing.as_mut() {
+                Some(subscription) => subscription.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = sleep_until(wake) => {}
             open = announced => {
@@ -70,6 +87,11 @@ async fn watch(
                 } else {
                     releases = None;
                 }
+            }
+            stream = subscribed => {
+                subscribing = None;
+                releases = stream;
+                continue;
             }
         }
         let now = Instant::now();

@@ -1,38 +1,44 @@
 -- Takes a lease — or a set of leases, all or none — when every key is free and no waiter is
 -- ahead in its queue; otherwise answers who holds the first one that is not free (or how many
 -- wait for it), in the same round trip.
--- KEYS, four per lease: [4i-3] lease key, [4i-2] fencing counter (never expires, never
--- deleted), [4i-1] waiters' queue (zset: waiter -> ticket), [4i] waiters' deadlines (zset:
--- waiter -> ms)
+-- KEYS, five per lease: [5i-4] lease key, [5i-3] fencing counter (never expires, never
+-- deleted), [5i-2] waiters' queue (zset: waiter -> ticket), [5i-1] waiters' deadlines (zset:
+-- waiter -> ms), [5i] the longest TTL in ms the lease was ever granted with here (quorum mode;
+-- never expires, like the counter)
 -- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt,
 -- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
 -- keeps its place without trying again (ms), ARGV[6] the least token to hand out ('' = this
 -- server's clock in microseconds), ARGV[7..] meta_* field/value pairs
--- Returns {1, token1, token2, ...} when taken ({3, uptime, token1, ...} in quorum mode when
--- this instance started less than a TTL ago), {0, {type, pttl, fields}, counter, i} when
--- lease i is held, or {2, waiters, counter, i} when lease i is free but promised to the first
--- waiter in its queue.
+-- Returns {1, token1, token2, ...} when taken (in quorum mode {3, uptime, longest, token1, ...}:
+-- the seconds since this instance started, -1 when INFO is not allowed, and the longest TTL the
+-- leases were granted with here before), {0, {type, pttl, fields}, counter, i, longest} when
+-- lease i is held, or {2, waiters, counter, i, longest} when lease i is free but promised to the
+-- first waiter in its queue.
+local quorum = ARGV[6] ~= ''
 local id, waiter, grace = ARGV[1], ARGV[4], tonumber(ARGV[5])
-local leases = #KEYS / 4
+local leases = #KEYS / 5
 
--- Quorum mode: how long ago this instance started, in whole seconds, when it may be less than
--- the TTL. Restarted with empty memory (or from a snapshot that missed the last writes), it may
--- have lost a lease it granted; the client weighs its vote against the others' (see quorum.rs).
--- INFO's uptime is the difference of two whole-second clocks, so it may be a second ahead.
--- Without the right to run INFO, the instance counts as old.
-local function young()
-  if ARGV[6] == '' then
-    return nil
-  end
+-- Quorum mode: how long ago this instance started, in whole seconds (-1: unknown). Restarted
+-- with empty memory (or from a snapshot that missed the last writes), it may have lost a lease
+-- it granted; the client weighs its vote against the others' (see quorum.rs), judging "recently"
+-- against the longest TTL any instance remembers for the lease. INFO's uptime is the difference
+-- of two whole-second clocks, so it may be a second ahead. Without the right to run INFO, the
+-- instance counts as old.
+local function uptime()
   local info = redis.pcall('INFO', 'server')
   if type(info) ~= 'string' then
-    return nil
+    return -1
   end
-  local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
-  if uptime and (uptime - 1) * 1000 < tonumber(ARGV[2]) then
-    return uptime
+  return tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or -1
+end
+
+-- The longest TTL (ms) the leases were granted with here, the largest of the set's.
+local function longest_ttl()
+  local longest = 0
+  for i = 1, leases do
+    longest = math.max(longest, tonumber(redis.call('GET', KEYS[5 * i]) or 0) or 0)
   end
-  return nil
+  return longest
 end
 
 local function now_ms()
@@ -82,7 +88,7 @@ end
 -- First every lease is checked; nothing is written unless all of them can be taken.
 local ours, counters = {}, {}
 for i = 1, leases do
-  local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  local key, fence, queue, deadlines = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1]
   local counter = redis.call('GET', fence)
   counters[i] = tonumber(counter or 0)
   if not counters[i] then
@@ -96,7 +102,7 @@ for i = 1, leases do
       if waiter ~= '' then
         join_queue(queue, deadlines, now_ms())
       end
-      return {0, read_holder(key), counters[i], i}
+      return {0, read_holder(key), counters[i], i, longest_ttl()}
     end
     ours[i] = true
   elseif redis.call('EXISTS', queue) == 1 then
@@ -108,18 +114,20 @@ for i = 1, leases do
     local first = redis.call('ZRANGE', queue, 0, 0)[1]
     if first and first ~= waiter then
       join_queue(queue, deadlines, now)
-      return {2, redis.call('ZCARD', queue), counters[i], i}
+      return {2, redis.call('ZCARD', queue), counters[i], i, longest_ttl()}
     end
   end
 end
 
-local uptime = young()
 local taken, first = {1}, 1
-if uptime then
-  taken, first = {3, uptime}, 2
+if quorum then
+  taken, first = {3, uptime(), longest_ttl()}, 3
 end
 for i = 1, leases do
-  local key, fence, queue, deadlines = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  local key, fence, queue, deadlines = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1]
+  if quorum and tonumber(redis.call('GET', KEYS[5 * i]) or 0) < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[5 * i], ARGV[2])
+  end
   if ours[i] then
     taken[i + first] = tonumber(redis.call('HGET', key, 'fencingToken'))
   else

@@ -13,5 +13,5 @@ if token < newest then
   return {0, newest}
 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], token)
+redis.call('SET', KEYS[2], ARGV[2])
 return {1, token}

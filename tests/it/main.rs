@@ -12,6 +12,7 @@ mod library;
 mod process;
 mod proxy;
 mod quorum;
+mod quorum_safety;
 mod security;
 mod sets;
 mod settings;

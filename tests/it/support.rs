@@ -284,6 +284,30 @@ impl Quorum {
     pub fn majority(&self) -> usize {
         self.servers.len() / 2 + 1
     }
+
+    /// Waits until every server has been up longer than `ttl` (as INFO counts it, whole seconds
+    /// that may be one ahead): until then a grant of theirs counts only when every instance
+    /// answers, since a server that started within a TTL may have forgotten a lease.
+    pub fn wait_older_than(&self, ttl: Duration) {
+        let all: Vec<usize> = (0..self.servers.len()).collect();
+        self.wait_older_than_on(&all, ttl);
+    }
+
+    /// [`Quorum::wait_older_than`] for the servers `which` only (the others may be down).
+    pub fn wait_older_than_on(&self, which: &[usize], ttl: Duration) {
+        let old = |i: &usize| uptime(&self.servers[*i]) > ttl.as_secs() + 2;
+        let aged = eventually(ttl + Duration::from_secs(30), || which.iter().all(old));
+        assert!(aged, "servers {which:?} never got older than {ttl:?}");
+    }
+}
+
+/// How long `server` has been up, in whole seconds (INFO's `uptime_in_seconds`).
+pub fn uptime(server: &RedisServer) -> u64 {
+    let info: String = server.query(&["INFO", "server"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("uptime_in_seconds:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("uptime_in_seconds")
 }
 
 impl Leasectl {
@@ -516,8 +540,13 @@ pub fn queue_key(name: &str) -> String {
 
 /// Sets the `acquiredAt` of the lease hash at `key` to now: a lease taken after the instances
 /// started. (In quorum mode one taken before a young instance started — like those of
-/// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.)
+/// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.) First
+/// waits until `server` (started with the others) has been up 4 s: INFO's whole-second uptime
+/// tells the start only to within a second or two, and a holder that may have acquired before
+/// the start counts as before it.
 pub fn acquired_now(server: &RedisServer, key: &str) {
+    let started = eventually(Duration::from_secs(30), || uptime(server) >= 4);
+    assert!(started, "the server was never up for 4 s");
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let _: i64 = server.query(&["HSET", key, "acquiredAt", &now]);
 }

@@ -150,9 +150,12 @@ fn check_exclusion(
     ttl: u64,
     findings: &mut Findings,
 ) {
-    // The validity the library computes: a renewal sent at `s` makes it `s + ttl - drift`.
-    let drift = ttl / 100 + 2_000_000;
+    let run_ttl = ttl;
     for (i, section) in held.iter().enumerate() {
+        // Competitors may hold one name with different TTLs.
+        let ttl = section.ttl.unwrap_or(run_ttl);
+        // The validity the library computes: a renewal sent at `s` makes it `s + ttl - drift`.
+        let drift = ttl / 100 + 2_000_000;
         let own_until = section.trusted_until();
         let deleted = deleted_at(section, deletions);
         let until = deleted.map_or(own_until, |at| at.min(own_until));

@@ -30,12 +30,13 @@ pub fn resource_key(name: &str) -> String {
     format!("resource:{name}")
 }
 
-/// How long a holder holds, how many fenced writes it makes, and whether the hold is long:
-/// mostly short, sometimes past the TTL so that renewals, and faults during them, come into play.
-fn plan(ctx: &Ctx, rng: &mut fastrand::Rng) -> (Duration, usize, bool) {
+/// How long a holder of a lease with `ttl` holds, how many fenced writes it makes, and whether
+/// the hold is long: mostly short, sometimes past the TTL so that renewals, and faults during
+/// them, come into play.
+fn plan(ctx: &Ctx, ttl: Duration, rng: &mut fastrand::Rng) -> (Duration, usize, bool) {
     let writes = rng.usize(1..=3);
     if rng.u8(..ctx.config.long_hold_every) == 0 {
-        (ctx.config.ttl * rng.u32(100..=200) / 100, writes, true)
+        (ttl * rng.u32(100..=200) / 100, writes, true)
     } else {
         let hold = Duration::from_micros(rng.u64(..=ctx.config.hold.as_micros() as u64));
         (hold, writes, false)
@@ -50,7 +51,8 @@ pub async fn library(
     resource: LeaseClient,
     mut rng: fastrand::Rng,
 ) {
-    let ttl = ctx.config.ttl;
+    // Competitors with different TTLs on one name: every other one holds three times as long.
+    let ttl = ctx.config.ttl * (1 + 2 * (index as u32 % 2));
     let options = LeaseOptions {
         ttl,
         auto_renew: Some(ttl / 3),
@@ -61,7 +63,7 @@ pub async fn library(
     while !ctx.stopping() {
         let name = &ctx.names[rng.usize(..ctx.names.len())];
         let asked = now();
-        match client.acquire(name, &options, ttl * 3).await {
+        match client.acquire(name, &options, ctx.config.ttl * 3).await {
             Ok(Acquire::Acquired(lease)) => {
                 let section = hold(&ctx, index, asked, lease, &resource, &mut rng).await;
                 ctx.record(section);
@@ -90,10 +92,12 @@ async fn hold(
     let ttl = lease.ttl().as_nanos() as u64;
     let sent = mono_of(lease.valid_until()).saturating_sub(ttl - ttl / 100 - 2_000_000);
     let asked = sent.clamp(asked, start);
-    let (hold, writes, long) = plan(ctx, rng);
+    let (hold, writes, long) = plan(ctx, lease.ttl(), rng);
     *ctx.holding[index].lock().unwrap() = Some(Held {
         name: lease.name().to_string(),
         long,
+        ttl: lease.ttl(),
+        ends: start + hold.as_nanos() as u64,
     });
     let holder = Holder::Library(index);
     let mut section = Section::new(
@@ -104,6 +108,7 @@ async fn hold(
         start,
     );
     section.asked = asked;
+    section.ttl = Some(ttl);
     let key = resource_key(lease.name());
     let mut lost = Box::pin(lease.lost());
     for i in 0..writes {
@@ -183,14 +188,15 @@ pub fn exec(ctx: Arc<Ctx>, index: usize, urls: Vec<String>, dir: PathBuf, mut rn
         run += 1;
         let record = dir.join(format!("exec-{index}-{run}.record"));
         let name = &ctx.names[rng.usize(..ctx.names.len())];
-        let (hold, writes, _) = plan(&ctx, &mut rng);
+        let (hold, writes, _) = plan(&ctx, ctx.config.ttl, &mut rng);
         let mut command = leasectl.command();
         for url in &urls {
             command.arg("--endpoint").arg(url);
         }
+        // ConnectTimeout stays at its default (5 s, five TTLs): no call may wait for it while
+        // the lease's validity runs out (a release subscription to a blackholed instance).
         command
             .env("RedisLeasing__SyncTimeout", &timeout_ms)
-            .env("RedisLeasing__ConnectTimeout", &timeout_ms)
             .args(["exec", name])
             .args(["--ttl", &format!("{ttl_ms}ms")])
             .args(["--wait", &format!("{}ms", 3 * ttl_ms)])
@@ -277,8 +283,13 @@ pub fn exec_child(record: &Path) {
             break;
         }
         let sent = now();
-        let status = Command::new(binary())
-            .args(["--endpoint", &resource, "fence", "set"])
+        let mut fence = Command::new(binary());
+        // The resource: one Redis, or in quorum mode the deployment's instances themselves.
+        for url in resource.split(' ') {
+            fence.arg("--endpoint").arg(url);
+        }
+        let status = fence
+            .args(["fence", "set"])
             .args([
                 &resource_key(&name),
                 &format!("{id}:{i}"),

@@ -43,6 +43,20 @@ pub enum Fault {
     SlowRenewal,
     /// An operator's `leasectl release NAME --force` while someone holds it.
     ForceRelease,
+    /// One client's path to an instance blackholed (its own proxy), while the other clients
+    /// reach the instance: it counts as no instance hit.
+    PathBlackhole,
+    /// 50-300 ms each way on one client's path to an instance.
+    PathLatency,
+    /// One client's connections to an instance cut, and its new ones dropped, for a while.
+    PathCut,
+    /// Quorum: one client's paths to a minority blackholed (its leases land on a bare
+    /// majority), then an instance of that majority restarted empty, and another client's
+    /// paths to the rest of that majority blackholed while the first path fault lasts.
+    BareMajorityRestart,
+    /// Quorum: a holding `exec` stopped past its TTL, and the fence's first instance restarted
+    /// empty shortly before the `exec` wakes (after the next holder wrote, usually).
+    FenceRestart,
 }
 
 impl Fault {
@@ -58,6 +72,11 @@ impl Fault {
             Fault::Blackhole => "proxy blackhole",
             Fault::SlowRenewal => "renewal slowed until lost",
             Fault::ForceRelease => "forced release of a held lease",
+            Fault::PathBlackhole => "blackhole on one client's path",
+            Fault::PathLatency => "latency on one client's path",
+            Fault::PathCut => "cut on one client's path",
+            Fault::BareMajorityRestart => "restart of a bare majority's instance",
+            Fault::FenceRestart => "SIGSTOP and the fence's instance restarted",
         }
     }
 
@@ -81,20 +100,41 @@ impl Fault {
             Fault::Blackhole,
             Fault::SlowRenewal,
             Fault::ForceRelease,
+            Fault::PathBlackhole,
+            Fault::PathLatency,
+            Fault::PathCut,
         ];
         if instances > 1 || single_restarts {
             kinds.push(Fault::Restart);
         }
         if instances > 1 {
-            kinds.push(Fault::RestartWithMemory);
+            kinds.extend([
+                Fault::RestartWithMemory,
+                Fault::BareMajorityRestart,
+                Fault::FenceRestart,
+            ]);
         }
         kinds
     }
 
+    /// Whether it hits an instance for every client (and so counts towards the minority that
+    /// may be hit at once).
     fn hits_an_instance(self) -> bool {
         !matches!(
             self,
-            Fault::Kill | Fault::Stop | Fault::SlowRenewal | Fault::ForceRelease
+            Fault::Kill
+                | Fault::Stop
+                | Fault::SlowRenewal
+                | Fault::ForceRelease
+                | Fault::FenceRestart
+        ) && !self.hits_a_path()
+    }
+
+    /// Whether it hits one client's path to an instance only.
+    fn hits_a_path(self) -> bool {
+        matches!(
+            self,
+            Fault::PathBlackhole | Fault::PathLatency | Fault::PathCut
         )
     }
 }
@@ -118,6 +158,17 @@ impl Deployment {
             servers: Mutex::new(servers),
             proxies,
             resource: RedisServer::start(),
+        }
+    }
+
+    /// Where the protected resource lives: its own Redis in single mode (whose restarts would
+    /// otherwise forget the fence); in quorum mode the deployment's instances, reached
+    /// directly, so that their restarts hit the fence too.
+    pub fn resource_urls(&self) -> Vec<String> {
+        let servers = self.servers.lock().unwrap();
+        match servers.len() {
+            1 => vec![self.resource.url()],
+            _ => servers.iter().map(RedisServer::url).collect(),
         }
     }
 
@@ -155,6 +206,13 @@ enum Undo {
     Latency(Vec<(usize, usize)>),
     Refuse(usize),
     Blackhole(usize),
+    /// One path's proxy `(group, instance)`.
+    PathRefuse(usize, usize),
+    PathBlackhole(usize, usize),
+    /// Restart an instance with empty memory (the second step of a fault).
+    Restart(usize),
+    /// Blackhole one path (the second step of a fault).
+    PathBlackholeOn(usize, usize),
 }
 
 /// Injects faults until the run stops, then undoes what is still in force.
@@ -172,7 +230,7 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
         pending.retain(|(due, undo)| {
             let due_now = *due <= at;
             if due_now {
-                undo_fault(deployment, undo);
+                undo_fault(ctx, deployment, undo);
             }
             !due_now
         });
@@ -193,11 +251,29 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
                 .rposition(|kind| !(draining && kind.hits_an_instance()));
             let injected = position.and_then(|position| {
                 let kind = cycle[position];
-                let undo = if kind.hits_an_instance() {
+                let undo = if kind == Fault::BareMajorityRestart {
+                    let i = target(&hit_until, at, &mut rng);
+                    let (until, undo) = bare_majority_restart(ctx, deployment, i, &mut rng)?;
+                    hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
+                    group_faults += 1;
+                    undo
+                } else if kind.hits_an_instance() {
                     let i = target(&hit_until, at, &mut rng);
                     let (until, undo) = hit_instance(ctx, deployment, kind, i, &mut rng);
                     hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
                     group_faults += 1;
+                    undo
+                } else if kind.hits_a_path() {
+                    hit_path(ctx, deployment, kind, &mut rng)
+                } else if kind == Fault::FenceRestart {
+                    // Instance 0 (the fence's first) joins the minority hit: only when it may.
+                    let others = (1..hit_until.len()).filter(|&i| hit_until[i] > at).count();
+                    if others >= (hit_until.len() - 1) / 2 {
+                        return None;
+                    }
+                    let undo = hit_holder(ctx, deployment, kind, &mut rng)?;
+                    let until = undo.iter().map(|(due, _)| *due).max().unwrap_or(at);
+                    hit_until[0] = hit_until[0].max(until + 2 * ttl.as_nanos() as u64);
                     undo
                 } else {
                     hit_holder(ctx, deployment, kind, &mut rng)?
@@ -218,7 +294,7 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
         std::thread::sleep(Duration::from_millis(5));
     }
     for (_, undo) in pending {
-        undo_fault(deployment, &undo);
+        undo_fault(ctx, deployment, &undo);
     }
     deployment.heal();
 }
@@ -249,29 +325,7 @@ fn hit_instance(
     let at = now();
     match kind {
         Fault::Restart | Fault::RestartWithMemory => {
-            let mut servers = deployment.servers.lock().unwrap();
-            let server = &mut servers[i];
-            let snapshot = server.dir().join("dump.rdb");
-            // With memory, what comes after the snapshot is forgotten: the fault starts here.
-            let from = now();
-            if kind == Fault::RestartWithMemory {
-                let _: redis::RedisResult<String> =
-                    redis::cmd("SAVE").query(&mut server.connection());
-            } else {
-                let _ = std::fs::remove_file(&snapshot);
-            }
-            server.restart();
-            let to = now();
-            if deployment.instances() == 1 {
-                ctx.deletions.lock().unwrap().push(Deletion {
-                    from,
-                    to,
-                    name: None,
-                    what: "its Redis restarted empty",
-                });
-            } else {
-                ctx.restarts.lock().unwrap().push((from, to));
-            }
+            let to = restart(ctx, deployment, i, kind == Fault::RestartWithMemory);
             (to, Vec::new())
         }
         Fault::Latency => {
@@ -299,6 +353,113 @@ fn hit_instance(
             (until, vec![(until, Undo::Blackhole(i))])
         }
         _ => unreachable!("{kind:?} hits no instance"),
+    }
+}
+
+/// A library holder in a long hold loses its lease on a minority (its paths there blackholed
+/// until its key expired there), so that the lease lives on a bare majority; then instance `i`
+/// of that majority restarts empty, and another client's paths to the rest of it go silent:
+/// `i`, young, and the minority would grant that client the lease still held, if silence
+/// counted as agreement (or if the holder's longer TTL were not taken into account). `None`
+/// when no holder will hold long enough.
+fn bare_majority_restart(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    i: usize,
+    rng: &mut fastrand::Rng,
+) -> Option<(u64, Vec<(u64, Undo)>)> {
+    let ttl = ctx.config.ttl;
+    let at = now();
+    let candidates: Vec<(usize, u64)> = (0..ctx.holding.len())
+        .filter_map(|c| {
+            let held = ctx.holding[c].lock().unwrap();
+            let held = held.as_ref().filter(|h| h.long)?;
+            // Its key is gone from the minority once its TTL passed without a renewal there.
+            let restart_at = at + held.ttl.as_nanos() as u64 * 105 / 100;
+            (held.ends > restart_at + scaled(ttl, rng, 20, 20)).then_some((c, restart_at))
+        })
+        .collect();
+    let &(client, restart_at) = candidates.get(rng.usize(..candidates.len().max(1)))?;
+    let n = deployment.instances();
+    let mut others: Vec<usize> = (0..n).filter(|&p| p != i).collect();
+    rng.shuffle(&mut others);
+    let (minority, rest) = others.split_at((n - 1) / 2);
+    let groups = deployment.proxies.len();
+    let first = client + 1;
+    let second = (first + rng.usize(1..groups)) % groups;
+    for &p in minority {
+        deployment.proxies[first][p].set_blackhole(true);
+    }
+    let until = restart_at + scaled(ttl, rng, 100, 200);
+    let mut undo = vec![(restart_at, Undo::Restart(i))];
+    for &p in minority {
+        undo.push((until, Undo::PathBlackhole(first, p)));
+    }
+    for &q in rest {
+        undo.push((restart_at, Undo::PathBlackholeOn(second, q)));
+        undo.push((until, Undo::PathBlackhole(second, q)));
+    }
+    Some((until, undo))
+}
+
+/// Restarts instance `i`, with empty memory or from a snapshot taken just before; records it
+/// (single mode: as a deletion of every lease); answers when it was up again.
+fn restart(ctx: &Ctx, deployment: &Deployment, i: usize, with_memory: bool) -> u64 {
+    let mut servers = deployment.servers.lock().unwrap();
+    let server = &mut servers[i];
+    let snapshot = server.dir().join("dump.rdb");
+    // With memory, what comes after the snapshot is forgotten: the fault starts here.
+    let from = now();
+    if with_memory {
+        let _: redis::RedisResult<String> = redis::cmd("SAVE").query(&mut server.connection());
+    } else {
+        let _ = std::fs::remove_file(&snapshot);
+    }
+    server.restart();
+    let to = now();
+    if deployment.instances() == 1 {
+        ctx.deletions.lock().unwrap().push(Deletion {
+            from,
+            to,
+            name: None,
+            what: "its Redis restarted empty",
+        });
+    } else {
+        ctx.restarts.lock().unwrap().push((from, to));
+    }
+    to
+}
+
+/// Hits one client's path to one instance (its own proxy); the other clients reach it.
+fn hit_path(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    kind: Fault,
+    rng: &mut fastrand::Rng,
+) -> Vec<(u64, Undo)> {
+    let ttl = ctx.config.ttl;
+    let group = rng.usize(..deployment.proxies.len());
+    let i = rng.usize(..deployment.instances());
+    let proxy = &deployment.proxies[group][i];
+    let at = now();
+    match kind {
+        Fault::PathBlackhole => {
+            proxy.set_blackhole(true);
+            let until = at + scaled(ttl, rng, 50, 200);
+            vec![(until, Undo::PathBlackhole(group, i))]
+        }
+        Fault::PathLatency => {
+            proxy.set_latency(Duration::from_millis(rng.u64(50..=300)));
+            let until = at + scaled(ttl, rng, 50, 200);
+            vec![(until, Undo::Latency(vec![(group, i)]))]
+        }
+        Fault::PathCut => {
+            proxy.set_refuse(true);
+            proxy.cut();
+            let until = at + scaled(ttl, rng, 20, 100);
+            vec![(until, Undo::PathRefuse(group, i))]
+        }
+        _ => unreachable!("{kind:?} hits no path"),
     }
 }
 
@@ -369,7 +530,7 @@ fn hit_holder(
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             Some(Vec::new())
         }
-        Fault::Stop => {
+        Fault::Stop | Fault::FenceRestart => {
             running.hit = Some((at, Hit::Frozen));
             // The child runs in a process group of its own (with what it starts): both groups.
             let child_group = getpgid(Some(Pid::from_raw(child as i32))).ok();
@@ -388,6 +549,11 @@ fn hit_holder(
                 ));
             }
             undo.push((wake + 30_000_000, Undo::ContinueGroup(pid)));
+            if kind == Fault::FenceRestart {
+                // By then the next holder has usually written: the fence's first instance
+                // forgets that write's token, and must not let the late write through.
+                undo.push((wake - scaled(ttl, rng, 5, 15), Undo::Restart(0)));
+            }
             Some(undo)
         }
         _ => unreachable!("{kind:?} hits no holder"),
@@ -428,8 +594,14 @@ fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> bool {
     released
 }
 
-fn undo_fault(deployment: &Deployment, undo: &Undo) {
+fn undo_fault(ctx: &Ctx, deployment: &Deployment, undo: &Undo) {
     match undo {
+        Undo::PathRefuse(group, i) => deployment.proxies[*group][*i].set_refuse(false),
+        Undo::PathBlackhole(group, i) => deployment.proxies[*group][*i].set_blackhole(false),
+        Undo::Restart(i) => {
+            restart(ctx, deployment, *i, false);
+        }
+        Undo::PathBlackholeOn(group, i) => deployment.proxies[*group][*i].set_blackhole(true),
         Undo::Continue(pid) => {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
         }

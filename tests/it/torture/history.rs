@@ -99,6 +99,8 @@ pub struct Section {
     pub validity: Vec<(u64, u64, u64)>,
     /// A fault that hit this holder, and when.
     pub hit: Option<(u64, Hit)>,
+    /// Its lease's TTL in nanoseconds, when not the run's (competitors differ).
+    pub ttl: Option<u64>,
 }
 
 impl Section {
@@ -118,6 +120,7 @@ impl Section {
             writes: Vec::new(),
             validity: Vec::new(),
             hit: None,
+            ttl: None,
         }
     }
 

@@ -115,6 +115,10 @@ pub struct Held {
     name: String,
     /// Held past its TTL, so renewed: a target for slowed renewal.
     long: bool,
+    /// Its lease's TTL.
+    ttl: Duration,
+    /// When its hold is planned to end.
+    ends: u64,
 }
 
 /// A `leasectl exec` that runs now, for the fault injector.
@@ -339,7 +343,7 @@ fn run(instances: usize, config: Config) -> Report {
     let dir = tempfile::tempdir().expect("temp dir");
     let ctx = Arc::new(Ctx {
         names: (0..config.names).map(|i| format!("torture-{i}")).collect(),
-        resource_url: deployment.resource.url(),
+        resource_url: deployment.resource_urls().join(" "),
         stop: AtomicBool::new(false),
         sections: Mutex::new(Vec::new()),
         recorded: AtomicU64::new(0),
@@ -369,7 +373,10 @@ fn run(instances: usize, config: Config) -> Report {
                 leasectl::Settings::for_endpoints(&deployment.urls(index + 1)).expect("URLs");
             settings.connect_timeout = config.timeout();
             settings.sync_timeout = config.timeout();
-            let resource = deployment.resource.settings();
+            let mut resource =
+                leasectl::Settings::for_endpoints(&deployment.resource_urls()).expect("URLs");
+            resource.connect_timeout = config.timeout();
+            resource.sync_timeout = config.timeout();
             let (ctx, rng) = (ctx.clone(), rng(100 + index as u64));
             runtime.spawn(async move {
                 // Faults may already be under way: try until connected.
@@ -380,7 +387,13 @@ fn run(instances: usize, config: Config) -> Report {
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 };
-                let resource = LeaseClient::connect(resource).await.expect("connect");
+                let resource = loop {
+                    match LeaseClient::connect(resource.clone()).await {
+                        Ok(resource) => break resource,
+                        Err(_) if ctx.stopping() => return,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                };
                 competitors::library(ctx, index, client, resource, rng).await
             })
         })
