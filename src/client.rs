@@ -850,13 +850,12 @@ impl LeaseClient {
 impl Shared {
     /// Extends the lease on a majority. `Ok(false)`: it is no longer ours.
     pub(crate) async fn extend(&self, key: &str, id: &str, ttl: Duration) -> Result<bool> {
-        let call = Arc::new(
-            Call::new(&scripts::EXTEND)
-                .key(key)
-                .arg(id)
-                .arg(check_ttl(ttl)?),
-        );
         let total = self.nodes.list.len();
+        let mut call = Call::new(&scripts::EXTEND).key(key);
+        if total > 1 {
+            call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
+        }
+        let call = Arc::new(call.arg(id).arg(check_ttl(ttl)?));
         let (votes, pending) = self
             .nodes
             .gather(

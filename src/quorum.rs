@@ -18,7 +18,7 @@ pub(crate) fn majority(total: usize) -> usize {
 pub(crate) enum Grant {
     /// Taken here, with this instance's count of each lease as its token; in quorum mode
     /// `uptime`: the whole seconds since the instance started (`None`: unknown, it counts as
-    /// old), and `longest`: the longest TTL (ms) the leases were granted with here before.
+    /// old), and `longest`: the longest TTL (ms) the leases were asked for here.
     Granted {
         tokens: Vec<u64>,
         uptime: Option<u64>,
@@ -26,7 +26,7 @@ pub(crate) enum Grant {
     },
     /// Lease `lease` (its index in the set) is held here by someone else (`None`: the key
     /// vanished between the check and the read), with this instance's counter of it and the
-    /// longest TTL (ms) the set's leases were granted with here.
+    /// longest TTL (ms) the set's leases were asked for here.
     Held {
         holder: Option<Holder>,
         counter: u64,

@@ -3,7 +3,7 @@
 -- wait for it), in the same round trip.
 -- KEYS, five per lease: [5i-4] lease key, [5i-3] fencing counter (never expires, never
 -- deleted), [5i-2] waiters' queue (zset: waiter -> ticket), [5i-1] waiters' deadlines (zset:
--- waiter -> ms), [5i] the longest TTL in ms the lease was ever granted with here (quorum mode;
+-- waiter -> ms), [5i] the longest TTL in ms the lease was ever asked for here (quorum mode;
 -- never expires, like the counter)
 -- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt,
 -- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
@@ -85,6 +85,17 @@ local function join_queue(queue, deadlines, now)
   redis.call('PEXPIRE', deadlines, 2 * grace)
 end
 
+-- Quorum mode: every instance an acquirer reaches remembers its TTL, whether or not it grants,
+-- so that an instance that restarts later is judged young against it by any instance the
+-- holder reached (its acquire, or its renewals: see extend.lua).
+if quorum then
+  for i = 1, leases do
+    if (tonumber(redis.call('GET', KEYS[5 * i]) or 0) or 0) < tonumber(ARGV[2]) then
+      redis.call('SET', KEYS[5 * i], ARGV[2])
+    end
+  end
+end
+
 -- First every lease is checked; nothing is written unless all of them can be taken.
 local ours, counters = {}, {}
 for i = 1, leases do
@@ -125,9 +136,6 @@ if quorum then
 end
 for i = 1, leases do
   local key, fence, queue, deadlines = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1]
-  if quorum and tonumber(redis.call('GET', KEYS[5 * i]) or 0) < tonumber(ARGV[2]) then
-    redis.call('SET', KEYS[5 * i], ARGV[2])
-  end
   if ours[i] then
     taken[i + first] = tonumber(redis.call('HGET', key, 'fencingToken'))
   else

@@ -236,6 +236,69 @@ async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
     }
 }
 
+/// Item 3, when the instance that remembers the longer TTL is the slow one: the lease is held
+/// for 8 s on a bare majority {0, 1} (the holder's acquire never reached instance 2, but a
+/// renewal did); instance 1 restarts empty. A 1 s competitor whose first majority is {1, 2}
+/// must not be granted the lease: instance 2 learnt the 8 s TTL from the renewal, so the
+/// restarted instance 1 is young, and its grant waits for instance 0, which reports the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_the_holder_reached_remembers_its_ttl() {
+    let mut quorum = Quorum::start(3);
+    let ttl = Duration::from_secs(8);
+    quorum.wait_older_than(ttl);
+    // The holder's path to instance 2 refuses connections while it acquires.
+    let proxies = paths(&quorum);
+    let holder = connect_within(BOUND, settings(&urls(&proxies), Duration::from_secs(1))).await;
+    proxies[2].set_refuse(true);
+    proxies[2].cut();
+    let lease = acquired(within(BOUND, "acquire", holder.try_acquire("bare", &options(ttl))).await);
+    proxies[2].set_refuse(false);
+    // The acquire's call to instance 2 may still land late (its connection comes back); make
+    // instance 2 one that missed it: without the lease, and without its TTL.
+    let second_instance = &quorum.servers[2];
+    support::eventually(Duration::from_secs(5), || {
+        support::exists(second_instance, &key("bare"))
+    });
+    let longest = "lease:@longest-ttl{lease:bare}";
+    second_instance.query::<i64>(&["DEL", &key("bare"), longest]);
+    within(BOUND, "renewal", lease.extend())
+        .await
+        .expect("renewed on {0, 1}");
+    assert!(!support::exists(second_instance, &key("bare")));
+    quorum.servers[1].restart();
+    assert!(
+        support::eventually(BOUND, || uptime(&quorum.servers[1]) >= 3),
+        "instance 1 up for 3 s"
+    );
+    let path = paths(&quorum);
+    let second = connect_within(BOUND, settings(&urls(&path), BOUND)).await;
+    let short = options(Duration::from_secs(1));
+    let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
+    let _ = acquired(warm).release().await;
+    for server in &quorum.servers {
+        eprintln!(
+            "DEBUG {} up {} exists {} longest {:?}",
+            server.port,
+            uptime(server),
+            support::exists(server, &key("bare")),
+            server.query::<Option<String>>(&["GET", "lease:@longest-ttl{lease:bare}"])
+        );
+    }
+    path[0].set_latency(Duration::from_millis(300));
+    match within(BOUND, "acquire", second.try_acquire("bare", &short)).await {
+        Ok(Acquire::Held(holder)) => assert_eq!(holder.lease_id.as_deref(), Some(lease.id())),
+        Ok(Acquire::Acquired(taken)) => panic!(
+            "a 1 s competitor got {} while {} still holds it (valid for {:?} more)",
+            taken.id(),
+            lease.id(),
+            lease
+                .valid_until()
+                .saturating_duration_since(tokio::time::Instant::now())
+        ),
+        Err(error) => panic!("expected held, got {error}"),
+    }
+}
+
 /// Item 4: in quorum mode the fence keeps the newest token on a majority. The first instance
 /// restarted empty must not let a stale write through, and with it down `fence set` still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
