@@ -376,16 +376,23 @@ impl Demo {
         }
     }
 
+    /// Waits until the round's first instance acquired; if it ends or times out first, the
+    /// round fails (recorded as `round`).
+    async fn acquires(&mut self, instance: &mut Instance, round: &str) -> bool {
+        if instance.wait_for("acquired").await {
+            return true;
+        }
+        self.finish(std::slice::from_mut(instance)).await;
+        let text = format!("{round}: {} did not get the lease", instance.name);
+        self.record(false, text);
+        false
+    }
+
     async fn release_takeover(&mut self) -> anyhow::Result<()> {
         let pace = self.pace;
         let holder_flags = ["--ttl", pace.release_ttl, "--work", pace.release_work];
         let mut first = self.start("us-east-1", "us-east", &holder_flags, true)?;
-        if !first.wait_for("acquired").await {
-            self.finish(std::slice::from_mut(&mut first)).await;
-            self.record(
-                false,
-                "release takeover: us-east-1 did not get the lease".into(),
-            );
+        if !self.acquires(&mut first, "release takeover").await {
             return Ok(());
         }
         let second = self.start(
@@ -432,12 +439,7 @@ impl Demo {
             &["--ttl", &ttl, "--work", "60s"],
             true,
         )?;
-        if !crashed.wait_for("acquired").await {
-            self.finish(std::slice::from_mut(&mut crashed)).await;
-            self.record(
-                false,
-                "crash takeover: ap-south-1 did not get the lease".into(),
-            );
+        if !self.acquires(&mut crashed, "crash takeover").await {
             return Ok(());
         }
         let _ = crashed.child.start_kill();
