@@ -6,17 +6,14 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use rexpect::process::WaitStatus;
 use rexpect::session::PtySession;
 use serde_json::{json, Value};
 
-use crate::support::{eventually, free_port, Leasectl, RedisServer};
+use crate::support::{eventually, free_port, Leasectl, RedisServer, LIMIT};
 
-/// How long to wait for any prompt or output: generous, for a loaded machine.
-const TIMEOUT: Duration = Duration::from_secs(30);
 const ENTER: &str = "\r";
 const DOWN: &str = "\x1b[B";
 const CTRL_C: &str = "\x03";
@@ -61,7 +58,7 @@ impl Pty {
                 None => command.env_remove(key),
             };
         }
-        let session = rexpect::session::spawn_command(command, Some(TIMEOUT.as_millis() as u64))
+        let session = rexpect::session::spawn_command(command, Some(LIMIT.as_millis() as u64))
             .expect("start leasectl on a pseudo-terminal");
         let master = session.process().get_file_handle().expect("pty master");
         Pty {
@@ -95,7 +92,7 @@ impl Pty {
 
     /// Types `keys` once the program reads the terminal (after `prompt` was seen).
     fn type_keys(&mut self, prompt: &str, keys: &str) {
-        let reading = eventually(TIMEOUT, || {
+        let reading = eventually(LIMIT, || {
             let mode = tcgetattr(&self.master).expect("terminal mode");
             !mode.local_flags.contains(LocalFlags::ECHO)
         });
@@ -684,7 +681,7 @@ fn setup_local_writes_settings_reuses_the_server_and_stops_it() {
     let output = setup.run(&["--project", "redis", "--stop"]);
     assert_exit(&output, 0);
     assert!(
-        eventually(TIMEOUT, || process_gone(pid)),
+        eventually(LIMIT, || process_gone(pid)),
         "redis-server {pid} still runs after --stop"
     );
     assert!(
@@ -727,7 +724,7 @@ fn setup_local_quorum_writes_three_endpoints() {
     assert_exit(&setup.run(&["--project", "redis", "--stop"]), 0);
     for pid in pids {
         assert!(
-            eventually(TIMEOUT, || process_gone(pid)),
+            eventually(LIMIT, || process_gone(pid)),
             "redis-server {pid} still runs"
         );
     }

@@ -14,10 +14,10 @@ use leasectl::{FencedWrite, LeaseClient};
 
 use crate::leases::{acquired, options};
 use crate::process::Output;
-use crate::support::{self, eventually, exists, get, hgetall, subscribers, Leasectl, RedisServer};
+use crate::support::{
+    self, eventually, exists, get, hgetall, subscribers, Leasectl, RedisServer, LIMIT,
+};
 
-/// The failure bound of every wait: reached only when something hangs.
-const LIMIT: Duration = Duration::from_secs(60);
 /// The lease the tests hold, and its key under the default prefix.
 const JOB: &str = "job";
 const KEY: &str = "lease:job";

@@ -13,11 +13,8 @@ use crate::leases::{
     acquired, connect_within, hand_over, held, options, renewing, take_turns, within, woken_only,
 };
 use crate::support::{
-    eventually, fence_key, free_port, key, query, release_channel, subscribers, RedisServer,
+    eventually, fence_key, free_port, key, query, release_channel, subscribers, RedisServer, BOUND,
 };
-
-/// The failure bound of every wait: far beyond what any step needs, even on a loaded machine.
-const BOUND: Duration = Duration::from_secs(20);
 
 async fn connect(server: &RedisServer) -> LeaseClient {
     connect_with(server.settings()).await

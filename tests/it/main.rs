@@ -7,10 +7,7 @@ mod cli_io;
 mod configure;
 mod demo;
 mod exec;
-mod leases;
 mod library;
-mod process;
-mod proxy;
 mod quorum;
 mod security;
 mod sets;
@@ -18,3 +15,6 @@ mod settings;
 mod support;
 mod torture;
 mod waiting;
+
+// The support modules' old paths (`crate::process::...`), as the quorum and torture tests name them.
+use support::{leases, process, proxy};

@@ -19,10 +19,8 @@ use serde_json::{json, Value};
 
 use crate::leases::{acquired, renewing, within};
 use crate::process::{complete, Output, Running};
-use crate::support::{self, query, subscribers, Leasectl, RedisServer, TlsRedis};
+use crate::support::{self, query, subscribers, Leasectl, RedisServer, TlsRedis, LIMIT};
 
-/// The longest any `leasectl` process or awaited step may take: reached only when something hangs.
-const LIMIT: Duration = Duration::from_secs(60);
 /// `run`'s default lease key.
 const KEY: &str = "lease:critical-section-lock";
 

@@ -12,10 +12,8 @@ use crate::leases::{acquired, connect_within, options, renewing, within, woken_o
 use crate::process::{complete, Running};
 use crate::support::{
     acquired_now, exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer,
+    BOUND,
 };
-
-/// The failure bound of every wait: reached only when something hangs.
-const BOUND: Duration = Duration::from_secs(30);
 
 /// Each scenario runs as two tests, `SCENARIO::single` and `SCENARIO::three`: against one
 /// instance and a quorum of three.

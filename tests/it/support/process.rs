@@ -6,12 +6,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::support;
 
-/// The longest any `leasectl` process may take: reached only when something hangs.
-pub const LIMIT: Duration = Duration::from_secs(60);
+pub use super::limits::LIMIT;
 
 /// A `leasectl` process whose stdout is read line by line as it comes; killed on drop.
 pub struct Running {
