@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::process::{complete, parse_json, Output, Running};
-use crate::support::{self, exists, hgetall, pttl, query, Leasectl, RedisServer};
+use crate::support::json::{LeaseJson, Metadata};
+use crate::support::{self, exists, hgetall, pttl, query, Leasectl, RedisServer, SEED_002_FIELDS};
 
 /// `run`'s default lease, its key and its fencing counter under the default prefix.
 const LEASE: &str = "critical-section-lock";
@@ -84,22 +83,6 @@ fn snapshot(connection: &mut redis::Connection) -> BTreeMap<String, String> {
     all
 }
 
-/// Seed 002's sample lease (its README's "Lease Storage Format"): no fencing token.
-const SEED_002_FIELDS: &[&str] = &[
-    "leaseId",
-    "abc123-def456-ghi789",
-    "acquiredAt",
-    "2025-12-25T21:00:00.000Z",
-    "meta_instanceId",
-    "us-east-1",
-    "meta_region",
-    "us-east",
-    "meta_hostname",
-    "MACHINE-NAME",
-    "meta_startTime",
-    "2025-12-25T21:00:00Z",
-];
-
 /// Writes a lease hash like leasectl's at `key`, held by `instance` (region `test`, fencing
 /// token 7), expiring in a minute.
 fn write_lease(server: &RedisServer, key: &str, instance: &str) {
@@ -147,34 +130,6 @@ fn is_timestamp(text: &str, pattern: &str) -> bool {
             'd' => c.is_ascii_digit(),
             p => c == p,
         })
-}
-
-/// One lease in `inspect --json`, exactly as SPEC 4 has it: any other field fails to parse.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct LeaseJson {
-    lease: String,
-    key: String,
-    held: bool,
-    format: Option<String>,
-    lease_id: Option<String>,
-    owner_id: Option<String>,
-    acquired_at: Option<String>,
-    ttl_ms: Option<u64>,
-    fencing_token: Option<u64>,
-    metadata: Option<Metadata>,
-}
-
-/// The holder's metadata: seed 002's four fields, and any other as strings.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-struct Metadata {
-    instance_id: Option<String>,
-    region: Option<String>,
-    hostname: Option<String>,
-    start_time: Option<String>,
-    #[serde(flatten)]
-    other: BTreeMap<String, String>,
 }
 
 fn inspect_json(leasectl: &Leasectl, server: &RedisServer, name: &str) -> LeaseJson {

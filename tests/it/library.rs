@@ -14,6 +14,7 @@ use crate::leases::{
 };
 use crate::support::{
     eventually, fence_key, free_port, key, query, release_channel, subscribers, RedisServer, BOUND,
+    SEED_002_FIELDS,
 };
 
 async fn connect(server: &RedisServer) -> LeaseClient {
@@ -518,28 +519,12 @@ async fn foreign_key(name: &str, write: &[&[&str]], check: impl Fn(&Holder)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seed_002_hash_without_fencing_token_is_read_and_respected() {
     let k = key("seed");
-    let write: &[&[&str]] = &[
-        &[
-            "HSET",
-            &k,
-            "leaseId",
-            "6f1c2b1e-seed",
-            "acquiredAt",
-            "2025-12-25T21:00:00.000Z",
-            "meta_instanceId",
-            "us-east-1",
-            "meta_region",
-            "us-east",
-            "meta_hostname",
-            "vm-7",
-            "meta_startTime",
-            "2025-12-25T20:59:58.000Z",
-        ],
-        &["PEXPIRE", &k, "600000"],
-    ];
+    let mut hset = vec!["HSET", k.as_str()];
+    hset.extend_from_slice(SEED_002_FIELDS);
+    let write: &[&[&str]] = &[&hset, &["PEXPIRE", &k, "600000"]];
     foreign_key("seed", write, |holder| {
         assert_eq!(holder.format, KeyFormat::Hash);
-        assert_eq!(holder.lease_id.as_deref(), Some("6f1c2b1e-seed"));
+        assert_eq!(holder.lease_id.as_deref(), Some("abc123-def456-ghi789"));
         assert_eq!(
             holder.acquired_at.as_deref(),
             Some("2025-12-25T21:00:00.000Z")
@@ -547,7 +532,7 @@ async fn a_seed_002_hash_without_fencing_token_is_read_and_respected() {
         assert_eq!(holder.fencing_token, None);
         let metadata: Vec<_> = holder.metadata.keys().map(String::as_str).collect();
         assert_eq!(metadata, ["hostname", "instanceId", "region", "startTime"]);
-        assert_eq!(holder.metadata["hostname"], "vm-7");
+        assert_eq!(holder.metadata["hostname"], "MACHINE-NAME");
         assert_eq!(holder.display_name(), "us-east-1 (us-east)");
         let ttl = holder.ttl.expect("a TTL");
         assert!(ttl > Duration::ZERO && ttl <= Duration::from_secs(600));

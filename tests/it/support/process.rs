@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::support;
 
+pub use super::json::parse_json;
 pub use super::limits::LIMIT;
 
 /// A `leasectl` process whose stdout is read line by line as it comes; killed on drop.
@@ -117,13 +118,6 @@ impl Drop for Running {
 /// Runs `command` to its end (killed past [`LIMIT`]).
 pub fn complete(command: Command) -> Output {
     Running::spawn(command).finish()
-}
-
-/// The JSON on stdout of a run that must have exited 0 (`inspect --json`).
-pub fn parse_json<T: serde::de::DeserializeOwned>(output: &Output) -> T {
-    assert_eq!(output.code(), 0, "inspect --json\n{output}");
-    serde_json::from_str(&output.stdout)
-        .unwrap_or_else(|e| panic!("not the expected JSON ({e})\n{output}"))
 }
 
 /// What a finished `leasectl` printed, and how it ended.
