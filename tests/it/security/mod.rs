@@ -24,7 +24,7 @@ use leasectl::{Endpoint, EntraIdCredentialsProvider, LeaseClient, Settings};
 use serde_json::{json, Value};
 
 use crate::leases::{acquired, renewing, within};
-use crate::process::{complete, Output, Running};
+use crate::process::{complete, Output, Running, SHORT_RUN};
 use crate::support::{self, query, subscribers, Leasectl, RedisServer, TlsRedis, LIMIT};
 
 /// `run`'s default lease key.

@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// The competition demo's winner, working one second.
-const SHORT_RUN: &[&str] = &[
-    "run",
-    "--instance",
-    "us-east-1",
-    "--region",
-    "us-east",
-    "--work",
-    "1s",
-];
-
 /// A TLS server with the ACL user `app` (answered with its password), and a `leasectl` that
 /// trusts the server's CA.
 fn trusted_tls_app() -> (TlsRedis, String, Leasectl) {

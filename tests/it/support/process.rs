@@ -116,6 +116,38 @@ impl Drop for Running {
 }
 
 /// Runs `command` to its end (killed past [`LIMIT`]).
+/// `leasectl run`'s winner as the competition demo runs it, working one second.
+pub const SHORT_RUN: &[&str] = &[
+    "run",
+    "--instance",
+    "us-east-1",
+    "--region",
+    "us-east",
+    "--work",
+    "1s",
+];
+
+/// `base ARGS` on a pseudo-terminal of 40 rows and 100 columns with echo on (`TERM=xterm`), in
+/// `base`'s working folder and environment; every expectation fails after [`LIMIT`].
+pub fn on_a_terminal(base: &Command, args: &[&str]) -> rexpect::session::PtySession {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "stty echo rows 40 cols 100; exec \"$0\" \"$@\""])
+        .arg(base.get_program())
+        .args(base.get_args())
+        .args(args)
+        .current_dir(base.get_current_dir().expect("a working folder"))
+        .env("TERM", "xterm");
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    rexpect::session::spawn_command(command, Some(LIMIT.as_millis() as u64))
+        .expect("start leasectl on a pseudo-terminal")
+}
+
 pub fn complete(command: Command) -> Output {
     Running::spawn(command).finish()
 }
