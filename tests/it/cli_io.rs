@@ -13,7 +13,7 @@ use nix::sys::termios::{tcgetattr, LocalFlags};
 use rexpect::process::WaitStatus;
 use rexpect::session::PtySession;
 
-use crate::process::{complete, Output, LIMIT};
+use crate::process::{complete, on_a_terminal, Output, LIMIT};
 use crate::support::{self, eventually, exists, get, hgetall, Leasectl, RedisServer};
 
 const JOB: &str = "job";
@@ -208,23 +208,7 @@ impl Pty {
 
     /// `base ARGS` on a pseudo-terminal.
     fn spawn_command(base: Command, args: &[&str]) -> Pty {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", "stty echo rows 40 cols 100; exec \"$0\" \"$@\""])
-            .arg(base.get_program())
-            .args(base.get_args())
-            .args(args)
-            .current_dir(base.get_current_dir().expect("a working folder"))
-            .env("TERM", "xterm");
-        for (key, value) in base.get_envs() {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
-        }
-        let timeout = LIMIT.as_millis() as u64;
-        let session = rexpect::session::spawn_command(command, Some(timeout))
-            .expect("start leasectl on a pseudo-terminal");
+        let session = on_a_terminal(&base, args);
         let master = session.process().get_file_handle().expect("pty master");
         Pty { session, master }
     }

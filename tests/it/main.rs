@@ -7,10 +7,7 @@ mod cli_io;
 mod configure;
 mod demo;
 mod exec;
-mod leases;
 mod library;
-mod process;
-mod proxy;
 mod quorum;
 mod quorum_safety;
 mod security;
@@ -19,3 +16,6 @@ mod settings;
 mod support;
 mod torture;
 mod waiting;
+
+// The support modules' old paths (`crate::process::...`), as the quorum and torture tests name them.
+use support::{leases, process, proxy};

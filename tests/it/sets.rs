@@ -11,31 +11,12 @@ use leasectl::{AcquireSet, Error, Holder, LeaseClient, LeaseOptions, LeaseSet, S
 use crate::leases::{acquired, connect_within, options, renewing, within, woken_only};
 use crate::process::{complete, Running};
 use crate::support::{
-    acquired_now, exists, fence_key, hgetall, key, write_lease, Leasectl, Quorum, RedisServer,
+    acquired_now, exists, fence_key, hgetall, instance_matrix, key, write_lease, Leasectl, Quorum,
+    RedisServer, BOUND,
 };
 
-/// The failure bound of every wait: reached only when something hangs.
-const BOUND: Duration = Duration::from_secs(30);
-
-/// Each scenario runs as two tests, `SCENARIO::single` and `SCENARIO::three`: against one
-/// instance and a quorum of three.
-macro_rules! single_and_three {
-    ($($scenario:ident),+ $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single() {
-                super::$scenario(1).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn three() {
-                super::$scenario(3).await
-            }
-        }
-    )+};
-}
-
-single_and_three!(
+instance_matrix!(
+    { single = 1, three = 3 };
     a_set_is_taken_whole_with_one_id_and_a_token_each,
     a_set_takes_nothing_while_one_of_its_leases_is_held,
     overlapping_sets_in_opposite_orders_never_deadlock_nor_both_win,

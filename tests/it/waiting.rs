@@ -11,11 +11,8 @@ use crate::leases::{acquired, connect_within, options, within, woken_only};
 use crate::process::{complete, Running};
 use crate::support::{
     eventually, exists, hgetall, key, query, release_channel, signal, subscribers, write_lease,
-    Leasectl, Quorum, RedisServer,
+    Leasectl, Quorum, RedisServer, BOUND,
 };
-
-/// The failure bound of every wait: far beyond what any step needs, even on a loaded machine.
-const BOUND: Duration = Duration::from_secs(30);
 
 /// Writes a lease held by someone else (`id-of-other`) for a minute.
 fn held_by_other(server: &RedisServer, name: &str) {

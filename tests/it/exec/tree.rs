@@ -5,7 +5,6 @@
 //! job stopped by it stops and continues whole in a shell with job control.
 
 use std::process::Command;
-use std::time::Duration;
 
 use rexpect::session::PtySession;
 
@@ -218,9 +217,6 @@ fn what_the_command_leaves_running_is_stopped_before_the_release() {
 // ---------------------------------------------------------------------------------------------
 // On a terminal
 
-/// How long a terminal test waits for what it expects.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
 /// `bash -m -c SCRIPT` on a pseudo-terminal: a shell with job control, as at a person's
 /// terminal, that runs `leasectl exec` in `SCRIPT` as `$L`.
 fn on_terminal(leasectl: &Leasectl, server: &RedisServer, script: &str) -> PtySession {
@@ -239,7 +235,7 @@ fn on_terminal(leasectl: &Leasectl, server: &RedisServer, script: &str) -> PtySe
             None => command.env_remove(key),
         };
     }
-    rexpect::session::spawn_command(command, Some(TIMEOUT.as_millis() as u64))
+    rexpect::session::spawn_command(command, Some(LIMIT.as_millis() as u64))
         .expect("start bash on a pseudo-terminal")
 }
 

@@ -576,3 +576,19 @@ pub fn write_lease(
     ]);
     let _: i64 = server.query(&["PEXPIRE", key, &ttl.as_millis().to_string()]);
 }
+
+/// Seed 002's sample lease (its README's "Lease Storage Format"): no fencing token.
+pub const SEED_002_FIELDS: &[&str] = &[
+    "leaseId",
+    "abc123-def456-ghi789",
+    "acquiredAt",
+    "2025-12-25T21:00:00.000Z",
+    "meta_instanceId",
+    "us-east-1",
+    "meta_region",
+    "us-east",
+    "meta_hostname",
+    "MACHINE-NAME",
+    "meta_startTime",
+    "2025-12-25T21:00:00Z",
+];

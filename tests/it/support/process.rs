@@ -6,12 +6,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::support;
 
-/// The longest any `leasectl` process may take: reached only when something hangs.
-pub const LIMIT: Duration = Duration::from_secs(60);
+pub use super::json::parse_json;
+pub use super::limits::LIMIT;
 
 /// A `leasectl` process whose stdout is read line by line as it comes; killed on drop.
 pub struct Running {
@@ -117,15 +116,40 @@ impl Drop for Running {
 }
 
 /// Runs `command` to its end (killed past [`LIMIT`]).
-pub fn complete(command: Command) -> Output {
-    Running::spawn(command).finish()
+/// `leasectl run`'s winner as the competition demo runs it, working one second.
+pub const SHORT_RUN: &[&str] = &[
+    "run",
+    "--instance",
+    "us-east-1",
+    "--region",
+    "us-east",
+    "--work",
+    "1s",
+];
+
+/// `base ARGS` on a pseudo-terminal of 40 rows and 100 columns with echo on (`TERM=xterm`), in
+/// `base`'s working folder and environment; every expectation fails after [`LIMIT`].
+pub fn on_a_terminal(base: &Command, args: &[&str]) -> rexpect::session::PtySession {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "stty echo rows 40 cols 100; exec \"$0\" \"$@\""])
+        .arg(base.get_program())
+        .args(base.get_args())
+        .args(args)
+        .current_dir(base.get_current_dir().expect("a working folder"))
+        .env("TERM", "xterm");
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    rexpect::session::spawn_command(command, Some(LIMIT.as_millis() as u64))
+        .expect("start leasectl on a pseudo-terminal")
 }
 
-/// The JSON on stdout of a run that must have exited 0 (`inspect --json`).
-pub fn parse_json<T: serde::de::DeserializeOwned>(output: &Output) -> T {
-    assert_eq!(output.code(), 0, "inspect --json\n{output}");
-    serde_json::from_str(&output.stdout)
-        .unwrap_or_else(|e| panic!("not the expected JSON ({e})\n{output}"))
+pub fn complete(command: Command) -> Output {
+    Running::spawn(command).finish()
 }
 
 /// What a finished `leasectl` printed, and how it ended.
