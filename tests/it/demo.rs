@@ -34,6 +34,20 @@ fn names(events: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The events of a holder that acquired, renewed at least once, completed and released.
+fn held_renewed_and_released(events: &[Value], output: &Output) {
+    let steps: Vec<&str> = names(events)
+        .into_iter()
+        .filter(|e| *e != "renewed")
+        .collect();
+    assert_eq!(
+        steps,
+        ["attempting", "acquired", "completed", "released"],
+        "{output}"
+    );
+    assert!(names(events).contains(&"renewed"), "renewed\n{output}");
+}
+
 fn run_json(leasectl: &Leasectl, server: &RedisServer, instance: &str, flags: &[&str]) -> Command {
     let mut command = leasectl.against(server);
     command
@@ -70,22 +84,10 @@ fn run_json_tells_each_step_as_an_event() {
     let winner = winner.finish();
     winner.expect(0);
     let won = events(&winner);
-    let steps: Vec<&str> = names(&won)
-        .into_iter()
-        .filter(|e| *e != "renewed")
-        .collect();
-    assert_eq!(
-        steps,
-        ["attempting", "acquired", "completed", "released"],
-        "{winner}"
-    );
+    held_renewed_and_released(&won, &winner);
     let acquired = &won[1];
     assert_eq!(acquired["ttlMs"], 300);
     assert!(acquired["fencingToken"].as_u64().is_some() && acquired["leaseId"].is_string());
-    assert!(
-        names(&won).contains(&"renewed"),
-        "a 300ms TTL is renewed within 1s\n{winner}"
-    );
 
     waiter.expect(0);
     let waited = events(&waiter);
@@ -125,16 +127,7 @@ fn exec_json_tells_events_on_stdout_and_sends_the_commands_output_to_stderr() {
     holder.expect(7);
     assert!(holder.stderr.contains("from-the-command"), "{holder}");
     let told = events(&holder);
-    let steps: Vec<&str> = names(&told)
-        .into_iter()
-        .filter(|e| *e != "renewed")
-        .collect();
-    assert_eq!(
-        steps,
-        ["attempting", "acquired", "completed", "released"],
-        "{holder}"
-    );
-    assert!(names(&told).contains(&"renewed"), "{holder}");
+    held_renewed_and_released(&told, &holder);
     assert_eq!(
         told.iter().find(|e| e["event"] == "completed").unwrap()["exitCode"],
         7
