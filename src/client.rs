@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::EntraIdCredentialsProvider;
-use tokio::time::Instant;
 
 use crate::acquire::{attempt, Taken, SPLIT_RETRIES};
-use crate::backend::keys::{check_name, queue_keys, release_channel};
-use crate::backend::nodes::Call;
-use crate::backend::{finish_in_background, scripts, Backend};
+use crate::backend::keys::check_name;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fence::{fenced_set, FencedWrite};
 use crate::holder::{Holder, KeyFormat, LeaseInfo};
@@ -339,14 +337,7 @@ impl LeaseClient {
     pub async fn force_release(&self, name: &str) -> Result<bool> {
         check_name(name)?;
         let key = self.backend.settings.key_for(name);
-        let prefix = &self.backend.settings.key_prefix;
-        let call = Arc::new(
-            Call::new(&scripts::FORCE_RELEASE)
-                .key(&key)
-                .key(queue_keys(prefix, &key).0)
-                .arg(release_channel(prefix, &key)),
-        );
-        Ok(self.backend.announced(&call, None).await? > 0)
+        self.backend.force_release(&key, None).await
     }
 
     /// How long a round trip to Redis takes: the median of three PINGs, each timed until a
@@ -356,26 +347,7 @@ impl LeaseClient {
     /// # Errors
     /// Connection errors, when too few instances answered.
     pub async fn round_trip(&self) -> Result<Duration> {
-        let nodes = &self.backend.nodes;
-        let majority = nodes.majority();
-        let mut times = Vec::with_capacity(3);
-        for _ in 0..3 {
-            let started = Instant::now();
-            let (votes, pending) = nodes
-                .gather(
-                    |node| node.command::<String>(redis::cmd("PING")),
-                    |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
-                )
-                .await;
-            finish_in_background(pending);
-            if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
-                let first = votes.into_iter().find_map(|v| v.answer.err());
-                return Err(first.unwrap_or_else(|| self.backend.unexpected("PING")));
-            }
-            times.push(started.elapsed());
-        }
-        times.sort();
-        Ok(times[1])
+        self.backend.round_trip().await
     }
 
     /// Deletes `name`'s key (an operator's action, on every instance) only if it still holds
@@ -396,24 +368,20 @@ impl LeaseClient {
             (KeyFormat::Json | KeyFormat::Token, _) => "string",
             (KeyFormat::Other(kind), _) => kind.as_str(),
         };
-        let key = self.backend.settings.key_for(name);
-        let prefix = &self.backend.settings.key_prefix;
-        let mut call = Call::new(&scripts::FORCE_RELEASE)
-            .key(&key)
-            .key(queue_keys(prefix, &key).0)
-            .arg(release_channel(prefix, &key))
-            .arg(kind);
-        match &shown.format {
-            KeyFormat::Hash => {
-                for (field, value) in &shown.fields {
-                    call = call.arg(field).arg(value);
-                }
-            }
+        let compared: Vec<&str> = match &shown.format {
+            KeyFormat::Hash => shown
+                .fields
+                .iter()
+                .flat_map(|(field, value)| [field.as_str(), value.as_str()])
+                .collect(),
             KeyFormat::Json | KeyFormat::Token => {
-                call = call.arg(shown.value.as_deref().unwrap_or_default());
+                vec![shown.value.as_deref().unwrap_or_default()]
             }
-            _ => {}
-        }
-        Ok(self.backend.announced(&Arc::new(call), None).await? > 0)
+            _ => Vec::new(),
+        };
+        let key = self.backend.settings.key_for(name);
+        self.backend
+            .force_release(&key, Some((kind, &compared)))
+            .await
     }
 }

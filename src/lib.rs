@@ -25,7 +25,7 @@
 //!   the case of one instance), the release notifications (`hub.rs`), one Lua script per
 //!   operation (`scripts.rs`, `scripts/*.lua`), the names beside a lease key (`keys.rs`:
 //!   fencing counter, waiters' queue, channel), and the engine operations every layer above
-//!   uses (release, undo, extend, leaving the queue);
+//!   uses (release, forced release, undo, extend, leaving the queue, round trip);
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
 //!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
 //!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::EntraIdCredentialsProvider;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -200,6 +201,52 @@ impl Backend {
             .await;
         finish_in_background(pending);
         votes
+    }
+
+    /// Deletes the lease key `key` whoever holds it (an operator's action), on every instance,
+    /// and wakes its waiters; with `shown` (the Redis type and what to compare, see
+    /// `force_release.lua`), only if the key is still as shown. Answers whether it deleted.
+    pub(crate) async fn force_release(
+        &self,
+        key: &str,
+        shown: Option<(&str, &[&str])>,
+    ) -> Result<bool> {
+        let prefix = &self.settings.key_prefix;
+        let mut call = Call::new(&scripts::FORCE_RELEASE)
+            .key(key)
+            .key(queue_keys(prefix, key).0)
+            .arg(release_channel(prefix, key));
+        if let Some((kind, compared)) = shown {
+            call = call.arg(kind);
+            for value in compared {
+                call = call.arg(*value);
+            }
+        }
+        Ok(self.announced(&Arc::new(call), None).await? > 0)
+    }
+
+    /// How long a round trip takes (see [`LeaseClient::round_trip`](crate::LeaseClient::round_trip)).
+    pub(crate) async fn round_trip(&self) -> Result<Duration> {
+        let nodes = &self.nodes;
+        let majority = nodes.majority();
+        let mut times = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (votes, pending) = nodes
+                .gather(
+                    |node| node.command::<String>(redis::cmd("PING")),
+                    |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
+                )
+                .await;
+            finish_in_background(pending);
+            if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
+                let first = votes.into_iter().find_map(|v| v.answer.err());
+                return Err(first.unwrap_or_else(|| self.unexpected("PING")));
+            }
+            times.push(started.elapsed());
+        }
+        times.sort();
+        Ok(times[1])
     }
 
     /// Gives up a waiter's place in the queue (it would otherwise time out).
