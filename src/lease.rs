@@ -9,84 +9,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::Shared;
+use crate::backend::Backend;
 use crate::error::{Error, LostReason, Result};
-
-/// The part of a lease that its renewal task shares: validity, renewals, the lost signal.
-pub(crate) struct LeaseState {
-    pub(crate) name: String,
-    /// The instant (monotonic) before which the server cannot have expired the key.
-    valid_until: Mutex<Instant>,
-    renewals: AtomicU64,
-    lost: watch::Sender<Option<Error>>,
-    /// Set by `release`: a released lease is never reported lost.
-    released: AtomicBool,
-}
-
-impl LeaseState {
-    pub(crate) fn valid_until(&self) -> Instant {
-        *self.valid_until.lock().expect("lease state lock")
-    }
-
-    /// Records a confirmed extension sent at `sent_at`.
-    pub(crate) fn confirm(&self, sent_at: Instant, ttl: Duration, renewal: bool) {
-        let mut until = self.valid_until.lock().expect("lease state lock");
-        *until = (*until).max(validity_end(sent_at, ttl));
-        if renewal {
-            self.renewals.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Fires the lost signal once; later calls keep the first reason.
-    pub(crate) fn mark_lost(&self, reason: LostReason) -> Error {
-        let error = Error::Lost {
-            name: self.name.clone(),
-            reason,
-        };
-        self.lost.send_if_modified(|current| {
-            if current.is_some() {
-                return false;
-            }
-            tracing::info!(lease = %self.name, %error, "lease lost");
-            *current = Some(error.clone());
-            true
-        });
-        self.lost.borrow().clone().unwrap_or(error)
-    }
-
-    pub(crate) fn lost_error(&self) -> Option<Error> {
-        self.lost.borrow().clone()
-    }
-}
-
-/// The end of a lease's validity when the request that set its TTL left at `sent_at`:
-/// TTL minus the clock drift allowance (1% of the TTL + 2 ms), on the monotonic clock.
-pub(crate) fn validity_end(sent_at: Instant, ttl: Duration) -> Instant {
-    let drift = ttl / 100 + Duration::from_millis(2);
-    sent_at + ttl.saturating_sub(drift)
-}
-
-/// When a lease's watchdog renews it, and when it stops for good.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Schedule {
-    /// When the acquire that took the lease was sent: renewals are timed from it.
-    pub(crate) sent_at: Instant,
-    /// The TTL set on every renewal.
-    pub(crate) ttl: Duration,
-    /// Renew at this interval; `None` = never (the lease then ends at its TTL).
-    pub(crate) renew_every: Option<Duration>,
-    /// The hold-time cap: no renewal after it, and the lost signal fires then.
-    pub(crate) hold_until: Option<Instant>,
-    /// Renew at once when the key's release channel announces a release (a forced one).
-    pub(crate) watch_releases: bool,
-}
+use crate::renew::{validity_end, LeaseState, Schedule};
 
 /// A lease we hold. Dropping it stops renewal and releases it in the background.
 ///
 /// The lease may be lost while held (deleted, taken over, or renewal not confirmed in time):
 /// [`Lease::lost`] resolves then, always before the TTL can have run out on the server.
 pub struct Lease {
-    shared: Arc<Shared>,
+    backend: Arc<Backend>,
     state: Arc<LeaseState>,
     key: String,
     id: String,
@@ -102,7 +34,7 @@ pub struct Lease {
 impl Lease {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        backend: Arc<Backend>,
         name: &str,
         key: String,
         id: String,
@@ -124,7 +56,7 @@ impl Lease {
         let needs_watchdog = schedule.renew_every.is_some() || schedule.hold_until.is_some();
         let watchdog = needs_watchdog.then(|| {
             crate::renew::spawn(
-                shared.clone(),
+                backend.clone(),
                 state.clone(),
                 key.clone(),
                 id.clone(),
@@ -132,7 +64,7 @@ impl Lease {
             )
         });
         Lease {
-            shared,
+            backend,
             state,
             key,
             id,
@@ -157,8 +89,8 @@ impl Lease {
         self.state.released.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.backend
     }
 
     /// How long since the acquire that took it was sent.
@@ -266,7 +198,7 @@ impl Lease {
         if sent_at >= self.state.valid_until() {
             return Err(self.state.mark_lost(LostReason::Expired));
         }
-        if self.shared.extend(&self.key, &self.id, self.ttl).await? {
+        if self.backend.extend(&self.key, &self.id, self.ttl).await? {
             self.state.confirm(sent_at, self.ttl, false);
             Ok(())
         } else {
@@ -289,7 +221,7 @@ impl Lease {
             "releasing"
         );
         let keys = [self.key.clone()];
-        Ok(self.shared.release(&keys, &self.id).await? > 0)
+        Ok(self.backend.release(&keys, &self.id).await? > 0)
     }
 }
 
@@ -301,9 +233,9 @@ impl Drop for Lease {
         }
         // Never block in drop: release in the background when a runtime is still there.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (shared, keys, id) = (self.shared.clone(), [self.key.clone()], self.id.clone());
+            let (backend, keys, id) = (self.backend.clone(), [self.key.clone()], self.id.clone());
             runtime.spawn(async move {
-                let _ = shared.release(&keys, &id).await;
+                let _ = backend.release(&keys, &id).await;
             });
         }
     }

@@ -63,7 +63,7 @@ impl LeaseSet {
             renewals = self.renewals(),
             "releasing"
         );
-        let released = first.shared().release(&keys, first.id()).await?;
+        let released = first.backend().release(&keys, first.id()).await?;
         Ok(released == keys.len() as i64)
     }
 }

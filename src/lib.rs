@@ -7,21 +7,30 @@
 //! One Redis instance, or several independent ones in quorum mode (Redlock): every operation
 //! goes to all instances at once and is decided by a majority.
 //!
-//! The layout:
-//! - [`settings`]: the settings files, environment and flags, resolved into [`Settings`];
-//!   [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra ID credentials;
+//! The layout, in layers that import one way (each only from the layers below it):
 //! - [`LeaseClient`] (`client.rs`): connect, try-acquire, acquire with a fair, notified wait,
-//!   inspect, release, fenced writes;
-//! - `nodes.rs` sends a call to every instance, each under its own timeout, and `quorum.rs`
-//!   turns their answers into one (single mode is the case of one instance);
-//! - [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost signal, fed by the
-//!   watchdog in `renew.rs` that renews it and notices loss before the TTL can run out;
-//!   [`LeaseSet`] (`lease_set.rs`): several leases taken together (all or none);
-//! - [`Holder`] (`holder.rs`): who holds a lease, read from any of the key formats in use;
-//! - `wait.rs`: the pause between a waiter's tries (release notification, fallback poll);
-//! - `keys.rs`: the names beside a lease key (fencing counter, waiters' queue, channel);
-//!   `scripts/*.lua`: one Lua script per operation;
-//! - [`Error`] (`error.rs`): one variant per kind of failure. A held lease is not an error.
+//!   inspect, release, fenced writes — thin methods over the operations;
+//! - the operations: `acquire.rs` (one attempt: the acquire script, fencing tokens settled on
+//!   a majority, a refused attempt undone, a split vote tried again), `wait.rs` (the waiting
+//!   loops and the pause between a waiter's tries: release notification, fallback poll,
+//!   queue place, backoff), `inspect.rs` (who holds a lease, per instance too), `fence.rs`
+//!   ([`FencedWrite`]s);
+//! - the lease layer: [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost
+//!   signal, fed by the watchdog in `renew.rs` that renews it and notices loss before the TTL
+//!   can run out; [`LeaseSet`] (`lease_set.rs`): several leases taken together (all or none);
+//!   [`LeaseOptions`] (`options.rs`);
+//! - the backend (`backend/`): the instances and a connection to each (`connect.rs`,
+//!   `link.rs`), the fan-out that sends a call to every instance, each under its own timeout
+//!   (`nodes.rs`), the tally that turns their answers into one (`quorum.rs`; single mode is
+//!   the case of one instance), the release notifications (`hub.rs`), one Lua script per
+//!   operation (`scripts.rs`, `scripts/*.lua`), the names beside a lease key (`keys.rs`:
+//!   fencing counter, waiters' queue, channel), and the engine operations every layer above
+//!   uses (release, forced release, undo, extend, leaving the queue, round trip);
+//! - beside them: [`settings`]: the settings files, environment and flags, resolved into
+//!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
+//!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
+//!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
+//!   not an error.
 //!
 //! ```no_run
 //! use leasectl::{Acquire, LeaseClient, LeaseOptions, Settings};
@@ -44,32 +53,33 @@
 //! # async fn do_the_work(_token: u64) {}
 //! ```
 
+mod acquire;
+mod backend;
 mod client;
 pub mod duration;
 pub mod endpoint;
 mod entra;
 mod error;
+mod fence;
 mod holder;
-mod hub;
-mod keys;
+mod inspect;
 mod lease;
 mod lease_set;
-mod link;
-mod nodes;
-mod quorum;
+mod options;
 mod renew;
-mod scripts;
 pub mod settings;
 mod wait;
 
-pub use client::{Acquire, AcquireSet, FencedWrite, LeaseClient, LeaseOptions, FALLBACK_POLL};
+pub use backend::keys::{check_name, MAX_NAME_LEN, MIN_TTL};
+pub use client::{Acquire, AcquireSet, LeaseClient};
 pub use endpoint::{mask_password, split_list, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
+pub use fence::FencedWrite;
 pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
-pub use keys::{check_name, MAX_NAME_LEN, MIN_TTL};
 pub use lease::Lease;
 pub use lease_set::LeaseSet;
+pub use options::{LeaseOptions, FALLBACK_POLL};
 /// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].
 pub use redis::EntraIdCredentialsProvider;
 pub use settings::{Overrides, Settings};

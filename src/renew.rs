@@ -1,8 +1,11 @@
 //! The watchdog behind every lease: renews it at its interval (when asked to) and fires the
 //! lost signal as soon as the lease is gone on the server or its validity runs out unconfirmed.
-//! It ends on release or drop (the lease aborts it), or once it has fired.
+//! It ends on release or drop (the lease aborts it), or once it has fired. Also the state it
+//! shares with its [`Lease`](crate::Lease) (validity, renewals, the lost signal) and its
+//! [`Schedule`].
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -11,9 +14,77 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::client::Shared;
-use crate::error::LostReason;
-use crate::lease::{LeaseState, Schedule};
+use crate::backend::Backend;
+use crate::error::{Error, LostReason};
+
+/// The part of a lease that its renewal task shares: validity, renewals, the lost signal.
+pub(crate) struct LeaseState {
+    pub(crate) name: String,
+    /// The instant (monotonic) before which the server cannot have expired the key.
+    pub(crate) valid_until: Mutex<Instant>,
+    pub(crate) renewals: AtomicU64,
+    pub(crate) lost: tokio::sync::watch::Sender<Option<Error>>,
+    /// Set by `release`: a released lease is never reported lost.
+    pub(crate) released: AtomicBool,
+}
+
+impl LeaseState {
+    pub(crate) fn valid_until(&self) -> Instant {
+        *self.valid_until.lock().expect("lease state lock")
+    }
+
+    /// Records a confirmed extension sent at `sent_at`.
+    pub(crate) fn confirm(&self, sent_at: Instant, ttl: Duration, renewal: bool) {
+        let mut until = self.valid_until.lock().expect("lease state lock");
+        *until = (*until).max(validity_end(sent_at, ttl));
+        if renewal {
+            self.renewals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Fires the lost signal once; later calls keep the first reason.
+    pub(crate) fn mark_lost(&self, reason: LostReason) -> Error {
+        let error = Error::Lost {
+            name: self.name.clone(),
+            reason,
+        };
+        self.lost.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            tracing::info!(lease = %self.name, %error, "lease lost");
+            *current = Some(error.clone());
+            true
+        });
+        self.lost.borrow().clone().unwrap_or(error)
+    }
+
+    pub(crate) fn lost_error(&self) -> Option<Error> {
+        self.lost.borrow().clone()
+    }
+}
+
+/// The end of a lease's validity when the request that set its TTL left at `sent_at`:
+/// TTL minus the clock drift allowance (1% of the TTL + 2 ms), on the monotonic clock.
+pub(crate) fn validity_end(sent_at: Instant, ttl: Duration) -> Instant {
+    let drift = ttl / 100 + Duration::from_millis(2);
+    sent_at + ttl.saturating_sub(drift)
+}
+
+/// When a lease's watchdog renews it, and when it stops for good.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    /// When the acquire that took the lease was sent: renewals are timed from it.
+    pub(crate) sent_at: Instant,
+    /// The TTL set on every renewal.
+    pub(crate) ttl: Duration,
+    /// Renew at this interval; `None` = never (the lease then ends at its TTL).
+    pub(crate) renew_every: Option<Duration>,
+    /// The hold-time cap: no renewal after it, and the lost signal fires then.
+    pub(crate) hold_until: Option<Instant>,
+    /// Renew at once when the key's release channel announces a release (a forced one).
+    pub(crate) watch_releases: bool,
+}
 
 /// A lease's release announcements.
 type Releases = BoxStream<'static, redis::Msg>;
@@ -22,21 +93,21 @@ type Releases = BoxStream<'static, redis::Msg>;
 const RETRY_AT_MOST: Duration = Duration::from_millis(500);
 
 pub(crate) fn spawn(
-    shared: Arc<Shared>,
+    backend: Arc<Backend>,
     state: Arc<LeaseState>,
     key: String,
     id: String,
     schedule: Schedule,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let reason = watch(&shared, &state, &key, &id, schedule).await;
+        let reason = watch(&backend, &state, &key, &id, schedule).await;
         state.mark_lost(reason);
     })
 }
 
 /// Runs until the lease is lost (or its hold cap is reached), and answers why.
 async fn watch(
-    shared: &Shared,
+    backend: &Backend,
     state: &LeaseState,
     key: &str,
     id: &str,
@@ -57,7 +128,7 @@ async fn watch(
     // not answer would hold it up for `ConnectTimeout`).
     let mut subscribing: Option<BoxFuture<'_, Option<Releases>>> =
         match (watch_releases, renew_every) {
-            (true, Some(_)) => Some(Box::pin(shared.subscribe_releases(key))),
+            (true, Some(_)) => Some(Box::pin(backend.subscribe_releases(key))),
             _ => None,
         };
     let mut releases: Option<Releases> = None;
@@ -110,7 +181,7 @@ async fn watch(
         }
         // Boxed: the renewal call exists only while it runs, so that a sleeping watchdog (one per
         // held lease) stays small.
-        match timeout(valid_until - now, Box::pin(shared.extend(key, id, ttl))).await {
+        match timeout(valid_until - now, Box::pin(backend.extend(key, id, ttl))).await {
             Ok(Ok(true)) => {
                 state.confirm(now, ttl, true);
                 next_renewal = Some(now + every);

@@ -1,7 +1,8 @@
 //! Waiting for a held lease: between tries a waiter sleeps until the release notification
 //! (which names the first queued waiter) or a jittered fallback poll, never past the holder's
 //! remaining TTL; it keeps its place in the queue alive, gives it up on every way out, and
-//! rides out a short outage of its Redis by trying again with backoff.
+//! rides out a short outage of its Redis by trying again with backoff. The waiting loops of a
+//! waiting acquire and of `wait_until_free` are here too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,22 +13,132 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::acquire::{attempt, Taken, QUEUE_GRACE, SPLIT_RETRIES};
+use crate::backend::hub::wakes;
+use crate::backend::keys::{check_name, queue_keys, release_channel};
+use crate::backend::nodes::{Call, Nodes, Notifications};
+use crate::backend::{scripts, Backend};
 use crate::error::{Error, Result};
 use crate::holder::Holder;
-use crate::hub::wakes;
-use crate::keys::{queue_keys, release_channel};
-use crate::nodes::{Call, Nodes, Notifications};
-use crate::scripts;
+use crate::inspect::inspect;
+use crate::options::{LeaseOptions, FALLBACK_POLL};
 
-/// How long a queued waiter keeps its place without confirming it: a waiter killed by
-/// SIGKILL holds up the ones behind it no longer than this.
-pub(crate) const QUEUE_GRACE: Duration = Duration::from_millis(1500);
 /// How often a queued waiter confirms its place while it waits (between its tries).
 const QUEUE_HEARTBEAT: Duration = Duration::from_millis(250);
 /// The first and the longest pause before subscribing again after a subscription failed.
 const RESUBSCRIBE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
 /// The first and the longest pause before trying again after a connection error.
 const RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// Tries to take `names` until it does or `wait` runs out, woken by the release of the
+/// lease that stood in the way (see
+/// [`LeaseClient::acquire_set_observed`](crate::LeaseClient::acquire_set_observed)).
+pub(crate) async fn wait_for(
+    backend: &Arc<Backend>,
+    background: &Arc<Background>,
+    names: &[String],
+    options: &LeaseOptions,
+    wait: Duration,
+    mut observe: impl FnMut(&str, &Holder),
+) -> Result<Taken> {
+    let deadline = Instant::now() + wait;
+    // Queueing is per instance and per lease, so it is for one lease in single mode: in
+    // quorum mode different instances could each promise the lease to a different waiter,
+    // and none would win; a set would hold places in several queues at once.
+    let place = match (backend.nodes.list.len(), names.len()) {
+        (1, 1) => uuid::Uuid::new_v4().to_string(),
+        _ => String::new(),
+    };
+    // Given up on every way out but success (whose script took us out of the queue).
+    let queued = match place.is_empty() {
+        true => Place::none(background.clone()),
+        false => {
+            let (backend, place) = (backend.clone(), place.clone());
+            let key = backend.settings.key_for(&names[0]);
+            let leave = Box::pin(async move { backend.leave_queue(&key, &place).await });
+            Place::new(leave, background.clone())
+        }
+    };
+    // The waiter for the lease that stood in the way last time.
+    let mut waiter: Option<(usize, Waiter)> = None;
+    let mut backoff = Backoff::until(deadline);
+    let (started, mut attempts) = (Instant::now(), 0u64);
+    loop {
+        attempts += 1;
+        let tried = attempt(backend, names, options, &place, SPLIT_RETRIES).await;
+        let (lease, holder) = match tried {
+            Ok(Taken::Held { lease, holder }) => (lease, holder),
+            Ok(acquired) => {
+                queued.taken();
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(lease = %names.join(","), attempts, waited_ms, "acquired after waiting");
+                return Ok(acquired);
+            }
+            // A restart, a cut: try again within the wait, backing off.
+            Err(error) => match backoff.after(error).await {
+                Ok(()) => continue,
+                Err(error) => {
+                    queued.leave().await;
+                    return Err(error);
+                }
+            },
+        };
+        backoff.reset();
+        if Instant::now() >= deadline {
+            queued.leave().await;
+            let waited_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(lease = %names.join(","), attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
+            return Ok(Taken::Held { lease, holder });
+        }
+        observe(&names[lease], &holder);
+        if waiter
+            .as_ref()
+            .is_none_or(|(blocking, _)| *blocking != lease)
+        {
+            let key = backend.settings.key_for(&names[lease]);
+            let prefix = &backend.settings.key_prefix;
+            let place = Some(place.clone()).filter(|place| !place.is_empty());
+            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, place);
+            waiter = Some((lease, fresh));
+        }
+        if let Some((_, waiter)) = waiter.as_mut() {
+            waiter.pause(&backend.nodes, &holder).await;
+        }
+    }
+}
+
+/// Waits up to `wait` until `name` is free; see
+/// [`LeaseClient::wait_until_free`](crate::LeaseClient::wait_until_free).
+pub(crate) async fn wait_until_free(
+    backend: &Backend,
+    name: &str,
+    wait: Duration,
+) -> Result<Option<Holder>> {
+    check_name(name)?;
+    let deadline = Instant::now() + wait;
+    let key = backend.settings.key_for(name);
+    let prefix = &backend.settings.key_prefix;
+    let mut waiter = Waiter::new(prefix, &key, deadline, FALLBACK_POLL, None);
+    let mut backoff = Backoff::until(deadline);
+    loop {
+        let info = match inspect(backend, name).await {
+            Ok(info) => info,
+            // A restart, a cut: try again within the wait, backing off.
+            Err(error) => {
+                backoff.after(error).await?;
+                continue;
+            }
+        };
+        backoff.reset();
+        let Some(holder) = info.holder else {
+            return Ok(None);
+        };
+        if waiter.is_over() {
+            return Ok(Some(holder));
+        }
+        waiter.pause(&backend.nodes, &holder).await;
+    }
+}
 
 /// Waits between tries for a held lease: woken by the release notification (subscribed
 /// after the first failed try), else polling with jitter, never past the holder's TTL.

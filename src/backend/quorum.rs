@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use redis::Value;
 
+use super::nodes::Vote;
 use crate::holder::Holder;
-use crate::nodes::Vote;
 
 /// How many of `total` instances make a majority.
 pub(crate) fn majority(total: usize) -> usize {

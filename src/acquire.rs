@@ -1,0 +1,348 @@
+//! One acquire attempt for a set of lease names (one, usually): the acquire script on every
+//! instance, the fencing tokens settled on a majority, what a refused attempt was granted
+//! undone, and a split vote tried again after a random pause.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use redis::Value;
+use tokio::time::Instant;
+
+use crate::backend::keys::{check_ttl, fence_key, longest_ttl_key, queue_keys};
+use crate::backend::nodes::{Call, Node, Pending, Vote};
+use crate::backend::quorum::{self, Grant, Tally};
+use crate::backend::{scripts, Backend};
+use crate::error::{Error, Result};
+use crate::holder::Holder;
+use crate::lease::Lease;
+use crate::options::LeaseOptions;
+use crate::renew::{validity_end, Schedule};
+
+/// How many times a quorum attempt that ended in a split vote is tried again.
+pub(crate) const SPLIT_RETRIES: u32 = 3;
+/// How long a queued waiter keeps its place without confirming it: a waiter killed by
+/// SIGKILL holds up the ones behind it no longer than this.
+pub(crate) const QUEUE_GRACE: Duration = Duration::from_millis(1500);
+
+/// What an attempt at a set of names (one, usually) came to.
+pub(crate) enum Taken {
+    /// One lease per name, in the order of the names.
+    Acquired(Vec<Lease>),
+    /// The lease at this index is held.
+    Held { lease: usize, holder: Holder },
+}
+
+/// One acquire attempt for a set of checked names (one, usually); `waiter` (single mode
+/// and one lease, `""` for none) keeps a place in the lease's queue, so that waiters get
+/// the lease in the order they came.
+pub(crate) async fn attempt(
+    backend: &Arc<Backend>,
+    names: &[String],
+    options: &LeaseOptions,
+    waiter: &str,
+    splits_left: u32,
+) -> Result<Taken> {
+    let ttl_ms = check_ttl(options.ttl)?;
+    let keys: Vec<String> = names.iter().map(|n| backend.settings.key_for(n)).collect();
+    let id = uuid::Uuid::new_v4().to_string();
+    let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let mut call = Call::new(&scripts::ACQUIRE);
+    let prefix = &backend.settings.key_prefix;
+    for key in &keys {
+        let (queue, deadlines) = queue_keys(prefix, key);
+        call = call
+            .key(key)
+            .key(fence_key(prefix, key))
+            .key(queue)
+            .key(deadlines)
+            .key(longest_ttl_key(prefix, key));
+    }
+    let total = backend.nodes.list.len();
+    // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
+    // they agree; in single mode the server's own clock is the floor.
+    let floor = match total {
+        1 => String::new(),
+        _ => unix_micros(SystemTime::now()).to_string(),
+    };
+    call = call
+        .arg(&id)
+        .arg(ttl_ms)
+        .arg(&acquired_at)
+        .arg(waiter)
+        .arg(QUEUE_GRACE.as_millis() as u64)
+        .arg(floor);
+    for (field, value) in &options.metadata {
+        call = call.arg(format!("meta_{field}")).arg(value);
+    }
+    let call = Arc::new(call);
+    let sent_at = Instant::now();
+    let (votes, pending) = backend
+        .nodes
+        .gather(
+            |node| grant(node, &call),
+            |votes| Tally::of(votes, options.ttl).decides(total),
+        )
+        .await;
+    let tally = Tally::of(&votes, options.ttl);
+    if tally.counted() >= quorum::majority(total) {
+        let tokens = settle_tokens(backend, &keys, &id, &votes, pending, options.ttl).await;
+        let in_time = Instant::now() < validity_end(sent_at, options.ttl);
+        return match tokens {
+            Ok(tokens) if in_time => {
+                let schedule = Schedule {
+                    sent_at,
+                    ttl: options.ttl,
+                    renew_every: options
+                        .auto_renew
+                        .map(|every| every.min(options.ttl * 2 / 3)),
+                    hold_until: options.max_hold.map(|cap| sent_at + cap),
+                    watch_releases: options.watch_releases,
+                };
+                let leases = names.iter().zip(keys).zip(tokens);
+                let leases = leases.map(|((name, key), token)| {
+                    let (id, at) = (id.clone(), acquired_at.clone());
+                    Lease::new(backend.clone(), name, key, id, token, at, sent_at, schedule)
+                });
+                Ok(Taken::Acquired(leases.collect()))
+            }
+            outcome => {
+                backend.undo(&keys, &id, &votes).await;
+                Err(outcome.err().unwrap_or_else(|| {
+                    no_quorum(
+                        backend,
+                        &votes,
+                        options.ttl,
+                        tally.counted(),
+                        "the lease's validity ran out while acquiring",
+                    )
+                }))
+            }
+        };
+    }
+    if total == 1 {
+        return match votes.into_iter().next().map(|vote| vote.answer) {
+            Some(Ok(Grant::Held {
+                holder: Some(holder),
+                lease,
+                ..
+            })) => Ok(Taken::Held { lease, holder }),
+            // Held, but the key vanished between the check and the read: it is free now.
+            Some(Ok(Grant::Held { holder: None, .. })) => {
+                Box::pin(attempt(backend, names, options, waiter, splits_left)).await
+            }
+            Some(Err(error)) => Err(error),
+            _ => Err(backend.unexpected("acquire")),
+        };
+    }
+    // Quorum mode: undo what may have been granted, here or by calls still under way.
+    if tally.any_written() || tally.failed > 0 || !pending.is_empty() {
+        backend.undo(&keys, &id, &votes).await;
+    }
+    let holders: Vec<(usize, &Holder)> = votes
+        .iter()
+        .filter_map(|v| match &v.answer {
+            Ok(Grant::Held {
+                holder: Some(holder),
+                lease,
+                ..
+            }) => Some((*lease, holder)),
+            _ => None,
+        })
+        .collect();
+    let majority = quorum::majority(total);
+    let agreed = quorum::agreed_holder(holders.iter().map(|(_, holder)| *holder), majority)
+        .and_then(|agreed| holders.iter().find(|(_, h)| std::ptr::eq(*h, agreed)));
+    match holders.first() {
+        // A split vote: contenders each won a minority and undid it (or voided each other's
+        // grants from young instances). Try again after a random pause (Redlock's remedy),
+        // so that one of them wins.
+        Some(_) if agreed.is_none() && tally.counted() + tally.voided > 0 && splits_left > 0 => {
+            tokio::time::sleep(Duration::from_micros(fastrand::u64(1_000..20_000))).await;
+            Box::pin(attempt(backend, names, options, waiter, splits_left - 1)).await
+        }
+        Some(first) if tally.counted() + tally.held + tally.voided >= majority => {
+            let (lease, holder) = agreed.unwrap_or(first);
+            Ok(Taken::Held {
+                lease: *lease,
+                holder: (*holder).clone(),
+            })
+        }
+        _ => Err(no_quorum(backend, &votes, options.ttl, tally.counted(), "")),
+    }
+}
+
+/// Makes sure that a majority's fencing counters stand at each lease's token before it is
+/// handed out, so that no later acquisition — by any majority — can get a smaller one.
+/// When the granting instances agree (the usual case) this costs nothing; otherwise the
+/// instances behind are raised first. Instances still answering, or that answered behind,
+/// are raised in the background.
+async fn settle_tokens(
+    backend: &Arc<Backend>,
+    keys: &[String],
+    id: &str,
+    votes: &[Vote<Grant>],
+    pending: Pending<Grant>,
+    ttl: Duration,
+) -> Result<Vec<u64>> {
+    let majority = backend.nodes.majority();
+    let mut tokens = Vec::with_capacity(keys.len());
+    let mut stragglers = Vec::new();
+    for (lease, key) in keys.iter().enumerate() {
+        let (token, agreeing) = quorum::token_of(votes, lease);
+        let mut behind = quorum::behind(votes, token, lease);
+        if agreeing < majority {
+            let granting_behind: Vec<usize> = behind
+                .iter()
+                .copied()
+                .filter(|i| {
+                    votes
+                        .iter()
+                        .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted { .. })))
+                })
+                .collect();
+            let raise = raise_call(&backend.settings.key_prefix, key, token, id);
+            let raised = backend
+                .nodes
+                .on(&granting_behind, |node| node.script::<i64>(&raise))
+                .await;
+            let standing = agreeing
+                + raised
+                    .iter()
+                    .filter(|v| v.answer.as_ref().is_ok_and(|c| *c as u64 >= token))
+                    .count();
+            if standing < majority {
+                return Err(no_quorum(
+                    backend,
+                    votes,
+                    ttl,
+                    standing,
+                    "the instances could not agree on a fencing token",
+                ));
+            }
+            behind.retain(|i| !granting_behind.contains(i));
+        }
+        stragglers.push(behind);
+        tokens.push(token);
+    }
+    let all_settled = stragglers.iter().all(Vec::is_empty);
+    if !all_settled || !pending.is_empty() {
+        let raise = raise_stragglers(
+            backend.clone(),
+            keys.to_vec(),
+            id.to_string(),
+            stragglers,
+            pending,
+            tokens.clone(),
+        );
+        tokio::spawn(raise);
+    }
+    Ok(tokens)
+}
+
+/// Why an acquire with `ttl` failed, with every instance's answer.
+fn no_quorum(
+    backend: &Backend,
+    votes: &[Vote<Grant>],
+    ttl: Duration,
+    granted: usize,
+    why: &str,
+) -> Error {
+    let longest = quorum::longest_ttl(votes, ttl);
+    let mut described: Vec<String> = votes
+        .iter()
+        .map(|vote| {
+            backend.nodes.describe(vote, |grant| match grant {
+                Grant::Granted {
+                    uptime: Some(uptime),
+                    ..
+                } if quorum::is_young(Some(*uptime), longest) => {
+                    format!("granted, but started {uptime} s ago")
+                }
+                Grant::Granted { .. } => "granted".into(),
+                Grant::Held {
+                    holder: Some(holder),
+                    ..
+                } => format!("held by {}", holder.display_name()),
+                Grant::Held { holder: None, .. } => "held".into(),
+            })
+        })
+        .collect();
+    let answered: Vec<usize> = votes.iter().map(|v| v.node).collect();
+    for (_, node) in backend
+        .nodes
+        .list
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !answered.contains(i))
+    {
+        described.push(format!("{} undecided", node.address));
+    }
+    if !why.is_empty() {
+        described.push(why.to_string());
+    }
+    backend.nodes.no_quorum(granted, "granted", described)
+}
+
+/// Microseconds since the Unix epoch (0 before it).
+fn unix_micros(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// Runs the acquire script on one instance and reads its answer.
+fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
+    let request = node.script::<Value>(call);
+    let address = node.address.clone();
+    Box::pin(async move {
+        let reply = request.await?;
+        Grant::parse(&reply).ok_or_else(|| Error::Redis {
+            endpoint: address,
+            detail: "unexpected answer to the acquire script".into(),
+        })
+    })
+}
+
+/// The call that raises `key`'s fencing counter to `token` (and records it in our lease).
+fn raise_call(prefix: &str, key: &str, token: u64, id: &str) -> Arc<Call> {
+    Arc::new(
+        Call::new(&scripts::RAISE)
+            .key(key)
+            .key(fence_key(prefix, key))
+            .arg(token)
+            .arg(id),
+    )
+}
+
+/// Raises the instances that answered behind each lease's token, and those whose answers
+/// were still under way when the acquire was decided.
+async fn raise_stragglers(
+    backend: Arc<Backend>,
+    keys: Vec<String>,
+    id: String,
+    mut behind: Vec<Vec<usize>>,
+    mut pending: Pending<Grant>,
+    tokens: Vec<u64>,
+) {
+    while let Some(late) = pending.next().await {
+        for (lease, behind) in behind.iter_mut().enumerate() {
+            behind.extend(quorum::behind(
+                std::slice::from_ref(&late),
+                tokens[lease],
+                lease,
+            ));
+        }
+    }
+    for (lease, behind) in behind.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+        let prefix = &backend.settings.key_prefix;
+        let raise = raise_call(prefix, &keys[lease], tokens[lease], &id);
+        let raised = backend
+            .nodes
+            .on(behind, |node| node.script::<i64>(&raise))
+            .await;
+        for vote in raised.iter().filter(|v| v.answer.is_err()) {
+            tracing::debug!(node = %backend.nodes.list[vote.node].address, "raising the fencing counter failed");
+        }
+    }
+}
