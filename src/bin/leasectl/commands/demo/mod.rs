@@ -16,9 +16,11 @@ use tokio::process::Command;
 
 mod instance;
 mod judge;
+mod pace;
 
 use instance::{prefix_of, relay, stop_all, Instance};
 use judge::{code_text, judge_race, time_of, Seen};
+use pace::{Pace, FAST, NORMAL};
 
 use super::Interrupts;
 use crate::cli::{DemoArgs, Global};
@@ -39,48 +41,6 @@ const LEASE: &str = "critical-section-lock";
 pub const PREFIX: &str = "leasectl-demo:";
 /// Split votes (quorum mode) after which a race round is judged as it is.
 const SPLIT_RETRIES: usize = 2;
-
-/// The durations of the rounds, at the normal pace or with `--fast`.
-struct Pace {
-    /// The TTL of every instance that is not given one of its own: the longest in the demo
-    /// (see [`Demo::until_older_than_every_ttl`]).
-    ttl: Duration,
-    two: &'static str,
-    three: &'static str,
-    release_ttl: &'static str,
-    release_work: &'static str,
-    taker_work: &'static str,
-    crash_ttl: Duration,
-    down_ttl: &'static str,
-    down_work: &'static str,
-    pause: Duration,
-}
-
-const NORMAL: Pace = Pace {
-    ttl: Duration::from_secs(10),
-    two: "7s",
-    three: "4s",
-    release_ttl: "3s",
-    release_work: "7s",
-    taker_work: "3s",
-    crash_ttl: Duration::from_secs(5),
-    down_ttl: "3s",
-    down_work: "5s",
-    pause: Duration::from_secs(1),
-};
-
-const FAST: Pace = Pace {
-    ttl: Duration::from_secs(5),
-    two: "2s",
-    three: "2s",
-    release_ttl: "2s",
-    release_work: "3s",
-    taker_work: "1s",
-    crash_ttl: Duration::from_secs(3),
-    down_ttl: "2s",
-    down_work: "3s",
-    pause: Duration::ZERO,
-};
 
 pub async fn run(global: &Global, settings: Settings, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let pace = if args.fast { &FAST } else { &NORMAL };
