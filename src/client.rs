@@ -200,15 +200,9 @@ impl LeaseClient {
     ) -> Result<Acquire> {
         check_name(name)?;
         let names = [name.to_string()];
-        let taken = wait_for(
-            &self.backend,
-            &self.background,
-            &names,
-            options,
-            wait,
-            |_, holder| observe(holder),
-        )
-        .await?;
+        let taken = self
+            .wait_for(&names, options, wait, |_, holder| observe(holder))
+            .await?;
         Ok(Acquire::from(taken))
     }
 
@@ -264,16 +258,27 @@ impl LeaseClient {
         observe: impl FnMut(&str, &Holder),
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
-        let taken = wait_for(
+        let taken = self.wait_for(&names, options, wait, observe).await?;
+        Ok(AcquireSet::of(taken, &names))
+    }
+
+    /// Tries to take `names` (checked) until it does or `wait` runs out.
+    async fn wait_for(
+        &self,
+        names: &[String],
+        options: &LeaseOptions,
+        wait: Duration,
+        observe: impl FnMut(&str, &Holder),
+    ) -> Result<Taken> {
+        wait_for(
             &self.backend,
             &self.background,
-            &names,
+            names,
             options,
             wait,
             observe,
         )
-        .await?;
-        Ok(AcquireSet::of(taken, &names))
+        .await
     }
 
     /// Waits up to `wait` until `name` is free, woken by its release like a waiting acquire.
