@@ -14,6 +14,18 @@ use crate::support::{self, eventually, exists, Leasectl, RedisServer};
 /// A command whose shell first starts a worker in the background — it appends a line to
 /// `TAG.out` every 50 ms, records a SIGTERM in `TAG.worker-term` and goes on — then runs
 /// `rest` (which records `TAG.pid`).
+/// The usual command of these tests: a background worker, then a shell that traps signals
+/// (tag `t`).
+fn worker_script() -> String {
+    with_worker("t", &trapping("t"))
+}
+
+/// `job` (running a [`with_worker`] script tagged `t`) and its process tree, once it is up.
+fn worker_tree(mut job: Proc, leasectl: &Leasectl) -> (Proc, Tree) {
+    let tree = Tree::of(&mut job, leasectl, "t");
+    (job, tree)
+}
+
 fn with_worker(tag: &str, rest: &str) -> String {
     format!(
         "(trap 'echo TERM > {tag}.worker-term' TERM; \
@@ -105,9 +117,15 @@ fn group_alive(group: u32) -> bool {
 fn a_lost_lease_stops_the_commands_whole_tree() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let script = with_worker("t", &trapping("t"));
-    let mut job = renewing_exec(&leasectl, &server, &["--kill-after", "1s"], &script);
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (job, tree) = worker_tree(
+        renewing_exec(
+            &leasectl,
+            &server,
+            &["--kill-after", "1s"],
+            &worker_script(),
+        ),
+        &leasectl,
+    );
     let _: i64 = redis::cmd("DEL")
         .arg(KEY)
         .query(&mut server.connection())
@@ -121,9 +139,15 @@ fn a_lost_lease_stops_the_commands_whole_tree() {
 fn a_stopped_command_still_gets_sigterm_first_when_the_lease_is_lost() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let script = with_worker("t", &trapping("t"));
-    let mut job = renewing_exec(&leasectl, &server, &["--kill-after", "3s"], &script);
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (job, tree) = worker_tree(
+        renewing_exec(
+            &leasectl,
+            &server,
+            &["--kill-after", "3s"],
+            &worker_script(),
+        ),
+        &leasectl,
+    );
     let group = nix::unistd::Pid::from_raw(tree.group as i32);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let _: i64 = redis::cmd("DEL")
@@ -144,15 +168,14 @@ fn a_stopped_command_still_gets_sigterm_first_when_the_lease_is_lost() {
 fn max_hold_stops_the_commands_whole_tree() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let script = with_worker("t", &trapping("t"));
-    let mut job = Proc::spawn(exec(
+    let job = Proc::spawn(exec(
         &leasectl,
         &server,
         &["--max-hold", "3s", "--kill-after", "1s"],
-        &script,
+        &worker_script(),
         &[],
     ));
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (job, tree) = worker_tree(job, &leasectl);
     let done = job.finish();
     done.expect(4);
     assert!(done.stderr.contains("hold-time cap"), "{done}");
@@ -163,15 +186,14 @@ fn max_hold_stops_the_commands_whole_tree() {
 fn sigterm_to_exec_stops_the_commands_whole_tree_before_the_release() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let script = with_worker("t", &trapping("t"));
-    let mut job = Proc::spawn(exec(
+    let job = Proc::spawn(exec(
         &leasectl,
         &server,
         &["--kill-after", "1s"],
-        &script,
+        &worker_script(),
         &[],
     ));
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (job, tree) = worker_tree(job, &leasectl);
     support::signal(job.pid(), "TERM");
     let done = job.finish();
     done.expect(42);
@@ -185,14 +207,14 @@ fn a_killed_exec_takes_the_commands_whole_tree_with_it() {
     let leasectl = Leasectl::new();
     // The shell ignores SIGTERM too: SIGKILL after --kill-after ends it.
     let script = with_worker("t", &format!("trap '' TERM; {}", super::until_go("t")));
-    let mut job = Proc::spawn(exec(
+    let job = Proc::spawn(exec(
         &leasectl,
         &server,
         &["--kill-after", "1s"],
         &script,
         &[],
     ));
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (mut job, tree) = worker_tree(job, &leasectl);
     let _ = job.child.kill();
     let _ = job.child.wait();
     let gone = eventually(LIMIT, || !alive(tree.worker) && !tree.alive());
@@ -205,8 +227,10 @@ fn what_the_command_leaves_running_is_stopped_before_the_release() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
     let script = with_worker("t", &format!("{}; exit 7", super::until_go("t")));
-    let mut job = Proc::spawn(exec(&leasectl, &server, &[], &script, &[]));
-    let tree = Tree::of(&mut job, &leasectl, "t");
+    let (job, tree) = worker_tree(
+        Proc::spawn(exec(&leasectl, &server, &[], &script, &[])),
+        &leasectl,
+    );
     super::go(&leasectl, "t");
     let done = job.finish();
     done.expect(7);
