@@ -243,6 +243,15 @@ fn configure(leasectl: &Leasectl, flags: &[&str]) -> Output {
     complete(command)
 }
 
+/// `configure --auth connection-string --connection-string TEXT FLAGS` in a fresh folder.
+fn configure_string(text: &str, flags: &[&str]) -> (Leasectl, Output) {
+    let leasectl = Leasectl::new();
+    let mut all = vec!["--auth", "connection-string", "--connection-string", text];
+    all.extend_from_slice(flags);
+    let output = configure(&leasectl, &all);
+    (leasectl, output)
+}
+
 fn written_endpoints(leasectl: &Leasectl) -> Value {
     let text = std::fs::read_to_string(leasectl.dir().join(FILE)).unwrap();
     let settings: Value = serde_json::from_str(&text).unwrap();
@@ -414,49 +423,22 @@ fn no_piece_of_a_password_with_a_comma_or_semicolon_is_ever_shown() {
     output.shows_none_of(PIECES);
 
     // configure's summary of a URL with a ',' in its password, and its refusals.
-    let leasectl = Leasectl::new();
-    let output = configure(
-        &leasectl,
-        &[
-            "--auth",
-            "connection-string",
-            "--connection-string",
-            &url_with(&comma_server, &comma),
-        ],
-    );
+    let (_, output) = configure_string(&url_with(&comma_server, &comma), &[]);
     output.expect(0);
     output.shows_none_of(PIECES);
-    let leasectl = Leasectl::new();
-    let output = configure(
-        &leasectl,
-        &[
-            "--auth",
-            "connection-string",
-            "--connection-string",
-            &format!("127.0.0.1:{port},password={comma},ssl=False"),
-            "--no-test",
-        ],
-    );
+    let cut = format!("127.0.0.1:{port},password={comma},ssl=False");
+    let (leasectl, output) = configure_string(&cut, &["--no-test"]);
     output.expect(2);
     output.shows_none_of(PIECES);
     assert!(
         !leasectl.dir().join(FILE).exists(),
         "nothing unusable written"
     );
-    let leasectl = Leasectl::new();
-    let output = configure(
-        &leasectl,
-        &[
-            "--auth",
-            "connection-string",
-            "--connection-string",
-            &format!(
-                "127.0.0.1:{port},password={}://{},ssl=False",
-                PIECES[0], PIECES[1]
-            ),
-            "--no-test",
-        ],
+    let url_like = format!(
+        "127.0.0.1:{port},password={}://{},ssl=False",
+        PIECES[0], PIECES[1]
     );
+    let (_, output) = configure_string(&url_like, &["--no-test"]);
     output.expect(0);
     output.shows_none_of(PIECES);
     assert!(output.stdout.contains("password=***"), "{output}");
