@@ -113,17 +113,17 @@ fn run_whose_reader_goes_away_releases_the_lease_and_exits_141() {
     );
 }
 
+/// A server where holder `a` (region `r`) holds `JOB` for a minute, and a leasectl for it.
+fn held_by_a() -> (RedisServer, Leasectl) {
+    let server = RedisServer::start();
+    let key = support::key(JOB);
+    support::write_lease(&server, &key, ("a", "r"), 1, Duration::from_secs(60));
+    (server, Leasectl::new())
+}
+
 #[test]
 fn inspect_to_a_full_disk_says_so_in_one_line_and_exits_141() {
-    let server = RedisServer::start();
-    let leasectl = Leasectl::new();
-    support::write_lease(
-        &server,
-        &support::key(JOB),
-        ("a", "r"),
-        1,
-        Duration::from_secs(60),
-    );
+    let (server, leasectl) = held_by_a();
     for args in [&["inspect", JOB][..], &["inspect", "--all", "--json"]] {
         let mut command = leasectl.against(&server);
         command.args(args);
@@ -139,10 +139,8 @@ fn inspect_to_a_full_disk_says_so_in_one_line_and_exits_141() {
 
 #[test]
 fn no_command_panics_on_a_closed_stdout() {
-    let server = RedisServer::start();
-    let leasectl = Leasectl::new();
+    let (server, leasectl) = held_by_a();
     let key = support::key(JOB);
-    support::write_lease(&server, &key, ("a", "r"), 1, Duration::from_secs(60));
     let commands: [&[&str]; 9] = [
         &["inspect", JOB],
         &["inspect", "--all"],
@@ -171,15 +169,7 @@ fn no_command_panics_on_a_closed_stdout() {
 
 #[test]
 fn a_closed_stderr_changes_no_exit_code() {
-    let server = RedisServer::start();
-    let leasectl = Leasectl::new();
-    support::write_lease(
-        &server,
-        &support::key(JOB),
-        ("a", "r"),
-        1,
-        Duration::from_secs(60),
-    );
+    let (server, leasectl) = held_by_a();
     // exec's note that the lease is held elsewhere, and an error line, go to a closed stderr.
     let mut exec = leasectl.against(&server);
     exec.args(["exec", JOB, "--", "true"]);
