@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use leasectl::{Acquire, Error, FencedWrite, LeaseClient, Settings};
+use leasectl::{Acquire, Error, FencedWrite, Lease, LeaseClient, LeaseOptions, Settings};
 
 use crate::leases::{acquired, connect_within, held, options, renewing, within};
 use crate::process::{complete, Running};
@@ -221,19 +221,7 @@ async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
     let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
     let _ = acquired(warm).release().await;
     path[2].set_latency(Duration::from_millis(300));
-    let answer = within(BOUND, "acquire", second.try_acquire("bare", &short)).await;
-    match answer {
-        Ok(Acquire::Held(holder)) => assert_eq!(holder.lease_id.as_deref(), Some(lease.id())),
-        Ok(Acquire::Acquired(taken)) => panic!(
-            "a 1 s competitor got {} while {} still holds it for 20 s (valid for {:?} more)",
-            taken.id(),
-            lease.id(),
-            lease
-                .valid_until()
-                .saturating_duration_since(tokio::time::Instant::now())
-        ),
-        Err(error) => panic!("expected held, got {error}"),
-    }
+    refused_while_held(&second, &short, &lease).await;
 }
 
 /// Item 3, when the instance that remembers the longer TTL is the slow one: the lease is held
@@ -275,20 +263,17 @@ async fn every_instance_the_holder_reached_remembers_its_ttl() {
     let short = options(Duration::from_secs(1));
     let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
     let _ = acquired(warm).release().await;
-    for server in &quorum.servers {
-        eprintln!(
-            "DEBUG {} up {} exists {} longest {:?}",
-            server.port,
-            uptime(server),
-            support::exists(server, &key("bare")),
-            server.query::<Option<String>>(&["GET", "lease:@longest-ttl{lease:bare}"])
-        );
-    }
     path[0].set_latency(Duration::from_millis(300));
-    match within(BOUND, "acquire", second.try_acquire("bare", &short)).await {
+    refused_while_held(&second, &short, &lease).await;
+}
+
+/// `competitor` asks for "bare" with `options` and must be told it is held by `lease`.
+async fn refused_while_held(competitor: &LeaseClient, options: &LeaseOptions, lease: &Lease) {
+    match within(BOUND, "acquire", competitor.try_acquire("bare", options)).await {
         Ok(Acquire::Held(holder)) => assert_eq!(holder.lease_id.as_deref(), Some(lease.id())),
         Ok(Acquire::Acquired(taken)) => panic!(
-            "a 1 s competitor got {} while {} still holds it (valid for {:?} more)",
+            "a {:?} competitor got {} while {} still holds it (valid for {:?} more)",
+            options.ttl,
             taken.id(),
             lease.id(),
             lease
