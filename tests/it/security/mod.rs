@@ -5,6 +5,7 @@
 
 mod entra_default;
 mod entra_rotation;
+mod entra_service_principal;
 mod entra_settings;
 mod portal;
 mod secrets;
