@@ -126,3 +126,24 @@ fn flags_give_an_azure_managed_redis_host_port_10000_and_name_what_a_bare_name_l
     assert!(stderr(&output).contains("--region"), "{}", text(&output));
     assert_eq!(entries(fresh.dir()), Vec::<String>::new());
 }
+
+#[test]
+fn a_bare_name_with_a_password_is_asked_its_kind_and_offers_tls_for_port_10000() {
+    let leasectl = Leasectl::new();
+    let mut pty = Pty::spawn(&leasectl, &["configure", "--no-test"]);
+    pty.answer(MODE, ENTER);
+    pty.answer(ADDRESS, &format!("mylease{ENTER}"));
+    pty.answer(KIND, ENTER);
+    pty.answer(REGION, &format!("westeurope{ENTER}"));
+    pty.answer(PASSWORD, &format!("the-access-key{ENTER}"));
+    pty.answer(ACL_USER, ENTER);
+    pty.answer(TLS, ENTER); // the offered answer: yes
+    pty.answer_defaults();
+    pty.expect("Saved");
+    pty.succeeds();
+    let written = read_settings(&settings_path(&leasectl));
+    assert_eq!(
+        connection_string(&written),
+        "mylease.westeurope.redis.azure.net:10000,password=the-access-key,ssl=True,abortConnect=False"
+    );
+}
