@@ -296,17 +296,21 @@ fn pick_entra_id(layers: &[Layer]) -> Result<Option<EntraId>> {
             _ => string(v).is_ok_and(|t| !t.trim().is_empty()),
         })
     };
-    let source = layers.iter().rev().find(|l| {
+    let Some(at) = layers.iter().rposition(|l| {
         ["Endpoints", "ConnectionString", "Endpoint"]
             .iter()
             .any(|f| named_by(l, *f))
-    });
-    let by_endpoint = source.is_some_and(|l| {
-        named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")
-    });
-    // Quorum mode signs in to every instance with one credential when `EntraId` is given.
-    let by_endpoints = source.is_some_and(|l| named_by(l, "Endpoints"))
-        && layers.iter().any(|l| l.get("EntraId").is_some());
+    }) else {
+        return Ok(None);
+    };
+    let source = &layers[at];
+    let by_endpoint = named_by(source, "Endpoint")
+        && !named_by(source, "ConnectionString")
+        && !named_by(source, "Endpoints");
+    // Quorum mode signs in to every instance with one credential when `EntraId` is given
+    // with the `Endpoints` or above them (not left over from a lower layer's `Endpoint`).
+    let by_endpoints =
+        named_by(source, "Endpoints") && layers[at..].iter().any(|l| l.get("EntraId").is_some());
     if !by_endpoint && !by_endpoints {
         return Ok(None);
     }

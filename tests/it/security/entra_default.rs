@@ -274,3 +274,25 @@ fn entra_id_signs_in_to_every_instance_of_a_quorum_with_one_credential() {
         "one credential for all instances: {calls}\n{output}"
     );
 }
+
+#[test]
+fn an_entra_id_left_in_a_lower_layer_does_not_sign_in_the_endpoints_above_it() {
+    let quorum = Quorum::start(3);
+    let leasectl = Leasectl::new();
+    // The file's single Entra ID endpoint is overridden by the environment's quorum, which
+    // names no credential: its instances are reached with their URLs as they are.
+    write_settings(
+        &leasectl,
+        "appsettings.json",
+        json!({ "Endpoint": "mycache.redis.cache.windows.net:6380", "EntraId": "AzureCli" }),
+    );
+    let (path, called) = fake_az(&leasectl, None);
+    let mut command = chained(&leasectl, "dev", &path, EXEC);
+    command.env("RedisLeasing__Endpoints", quorum.urls().join(";"));
+    let output = complete(command);
+    output.expect(0);
+    assert!(
+        !called.exists(),
+        "no Entra ID credential was used\n{output}"
+    );
+}
