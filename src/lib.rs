@@ -27,7 +27,7 @@
 //!   fencing counter, waiters' queue, channel), and the engine operations every layer above
 //!   uses (release, forced release, undo, extend, leaving the queue, round trip);
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
-//!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
+//!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra/` builds Entra
 //!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
 //!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
 //!   not an error.

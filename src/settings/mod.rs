@@ -287,22 +287,31 @@ fn pick_endpoints(layers: &[Layer], defaults: Defaults) -> Result<Option<Vec<End
 }
 
 /// The Entra ID credential, when the endpoint came from `Endpoint` (highest layer naming one):
-/// `EntraId` (default `ManagedIdentity`) and `ClientId`.
+/// `EntraId` (default `ManagedIdentity`) and `ClientId`; with `Endpoints`, only when `EntraId`
+/// is set.
 fn pick_entra_id(layers: &[Layer]) -> Result<Option<EntraId>> {
     let named_by = |layer: &Layer, field| {
-        layer
-            .get(field)
-            .and_then(|v| string(v).ok())
-            .is_some_and(|t| !t.trim().is_empty())
+        layer.get(field).is_some_and(|v| match field {
+            "Endpoints" => string_list(v).is_ok_and(|list| !list.is_empty()),
+            _ => string(v).is_ok_and(|t| !t.trim().is_empty()),
+        })
     };
-    let source = layers.iter().rev().find(|l| {
+    let Some(at) = layers.iter().rposition(|l| {
         ["Endpoints", "ConnectionString", "Endpoint"]
             .iter()
             .any(|f| named_by(l, *f))
-    });
-    if !source.is_some_and(|l| {
-        named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")
-    }) {
+    }) else {
+        return Ok(None);
+    };
+    let source = &layers[at];
+    let by_endpoint = named_by(source, "Endpoint")
+        && !named_by(source, "ConnectionString")
+        && !named_by(source, "Endpoints");
+    // Quorum mode signs in to every instance with one credential when `EntraId` is given
+    // with the `Endpoints` or above them (not left over from a lower layer's `Endpoint`).
+    let by_endpoints =
+        named_by(source, "Endpoints") && layers[at..].iter().any(|l| l.get("EntraId").is_some());
+    if !by_endpoint && !by_endpoints {
         return Ok(None);
     }
     let client_id = pick(layers, "ClientId", string)?.filter(|c| !c.trim().is_empty());
