@@ -1,7 +1,9 @@
 //! Which Lua script reads and writes a lease in each [`LeaseFormat`]: seed 002's hash
-//! (`acquire.lua`, `extend.lua`, `release.lua`, `raise.lua`) or the .NET package's JSON
-//! string (`json_*.lua`). The keys and arguments are the same for both, except the
-//! acquire's values (see [`acquire_values`]).
+//! (`acquire.lua`, `extend.lua`, `raise.lua`) or the .NET package's JSON string
+//! (`json_*.lua`). The keys and arguments are the same for both, except the acquire's values
+//! (see [`acquire_values`]). Release needs no second script: `release.lua` already matches
+//! the lease id in any format (the hash's field, the JSON value's `leaseId`, a plain token),
+//! as the operator's `release --lease-id` needs.
 
 use std::sync::LazyLock;
 
@@ -19,8 +21,6 @@ static JSON_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
 });
 static JSON_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/json_extend.lua")));
-static JSON_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/json_release.lua")));
 static JSON_RAISE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/json_raise.lua")));
 
@@ -30,8 +30,6 @@ pub(crate) struct Scripts {
     pub(crate) acquire: &'static Script,
     /// Extend our own lease.
     pub(crate) extend: &'static Script,
-    /// Release our own lease and notify waiters.
-    pub(crate) release: &'static Script,
     /// Raise the fencing counter to a token a majority agreed on (quorum mode).
     pub(crate) raise: &'static Script,
 }
@@ -42,13 +40,11 @@ pub(crate) fn scripts(format: LeaseFormat) -> Scripts {
         LeaseFormat::Hash => Scripts {
             acquire: &scripts::ACQUIRE,
             extend: &scripts::EXTEND,
-            release: &scripts::RELEASE,
             raise: &scripts::RAISE,
         },
         LeaseFormat::Json => Scripts {
             acquire: &JSON_ACQUIRE,
             extend: &JSON_EXTEND,
-            release: &JSON_RELEASE,
             raise: &JSON_RAISE,
         },
     }

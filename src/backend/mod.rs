@@ -127,7 +127,7 @@ impl Backend {
         undoing: Option<&[usize]>,
     ) -> Result<i64> {
         let prefix = &self.settings.key_prefix;
-        let mut call = Call::new(format::scripts(self.settings.lease_format).release);
+        let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
             call = call.key(key).key(queue_keys(prefix, key).0);
         }

@@ -157,6 +157,40 @@ fn each_format_treats_the_others_lease_as_held() {
 }
 
 #[test]
+fn release_by_lease_id_acts_only_on_that_json_lease() {
+    let server = RedisServer::start();
+    let leasectl = Leasectl::new();
+    let (holder, id, _) = super::holder(&leasectl, &server, "json", &[], "exec");
+    let value = get(&server, &key(NAME));
+    let wrong = leasectl_done(
+        &leasectl,
+        &server,
+        &[
+            "--format",
+            "json",
+            "release",
+            NAME,
+            "--lease-id",
+            "not-the-id",
+        ],
+    );
+    wrong.expect(3);
+    assert_eq!(
+        get(&server, &key(NAME)),
+        value,
+        "another id releases nothing"
+    );
+    let right = leasectl_done(
+        &leasectl,
+        &server,
+        &["--format", "json", "release", NAME, "--lease-id", &id],
+    );
+    right.expect(0);
+    assert!(!exists(&server, &key(NAME)), "released by its id\n{right}");
+    holder.finish().expect(4);
+}
+
+#[test]
 fn release_force_ends_a_json_lease_of_either_side() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();

@@ -1,7 +1,9 @@
 //! The library in `LeaseFormat: Json`, single and quorum mode: the value on each instance,
 //! renewal and release that check the lease id inside it
 
-use leasectl::{Acquire, Error, KeyFormat, LeaseClient, LeaseFormat, LostReason, Settings};
+use leasectl::{
+    Acquire, AcquireSet, Error, KeyFormat, LeaseClient, LeaseFormat, LostReason, Settings,
+};
 
 use super::*;
 use crate::leases::{acquired, connect_within, held, options, renewing, within};
@@ -135,5 +137,38 @@ async fn renewal_and_release_look_at_the_lease_id_inside_the_value() {
             .await;
         assert!(matches!(outcome, Ok(Acquire::Held(_))), "{other}: held");
         let _: i64 = server.query(&["DEL", &key(NAME)]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_of_json_leases_is_taken_whole_or_not_at_all() {
+    let server = RedisServer::start();
+    let client = connect_within(BOUND, json_settings(server.settings())).await;
+    let names = ["invoices", NAME];
+    let lease_options = options(Duration::from_secs(30));
+    // One of them held by a .NET service: none is taken.
+    let dotnet = dotnet_service(&server)
+        .try_acquire(NAME, DOTNET_TTL)
+        .expect("free");
+    let outcome = client.try_acquire_set(&names, &lease_options).await;
+    assert!(
+        matches!(outcome, Ok(AcquireSet::Held { .. })),
+        "held: {outcome:?}"
+    );
+    assert_eq!(get(&server, &key("invoices")), None, "nothing written");
+    assert!(dotnet.release());
+    let set = match client.try_acquire_set(&names, &lease_options).await {
+        Ok(AcquireSet::Acquired(set)) => set,
+        other => panic!("expected the set: {other:?}"),
+    };
+    for lease in set.leases() {
+        let value: serde_json::Value =
+            serde_json::from_str(&get(&server, lease.key()).expect("a value")).unwrap();
+        assert_eq!(value["leaseId"], lease.id());
+        assert_eq!(value["fencingToken"], lease.fencing_token());
+    }
+    assert!(set.release().await.expect("released"));
+    for name in names {
+        assert_eq!(get(&server, &key(name)), None);
     }
 }
