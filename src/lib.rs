@@ -1,8 +1,10 @@
 //! leasectl: leases — locks with a time to live — on Redis.
 //!
 //! A lease named `NAME` is a hash at `{KeyPrefix}NAME` (`leaseId`, `acquiredAt`,
-//! `fencingToken`, `meta_*`) whose TTL is the lease's; a counter beside it makes every
-//! acquisition's fencing token larger than the last. Each operation is one Lua script.
+//! `fencingToken`, `meta_*`) whose TTL is the lease's — or, with [`LeaseFormat::Json`], the
+//! .NET DistributedLeasing.Azure.Redis package's JSON string with our `fencingToken` added; a
+//! counter beside it makes every acquisition's fencing token larger than the last. Each
+//! operation is one Lua script.
 //!
 //! One Redis instance, or several independent ones in quorum mode (Redlock): every operation
 //! goes to all instances at once and is decided by a majority.
@@ -61,6 +63,7 @@ pub mod endpoint;
 mod entra;
 mod error;
 mod fence;
+mod format;
 mod holder;
 mod inspect;
 mod lease;
@@ -76,6 +79,7 @@ pub use endpoint::{mask_password, split_list, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
 pub use fence::FencedWrite;
+pub use format::LeaseFormat;
 pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use lease::Lease;
 pub use lease_set::LeaseSet;

@@ -17,6 +17,7 @@ use crate::duration;
 use crate::endpoint::{Defaults, Endpoint};
 use crate::entra::EntraId;
 use crate::error::{Error, Result};
+use crate::format::LeaseFormat;
 
 /// The settings section's name in the JSON files and the environment variables' prefix.
 pub const SECTION: &str = "RedisLeasing";
@@ -45,6 +46,8 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// How a lease is stored: seed 002's hash, or the .NET package's JSON string.
+    pub lease_format: LeaseFormat,
 }
 
 /// Which layers gave the settings.
@@ -65,6 +68,8 @@ pub struct Overrides {
     pub endpoints: Vec<String>,
     /// `--key-prefix P`.
     pub key_prefix: Option<String>,
+    /// `--format hash|json`.
+    pub lease_format: Option<String>,
 }
 
 impl Default for Settings {
@@ -87,6 +92,7 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            lease_format: LeaseFormat::Hash,
         }
     }
 }
@@ -142,6 +148,7 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "LeaseFormat",
 ];
 
 impl Settings {
@@ -219,6 +226,9 @@ impl Settings {
             s.endpoints = endpoints;
             s.origin.defaulted_endpoint = false;
             s.entra_id = pick_entra_id(layers)?;
+        }
+        if let Some(format) = pick(layers, "LeaseFormat", lease_format)? {
+            s.lease_format = format;
         }
         Ok(s)
     }
@@ -452,6 +462,14 @@ fn positive_duration(value: &Value) -> Result<Duration, String> {
             "expected a duration like 00:00:30 or 30s, got {}",
             shown(value)
         )),
+    }
+}
+
+/// `Hash` or `Json`, in any case.
+fn lease_format(value: &Value) -> Result<LeaseFormat, String> {
+    match &value.kind {
+        config::ValueKind::String(text) => LeaseFormat::parse(text),
+        _ => Err(format!("expected Hash or Json, got {}", shown(value))),
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod cli_io;
 mod configure;
 mod demo;
+mod dotnet_format;
 mod exec;
 mod library;
 mod quorum;

@@ -52,6 +52,10 @@ pub struct Global {
     /// No colours (also when NO_COLOR is set or stdout is not a terminal).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// How a lease is stored: `hash` (seed 002, the default) or `json` (the .NET
+    /// DistributedLeasing.Azure.Redis package's value), overriding the LeaseFormat setting.
+    #[arg(long = "format", global = true, value_name = "FORMAT", value_parser = ["hash", "json"], ignore_case = true)]
+    pub lease_format: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
