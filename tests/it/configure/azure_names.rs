@@ -40,29 +40,36 @@ fn entra_file(endpoint: &str) -> Value {
     }})
 }
 
+/// `configure`'s flags for Entra ID at `endpoint`, then `more`, saved with `--no-test`.
+fn entra_flags<'a>(endpoint: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["--auth", "entra-id", "--endpoint", endpoint],
+        more,
+        &["--no-test"],
+    ]
+    .concat()
+}
+
+/// `configure` by flags only (see [`entra_flags`]) in a fresh folder: succeeds and writes the
+/// very file the wizard wrote (`written`).
+fn flags_write_as_the_wizard(endpoint: &str, more: &[&str], written: &Value) {
+    let by_flags = Leasectl::new();
+    let output = configure_with_flags(&by_flags, &entra_flags(endpoint, more));
+    assert_exit(&output, 0);
+    assert_eq!(&read_settings(&settings_path(&by_flags)), written);
+}
+
 #[test]
 fn a_bare_name_asked_as_azure_managed_redis_becomes_its_regional_host_on_port_10000() {
     let written = entra_wizard("mycache", ENTER, Some("westeurope"));
     let expected = entra_file("mycache.westeurope.redis.azure.net:10000");
     assert_eq!(written["RedisLeasing"], expected["RedisLeasing"]);
 
-    let by_flags = Leasectl::new();
-    let output = configure_with_flags(
-        &by_flags,
-        &[
-            "--auth",
-            "entra-id",
-            "--endpoint",
-            "mycache",
-            "--kind",
-            "managed",
-            "--region",
-            "westeurope",
-            "--no-test",
-        ],
+    flags_write_as_the_wizard(
+        "mycache",
+        &["--kind", "managed", "--region", "westeurope"],
+        &written,
     );
-    assert_exit(&output, 0);
-    assert_eq!(read_settings(&settings_path(&by_flags)), written);
 }
 
 #[test]
@@ -71,31 +78,14 @@ fn a_bare_name_asked_as_azure_cache_for_redis_keeps_its_old_host() {
     let expected = entra_file("oldcache.redis.cache.windows.net:6380");
     assert_eq!(written["RedisLeasing"], expected["RedisLeasing"]);
 
-    let by_flags = Leasectl::new();
-    let output = configure_with_flags(
-        &by_flags,
-        &[
-            "--auth",
-            "entra-id",
-            "--endpoint",
-            "oldcache",
-            "--kind",
-            "cache",
-            "--no-test",
-        ],
-    );
-    assert_exit(&output, 0);
-    assert_eq!(read_settings(&settings_path(&by_flags)), written);
+    flags_write_as_the_wizard("oldcache", &["--kind", "cache"], &written);
 }
 
 #[test]
 fn flags_give_an_azure_managed_redis_host_port_10000_and_name_what_a_bare_name_lacks() {
     let leasectl = Leasectl::new();
     let host = "amr.eastus2.redis.azure.net";
-    let output = configure_with_flags(
-        &leasectl,
-        &["--auth", "entra-id", "--endpoint", host, "--no-test"],
-    );
+    let output = configure_with_flags(&leasectl, &entra_flags(host, &[]));
     assert_exit(&output, 0);
     let written = read_settings(&settings_path(&leasectl));
     assert_eq!(
@@ -104,24 +94,10 @@ fn flags_give_an_azure_managed_redis_host_port_10000_and_name_what_a_bare_name_l
     );
 
     let fresh = Leasectl::new();
-    let output = configure_with_flags(
-        &fresh,
-        &["--auth", "entra-id", "--endpoint", "bare", "--no-test"],
-    );
+    let output = configure_with_flags(&fresh, &entra_flags("bare", &[]));
     assert_exit(&output, 2);
     assert!(stderr(&output).contains("--kind"), "{}", text(&output));
-    let output = configure_with_flags(
-        &fresh,
-        &[
-            "--auth",
-            "entra-id",
-            "--endpoint",
-            "bare",
-            "--kind",
-            "managed",
-            "--no-test",
-        ],
-    );
+    let output = configure_with_flags(&fresh, &entra_flags("bare", &["--kind", "managed"]));
     assert_exit(&output, 2);
     assert!(stderr(&output).contains("--region"), "{}", text(&output));
     assert_eq!(entries(fresh.dir()), Vec::<String>::new());

@@ -88,21 +88,20 @@ const MANAGED_ARGS: &[&str] = &[
     "--location",
     "westeurope",
 ];
-const LEGACY_ARGS: &[&str] = &[
-    "--project",
-    "redis",
-    "--legacy",
-    "--name",
-    "mycache",
-    "--resource-group",
-    "my-rg",
-    "--location",
-    "westeurope",
-    "--sku",
-    "Standard",
-    "--vm-size",
-    "C1",
-];
+
+/// How `--delete` removes the cluster.
+const DELETE_CLUSTER: &str =
+    "redisenterprise delete --cluster-name mycache --resource-group my-rg --yes --output none";
+
+/// The same names for a legacy Azure Cache for Redis (the script takes its options in any
+/// order).
+fn legacy_args() -> Vec<&'static str> {
+    [
+        MANAGED_ARGS,
+        &["--legacy", "--sku", "Standard", "--vm-size", "C1"],
+    ]
+    .concat()
+}
 
 /// A folder holding the fake `az`, its state and its call log.
 struct FakeAz {
@@ -154,6 +153,44 @@ fn with_az(setup: &Setup, az: &FakeAz, args: &[&str]) -> Output {
 
 fn called(calls: &[String], prefix: &str) -> bool {
     calls.iter().any(|c| c.starts_with(prefix))
+}
+
+/// The script run again with `args`: succeeds, leaves the settings file as `written`, and
+/// reuses everything (no `az ... create`). Answers the `az` calls it made.
+fn again_reuses(setup: &Setup, az: &FakeAz, args: &[&str], written: &Value) -> Vec<String> {
+    let output = with_az(setup, az, args);
+    assert_exit(&output, 0);
+    assert_eq!(&read_settings(&setup.output()), written);
+    let calls = az.take_calls();
+    assert!(
+        !calls.iter().any(|c| c.contains(" create ")),
+        "created again: {calls:#?}"
+    );
+    calls
+}
+
+/// A run that reads an access key: it succeeds, never prints the key, and writes it into a
+/// connection string for `host_port`. Answers the settings written.
+fn wrote_key_unprinted(setup: &Setup, output: &Output, host_port: &str) -> Value {
+    assert_exit(output, 0);
+    assert!(
+        !text(output).contains(FAKE_KEY),
+        "the key was printed:\n{}",
+        text(output)
+    );
+    let written = read_settings(&setup.output());
+    assert_eq!(
+        connection_string(&written),
+        format!("{host_port},password={FAKE_KEY},ssl=True,abortConnect=False")
+    );
+    written
+}
+
+/// `--delete --yes`: succeeds, and calls `az` exactly with `expected`, in that order.
+fn deletes(setup: &Setup, az: &FakeAz, expected: &[&str]) {
+    let output = with_az(setup, az, &["--project", "redis", "--delete", "--yes"]);
+    assert_exit(&output, 0);
+    assert_eq!(az.take_calls(), expected);
 }
 
 fn entra_settings() -> Value {
@@ -208,14 +245,7 @@ fn setup_creates_an_azure_managed_redis_waits_for_it_and_gives_the_signed_in_use
     assert!(!calls.iter().any(|c| c.contains("list-keys")), "{calls:#?}");
 
     // Again: everything is reused, nothing created or assigned twice, the file unchanged.
-    let output = with_az(&setup, &az, MANAGED_ARGS);
-    assert_exit(&output, 0);
-    assert_eq!(read_settings(&setup.output()), entra_settings());
-    let calls = az.take_calls();
-    assert!(
-        !calls.iter().any(|c| c.contains(" create ")),
-        "created again: {calls:#?}"
-    );
+    again_reuses(&setup, &az, MANAGED_ARGS, &entra_settings());
 }
 
 #[test]
@@ -257,17 +287,7 @@ fn setup_with_access_keys_enables_them_and_writes_the_key_unprinted() {
 
     // The same cluster with --access-keys: keys are enabled on it, then read.
     let output = with_az(&setup, &az, &[MANAGED_ARGS, &["--access-keys"]].concat());
-    assert_exit(&output, 0);
-    assert!(
-        !text(&output).contains(FAKE_KEY),
-        "the key was printed:\n{}",
-        text(&output)
-    );
-    let written = read_settings(&setup.output());
-    assert_eq!(
-        connection_string(&written),
-        format!("{HOST}:10000,password={FAKE_KEY},ssl=True,abortConnect=False")
-    );
+    wrote_key_unprinted(&setup, &output, &format!("{HOST}:10000"));
     let calls = az.take_calls();
     assert!(
         called(
@@ -288,20 +308,8 @@ fn setup_legacy_creates_the_cache_once_and_never_prints_its_key() {
     let setup = Setup::new();
     let az = FakeAz::new();
 
-    let output = with_az(&setup, &az, LEGACY_ARGS);
-    assert_exit(&output, 0);
-    assert!(
-        !text(&output).contains(FAKE_KEY),
-        "the key was printed:\n{}",
-        text(&output)
-    );
-    let written = read_settings(&setup.output());
-    assert_eq!(
-        connection_string(&written),
-        format!(
-            "mycache.redis.cache.windows.net:6380,password={FAKE_KEY},ssl=True,abortConnect=False"
-        )
-    );
+    let output = with_az(&setup, &az, &legacy_args());
+    let written = wrote_key_unprinted(&setup, &output, "mycache.redis.cache.windows.net:6380");
     let calls = az.take_calls();
     assert!(
         called(&calls, "redis create --name mycache --resource-group my-rg --location westeurope --sku Standard --vm-size C1"),
@@ -309,15 +317,8 @@ fn setup_legacy_creates_the_cache_once_and_never_prints_its_key() {
     );
     assert!(!called(&calls, "redisenterprise"), "{calls:#?}");
 
-    let output = with_az(&setup, &az, LEGACY_ARGS);
-    assert_exit(&output, 0);
-    assert_eq!(read_settings(&setup.output()), written);
-    let calls = az.take_calls();
+    let calls = again_reuses(&setup, &az, &legacy_args(), &written);
     assert!(called(&calls, "redis show"), "{calls:#?}");
-    assert!(
-        !calls.iter().any(|c| c.contains(" create ")),
-        "created again: {calls:#?}"
-    );
 }
 
 #[test]
@@ -334,32 +335,20 @@ fn setup_delete_removes_only_what_it_created_and_asks_first() {
     assert!(stderr(&output).contains("--yes"), "{}", text(&output));
     assert_eq!(az.take_calls(), Vec::<String>::new());
 
-    let output = with_az(&setup, &az, &["--project", "redis", "--delete", "--yes"]);
-    assert_exit(&output, 0);
-    let calls = az.take_calls();
-    assert_eq!(
-        calls,
-        vec!["redisenterprise delete --cluster-name mycache --resource-group my-rg --yes --output none".to_string()]
-    );
+    deletes(&setup, &az, &[DELETE_CLUSTER]);
 
     // Nothing left to delete; a group the script created goes too, after what is in it.
-    let output = with_az(&setup, &az, &["--project", "redis", "--delete", "--yes"]);
-    assert_exit(&output, 0);
-    assert_eq!(az.take_calls(), Vec::<String>::new());
+    deletes(&setup, &az, &[]);
     fs::remove_file(az.dir.path().join("group")).unwrap();
     assert_exit(&with_az(&setup, &az, MANAGED_ARGS), 0);
     az.take_calls();
-    assert_exit(
-        &with_az(&setup, &az, &["--project", "redis", "--delete", "--yes"]),
-        0,
-    );
-    let calls = az.take_calls();
-    assert_eq!(
-        calls,
-        vec![
-            "redisenterprise delete --cluster-name mycache --resource-group my-rg --yes --output none".to_string(),
-            "group delete --name my-rg --yes --output none".to_string(),
-        ]
+    deletes(
+        &setup,
+        &az,
+        &[
+            DELETE_CLUSTER,
+            "group delete --name my-rg --yes --output none",
+        ],
     );
 }
 

@@ -2,13 +2,31 @@
 
 use super::*;
 
+/// `--project redis --local MORE`: succeeds; answers the settings it wrote.
+fn start_local(setup: &Setup, more: &[&str]) -> Value {
+    let output = setup.run(&[&["--project", "redis", "--local"], more].concat());
+    assert_exit(&output, 0);
+    read_settings(&setup.output())
+}
+
+/// `--project redis --local MORE` again: succeeds, says `says` (the running servers are kept)
+/// and leaves the settings file as `written`.
+fn start_local_again(setup: &Setup, more: &[&str], says: &str, written: &Value) {
+    let output = setup.run(&[&["--project", "redis", "--local"], more].concat());
+    assert_exit(&output, 0);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(says),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(&read_settings(&setup.output()), written);
+}
+
 #[test]
 fn setup_local_writes_settings_reuses_the_server_and_stops_it() {
     let setup = Setup::new();
 
-    let output = setup.run(&["--project", "redis", "--local"]);
-    assert_exit(&output, 0);
-    let written = read_settings(&setup.output());
+    let written = start_local(&setup, &[]);
     let url = connection_string(&written).to_string();
     let port = url
         .strip_prefix("redis://127.0.0.1:")
@@ -16,37 +34,17 @@ fn setup_local_writes_settings_reuses_the_server_and_stops_it() {
         .to_string();
     assert_exit(&setup.inspect(), 0);
 
-    let output = setup.run(&["--project", "redis", "--local"]);
-    assert_exit(&output, 0);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains(&format!("already runs on 127.0.0.1:{port}")),
-        "{}",
-        text(&output)
-    );
-    assert_eq!(read_settings(&setup.output()), written);
+    let says = format!("already runs on 127.0.0.1:{port}");
+    start_local_again(&setup, &[], &says, &written);
 
-    let pid = setup.pid(1);
-    let output = setup.run(&["--project", "redis", "--stop"]);
-    assert_exit(&output, 0);
-    assert!(
-        eventually(LIMIT, || process_gone(pid)),
-        "redis-server {pid} still runs after --stop"
-    );
-    assert!(
-        !setup.state().exists(),
-        "--stop left {}",
-        setup.state().display()
-    );
+    stops(&setup, vec![setup.pid(1)]);
 }
 
 #[test]
 fn setup_local_quorum_writes_three_endpoints() {
     let setup = Setup::new();
 
-    let output = setup.run(&["--project", "redis", "--local", "--quorum"]);
-    assert_exit(&output, 0);
-    let written = read_settings(&setup.output());
+    let written = start_local(&setup, &["--quorum"]);
     let endpoints: Vec<&str> = written["RedisLeasing"]["Endpoints"]
         .as_array()
         .unwrap_or_else(|| panic!("no Endpoints in {written}"))
@@ -70,13 +68,7 @@ fn setup_local_quorum_writes_three_endpoints() {
     }
 
     let pids: Vec<u32> = (1..=3).map(|n| setup.pid(n)).collect();
-    assert_exit(&setup.run(&["--project", "redis", "--stop"]), 0);
-    for pid in pids {
-        assert!(
-            eventually(LIMIT, || process_gone(pid)),
-            "redis-server {pid} still runs"
-        );
-    }
+    stop_ends(&setup, pids);
 }
 
 #[test]
@@ -126,8 +118,8 @@ fn pids_under(setup: &Setup, prefix: &str) -> Vec<u32> {
     pids
 }
 
-/// `--stop` ends every one of `pids` and leaves no state behind.
-fn stops(setup: &Setup, pids: Vec<u32>) {
+/// `--stop` succeeds and ends every one of `pids`.
+fn stop_ends(setup: &Setup, pids: Vec<u32>) {
     assert_exit(&setup.run(&["--project", "redis", "--stop"]), 0);
     for pid in pids {
         assert!(
@@ -135,6 +127,11 @@ fn stops(setup: &Setup, pids: Vec<u32>) {
             "redis-server {pid} still runs after --stop"
         );
     }
+}
+
+/// `--stop` ends every one of `pids` and leaves no state behind.
+fn stops(setup: &Setup, pids: Vec<u32>) {
+    stop_ends(setup, pids);
     assert!(
         !setup.state().exists(),
         "--stop left {}",
@@ -153,9 +150,7 @@ fn redis_at(port: u16) -> redis::Connection {
 fn setup_local_cluster_starts_three_primaries_with_a_replica_each() {
     let setup = Setup::new();
 
-    let output = setup.run(&["--project", "redis", "--local", "--cluster"]);
-    assert_exit(&output, 0);
-    let written = read_settings(&setup.output());
+    let written = start_local(&setup, &["--cluster"]);
     let url = connection_string(&written).to_string();
     let port: u16 = url
         .strip_prefix("redis://127.0.0.1:")
@@ -182,14 +177,7 @@ fn setup_local_cluster_starts_three_primaries_with_a_replica_each() {
     }
 
     // Again: the running cluster is kept.
-    let output = setup.run(&["--project", "redis", "--local", "--cluster"]);
-    assert_exit(&output, 0);
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("already runs"),
-        "{}",
-        text(&output)
-    );
-    assert_eq!(read_settings(&setup.output()), written);
+    start_local_again(&setup, &["--cluster"], "already runs", &written);
 
     let pids = pids_under(&setup, "cluster-");
     assert_eq!(pids.len(), 6);
@@ -200,9 +188,7 @@ fn setup_local_cluster_starts_three_primaries_with_a_replica_each() {
 fn setup_local_sentinel_starts_a_primary_a_replica_and_three_sentinels() {
     let setup = Setup::new();
 
-    let output = setup.run(&["--project", "redis", "--local", "--sentinel"]);
-    assert_exit(&output, 0);
-    let written = read_settings(&setup.output());
+    let written = start_local(&setup, &["--sentinel"]);
     let string = connection_string(&written).to_string();
     let parts: Vec<&str> = string.split(',').collect();
     assert_eq!(parts.len(), 5, "{string}");
