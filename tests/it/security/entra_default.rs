@@ -19,28 +19,12 @@ const EXEC: &[&str] = &["exec", "entra-chain", "--", "true"];
 
 /// A JWT-shaped token whose `oid` is [`ENTRA_USER`].
 fn token() -> String {
-    use base64::Engine;
-    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let header = encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = encode(json!({ "oid": ENTRA_USER }).to_string().as_bytes());
-    format!(
-        "{header}.{payload}.{}",
-        encode(uuid::Uuid::new_v4().as_bytes())
-    )
+    entra_token(ENTRA_USER)
 }
 
-/// Adds the ACL user [`ENTRA_USER`] with `token` as its password and switches the default
-/// user off: whatever signs in from then on signed in with the token.
+/// Lets [`ENTRA_USER`] in with `token`, and no one else.
 fn accept(server: &RedisServer, token: &str) {
-    let mut connection = server.connection();
-    let password = format!(">{token}");
-    query::<()>(
-        &mut connection,
-        &[
-            "ACL", "SETUSER", ENTRA_USER, "on", &password, "~*", "&*", "+@all",
-        ],
-    );
-    query::<()>(&mut connection, &["ACL", "SETUSER", "default", "off"]);
+    accept_token(server, ENTRA_USER, token);
 }
 
 /// A connection as [`ENTRA_USER`] (the default user is off).
@@ -70,9 +54,6 @@ fn in_an_hour() -> i64 {
 /// prints `token` as `az account get-access-token` does (or fails as a signed-out CLI when
 /// `None`). Answers the PATH to use and the record's path.
 fn fake_az(leasectl: &Leasectl, token: Option<&str>) -> (String, PathBuf) {
-    let bin = leasectl.dir().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let called = leasectl.dir().join("az-called");
     let answer = match token {
         Some(token) => format!(
             "echo '{}'",
@@ -81,14 +62,7 @@ fn fake_az(leasectl: &Leasectl, token: Option<&str>) -> (String, PathBuf) {
         ),
         None => "echo \"ERROR: Please run 'az login' to setup account.\" >&2; exit 1".into(),
     };
-    let script = format!(
-        "#!/bin/sh\necho \"$@\" >> '{}'\n{answer}\n",
-        called.display()
-    );
-    fs::write(bin.join("az"), script).unwrap();
-    fs::set_permissions(bin.join("az"), fs::Permissions::from_mode(0o755)).unwrap();
-    // Only the system's folders besides: no real az or azd is found.
-    (format!("{}:/usr/bin:/bin", bin.display()), called)
+    recording_az(leasectl, &answer)
 }
 
 /// `leasectl -vvv ARGS` with the chain narrowed by `selection` and `PATH`.
@@ -101,13 +75,39 @@ fn chained(leasectl: &Leasectl, selection: &str, path: &str, args: &[&str]) -> C
     command
 }
 
-fn endpoint_settings(leasectl: &Leasectl, server: &RedisServer) {
-    let endpoint = format!("127.0.0.1:{}", server.port);
-    write_settings(
-        leasectl,
-        "appsettings.json",
-        json!({ "Endpoint": endpoint, "UseSsl": false, "EntraId": "Default" }),
-    );
+/// A server, and a `leasectl` folder whose settings sign in to it with `EntraId: Default` and
+/// whose fake `az` hands out `token` (see [`fake_az`]); with a token, the server accepts it
+/// (see [`accept`]).
+struct Chain {
+    server: RedisServer,
+    leasectl: Leasectl,
+    /// The PATH that finds the fake `az`.
+    path: String,
+    /// The fake `az`'s record of its calls.
+    called: PathBuf,
+}
+
+impl Chain {
+    fn new(token: Option<&str>) -> Chain {
+        let server = RedisServer::start();
+        if let Some(token) = token {
+            accept(&server, token);
+        }
+        let leasectl = Leasectl::new();
+        entra_endpoint_settings(&leasectl, &server, "Default");
+        let (path, called) = fake_az(&leasectl, token);
+        Chain {
+            server,
+            leasectl,
+            path,
+            called,
+        }
+    }
+
+    /// `leasectl -vvv ARGS` in the folder, the chain narrowed by `selection` (see [`chained`]).
+    fn command(&self, selection: &str, args: &[&str]) -> Command {
+        chained(&self.leasectl, selection, &self.path, args)
+    }
 }
 
 /// A loopback App Service managed identity endpoint that hands out `token` (or, `None`,
@@ -151,17 +151,13 @@ fn managed_identity_endpoint(token: Option<String>) -> (String, Arc<AtomicUsize>
 
 #[test]
 fn entra_id_default_signs_in_with_the_azure_cli_when_dev_is_selected() {
-    let server = RedisServer::start();
     let token = token();
-    accept(&server, &token);
-    let leasectl = Leasectl::new();
-    endpoint_settings(&leasectl, &server);
-    let (path, called) = fake_az(&leasectl, Some(&token));
-    let output = complete(chained(&leasectl, "dev", &path, EXEC));
+    let chain = Chain::new(Some(&token));
+    let output = complete(chain.command("dev", EXEC));
     output.expect(0);
     output.shows_none_of(&[&token]);
-    assert!(acquisitions(&server, &token) >= 1, "{output}");
-    let calls = fs::read_to_string(&called).unwrap_or_default();
+    assert!(acquisitions(&chain.server, &token) >= 1, "{output}");
+    let calls = fs::read_to_string(&chain.called).unwrap_or_default();
     assert!(
         calls.contains("get-access-token"),
         "az was asked for a token: {calls}\n{output}"
@@ -170,15 +166,12 @@ fn entra_id_default_signs_in_with_the_azure_cli_when_dev_is_selected() {
 
 #[test]
 fn entra_id_default_lists_why_each_credential_failed_without_a_secret() {
-    let server = RedisServer::start();
-    let leasectl = Leasectl::new();
-    endpoint_settings(&leasectl, &server);
-    let (path, _) = fake_az(&leasectl, None);
+    let chain = Chain::new(None);
     let client_secret = secret("client-secret");
     // Not a whole service principal, and a managed identity endpoint on loopback that has no
     // identity (so the chain never reaches 169.254.169.254).
     let (url, served) = managed_identity_endpoint(None);
-    let mut command = chained(&leasectl, "", &path, &["inspect"]);
+    let mut command = chain.command("", &["inspect"]);
     command
         .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001")
         .env("AZURE_CLIENT_SECRET", &client_secret)
@@ -204,40 +197,36 @@ fn entra_id_default_lists_why_each_credential_failed_without_a_secret() {
 
 #[test]
 fn an_unknown_azure_token_credentials_value_is_a_settings_error() {
-    let server = RedisServer::start();
-    let leasectl = Leasectl::new();
-    endpoint_settings(&leasectl, &server);
-    let (path, called) = fake_az(&leasectl, None);
-    let output = complete(chained(&leasectl, "everything", &path, &["inspect"]));
+    let chain = Chain::new(None);
+    let output = complete(chain.command("everything", &["inspect"]));
     let line = output.failed_verbosely_with(2);
     assert!(
         line.contains("AZURE_TOKEN_CREDENTIALS") && line.contains("everything"),
         "{output}"
     );
-    assert!(!called.exists(), "no credential was tried\n{output}");
+    assert!(!chain.called.exists(), "no credential was tried\n{output}");
 }
 
 #[test]
 fn entra_id_default_under_prod_uses_the_managed_identity_and_never_the_cli() {
-    let server = RedisServer::start();
     let token = token();
-    accept(&server, &token);
-    let leasectl = Leasectl::new();
-    endpoint_settings(&leasectl, &server);
-    let (path, called) = fake_az(&leasectl, Some(&token));
+    let chain = Chain::new(Some(&token));
     let (url, served) = managed_identity_endpoint(Some(token.clone()));
-    let mut command = chained(&leasectl, "prod", &path, EXEC);
+    let mut command = chain.command("prod", EXEC);
     command
         .env("IDENTITY_ENDPOINT", url)
         .env("IDENTITY_HEADER", "header");
     let output = complete(command);
     output.expect(0);
-    assert!(acquisitions(&server, &token) >= 1, "{output}");
+    assert!(acquisitions(&chain.server, &token) >= 1, "{output}");
     assert!(
         served.load(Ordering::SeqCst) >= 1,
         "the managed identity endpoint was asked\n{output}"
     );
-    assert!(!called.exists(), "prod never asks the Azure CLI\n{output}");
+    assert!(
+        !chain.called.exists(),
+        "prod never asks the Azure CLI\n{output}"
+    );
 }
 
 #[test]

@@ -16,14 +16,7 @@ const CLIENT: &str = "11111111-0000-0000-0000-00000000c1e7";
 
 /// A JWT-shaped token whose `oid` is [`ENTRA_USER`].
 fn token() -> String {
-    use base64::Engine;
-    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let header = encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = encode(json!({ "oid": ENTRA_USER }).to_string().as_bytes());
-    format!(
-        "{header}.{payload}.{}",
-        encode(uuid::Uuid::new_v4().as_bytes())
-    )
+    entra_token(ENTRA_USER)
 }
 
 /// A loopback HTTPS token endpoint (certificate for `localhost`, from a CA made here) that
@@ -129,15 +122,7 @@ fn read_request(stream: &mut impl Read) -> Option<String> {
 /// A server that accepts only [`ENTRA_USER`] with `token` (the default user is off).
 fn server_for(token: &str) -> RedisServer {
     let server = RedisServer::start();
-    let mut connection = server.connection();
-    let password = format!(">{token}");
-    query::<()>(
-        &mut connection,
-        &[
-            "ACL", "SETUSER", ENTRA_USER, "on", &password, "~*", "&*", "+@all",
-        ],
-    );
-    query::<()>(&mut connection, &["ACL", "SETUSER", "default", "off"]);
+    accept_token(&server, ENTRA_USER, token);
     server
 }
 
@@ -147,22 +132,12 @@ fn exec_with(entra_id: &str, token: &str, secret: &str) -> (Output, TokenEndpoin
     let server = server_for(token);
     let endpoint = TokenEndpoint::start(token.to_string());
     let leasectl = Leasectl::new();
-    write_settings(
-        &leasectl,
-        "appsettings.json",
-        json!({ "Endpoint": format!("127.0.0.1:{}", server.port), "UseSsl": false,
-                "EntraId": entra_id }),
-    );
-    let bin = leasectl.dir().join("bin");
-    fs::create_dir(&bin).unwrap();
-    let called = leasectl.dir().join("az-called");
-    let az = format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", called.display());
-    fs::write(bin.join("az"), az).unwrap();
-    fs::set_permissions(bin.join("az"), fs::Permissions::from_mode(0o755)).unwrap();
+    entra_endpoint_settings(&leasectl, &server, entra_id);
+    let (path, called) = recording_az(&leasectl, "exit 1");
     let mut command = verbose(&leasectl);
     endpoint.install(&mut command, secret);
     command
-        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("PATH", path)
         .args(["exec", "entra-sp", "--", "true"]);
     let output = complete(command);
     drop(server);
@@ -182,22 +157,25 @@ fn asked_as_the_service_principal(endpoint: &TokenEndpoint, secret: &str, output
     }
 }
 
-#[test]
-fn entra_id_service_principal_signs_in_with_the_environments_secret() {
+/// [`exec_with`] `EntraId: entra_id` and a fresh token and secret: succeeds, shows neither,
+/// and was signed in as the service principal. Answers the output and the fake `az`'s record.
+fn signs_in_as_the_service_principal(entra_id: &str) -> (Output, PathBuf) {
     let (token, secret) = (token(), secret("sp-secret"));
-    let (output, endpoint, _) = exec_with("ServicePrincipal", &token, &secret);
+    let (output, endpoint, called) = exec_with(entra_id, &token, &secret);
     output.expect(0);
     output.shows_none_of(&[&token, &secret]);
     asked_as_the_service_principal(&endpoint, &secret, &output);
+    (output, called)
+}
+
+#[test]
+fn entra_id_service_principal_signs_in_with_the_environments_secret() {
+    signs_in_as_the_service_principal("ServicePrincipal");
 }
 
 #[test]
 fn entra_id_default_takes_the_environments_service_principal_first() {
-    let (token, secret) = (token(), secret("sp-secret"));
-    let (output, endpoint, called) = exec_with("Default", &token, &secret);
-    output.expect(0);
-    output.shows_none_of(&[&token, &secret]);
-    asked_as_the_service_principal(&endpoint, &secret, &output);
+    let (output, called) = signs_in_as_the_service_principal("Default");
     assert!(
         !called.exists(),
         "the chain stopped at the service principal\n{output}"

@@ -149,3 +149,58 @@ fn refused<T: fmt::Debug>(result: redis::RedisResult<T>, what: &str) {
         Ok(value) => panic!("{what} was allowed: {value:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Entra ID sign-in, as the tests stage it
+
+/// A JWT-shaped token whose `oid` claim is `user`, with a random signature: what a (fake)
+/// Entra ID credential hands out, and the password of `user` on a server that accepts it.
+fn entra_token(user: &str) -> String {
+    use base64::Engine;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = encode(json!({ "oid": user }).to_string().as_bytes());
+    format!(
+        "{header}.{payload}.{}",
+        encode(uuid::Uuid::new_v4().as_bytes())
+    )
+}
+
+/// Adds the ACL user `user` with `token` as its password and switches the default user off:
+/// whatever signs in to `server` from then on signed in with the token.
+fn accept_token(server: &RedisServer, user: &str, token: &str) {
+    let mut connection = server.connection();
+    let password = format!(">{token}");
+    query::<()>(
+        &mut connection,
+        &["ACL", "SETUSER", user, "on", &password, "~*", "&*", "+@all"],
+    );
+    query::<()>(&mut connection, &["ACL", "SETUSER", "default", "off"]);
+}
+
+/// `appsettings.json` in the command's folder: `server` by `Endpoint`, without TLS, signed in
+/// to with `EntraId: entra_id`.
+fn entra_endpoint_settings(leasectl: &Leasectl, server: &RedisServer, entra_id: &str) {
+    write_settings(
+        leasectl,
+        "appsettings.json",
+        json!({ "Endpoint": format!("127.0.0.1:{}", server.port), "UseSsl": false,
+                "EntraId": entra_id }),
+    );
+}
+
+/// A fake `az` in `bin/` of the command's folder: appends its arguments to `az-called`, then
+/// runs the shell line `answer`. Answers the PATH to use (that `bin/`, then only the system's
+/// folders: no real az or azd is found) and the record's path (missing while az was never run).
+fn recording_az(leasectl: &Leasectl, answer: &str) -> (String, PathBuf) {
+    let bin = leasectl.dir().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let called = leasectl.dir().join("az-called");
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" >> '{}'\n{answer}\n",
+        called.display()
+    );
+    fs::write(bin.join("az"), script).unwrap();
+    fs::set_permissions(bin.join("az"), fs::Permissions::from_mode(0o755)).unwrap();
+    (format!("{}:/usr/bin:/bin", bin.display()), called)
+}
