@@ -45,6 +45,10 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// How many replicas must acknowledge an acquire or a renewal (`WAIT`); 0: none.
+    pub wait_replicas: u32,
+    /// How long an acquire or a renewal waits for those replicas (`WAIT`'s timeout).
+    pub wait_timeout: Duration,
 }
 
 /// Which layers gave the settings.
@@ -87,6 +91,8 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -142,6 +148,8 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "WaitReplicas",
+    "WaitTimeout",
 ];
 
 impl Settings {
@@ -211,6 +219,12 @@ impl Settings {
             s.sync_timeout = ms;
         }
         s.tls_ca_certificate = pick(layers, "TlsCaCertificate", string)?.map(PathBuf::from);
+        if let Some(n) = pick(layers, "WaitReplicas", non_negative)? {
+            s.wait_replicas = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = pick(layers, "WaitTimeout", milliseconds)? {
+            s.wait_timeout = ms;
+        }
         let defaults = Defaults {
             use_ssl: pick(layers, "UseSsl", boolean)?.unwrap_or(DEFAULT_ENDPOINT.use_ssl),
             port: pick(layers, "Port", port)?.unwrap_or(DEFAULT_ENDPOINT.port),

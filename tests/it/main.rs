@@ -11,6 +11,7 @@ mod library;
 mod quorum;
 mod quorum_safety;
 mod security;
+mod sentinel;
 mod sets;
 mod settings;
 mod support;
