@@ -344,8 +344,13 @@ impl Node {
                 // repeat — acquire answers "granted" again for its own lease id.
                 answer = call.query(&mut connection).await;
             }
-            if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                // First use on this instance (or it restarted): load the script, then run it.
+            // First use on this instance (or it restarted): load the script, then run it. Twice
+            // at most: a Sentinel link may meet the new primary of a failover (which never saw
+            // the script) on the run after the load.
+            for _ in 0..2 {
+                if !answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
+                    break;
+                }
                 let loaded = call
                     .script
                     .prepare_invoke()

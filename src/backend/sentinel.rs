@@ -111,7 +111,17 @@ impl SentinelLink {
     /// A client of the primary the sentinels name now (asked afresh): for a connection of
     /// its own, such as the release notifications'.
     pub(crate) async fn primary_client(&self) -> redis::RedisResult<Client> {
-        self.sentinels.lock().await.async_get_client().await
+        let found = self.sentinels.lock().await.async_get_client().await;
+        found.map_err(|error| match error.kind() {
+            // Most likely a failover under way (the primary is down, no other promoted yet):
+            // a connection error, which callers retry, not an answer.
+            ErrorKind::MasterNameNotFoundBySentinel => std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the sentinels name no primary that answers as one (a failover under way? or a wrong serviceName)",
+            )
+            .into(),
+            _ => error,
+        })
     }
 
     /// The connection to the primary, made when there is none.

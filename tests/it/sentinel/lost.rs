@@ -64,7 +64,10 @@ fn a_lease_lost_in_a_failover_is_signalled_at_the_next_renewal_and_fenced() {
     );
     done.expect(0);
     let new_token = field(
-        done.stdout.lines().next().unwrap_or_default(),
+        done.stdout
+            .lines()
+            .find(|line| line.contains("\"acquired\""))
+            .unwrap_or_default(),
         "fencingToken",
     )
     .as_u64()
