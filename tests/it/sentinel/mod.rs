@@ -7,6 +7,7 @@
 mod commands;
 mod failover;
 mod lost;
+mod measure;
 mod wait_replicas;
 
 use std::process::Command;
