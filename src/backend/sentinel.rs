@@ -3,18 +3,22 @@
 //! answers `ROLE` as a primary), and asked again after a failover. A failover shows as a
 //! lost connection (the primary died, or Sentinel cut its clients when it made it a replica)
 //! or as a `READONLY` answer (the old primary came back as a replica): the primary is then
-//! looked up again and the command sent once more, to the new one. When the sentinels do
+//! looked up again and the command sent once more, to the new one. And as it happens: a
+//! watcher listens to the sentinels' `+switch-master` announcements (as StackExchange.Redis
+//! does), so that the next command goes to the new primary even while the old one — paused,
+//! or cut off, and back — still answers as a primary until the sentinels demote it. When the sentinels do
 //! not yet name a new primary the command fails, and the caller's retries (a renewal's, a
 //! waiter's) try again later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError,
-    RedisFuture, ServerErrorKind, TlsMode, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisError, RedisFuture, ServerErrorKind, TlsMode, Value,
 };
 use tokio::sync::Mutex;
 
@@ -23,6 +27,10 @@ use super::link::Link;
 use crate::endpoint::{Endpoint, Sentinels};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
+
+/// How long the watcher waits for a sentinel to take its subscription, and before it tries
+/// the next one.
+const SWITCH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The sentinels of one service and the connection to its current primary.
 pub(crate) struct SentinelLink {
@@ -33,6 +41,9 @@ pub(crate) struct SentinelLink {
     /// met (not a newer one another call made meanwhile).
     generation: AtomicU64,
     database: i64,
+    service: String,
+    /// A client per sentinel, for the watcher of `+switch-master` (taken when it starts).
+    watcher: std::sync::Mutex<Vec<Client>>,
 }
 
 struct Primary {
@@ -50,7 +61,7 @@ impl SentinelLink {
         config: AsyncConnectionConfig,
         roots: Option<Vec<u8>>,
     ) -> redis::RedisResult<SentinelLink> {
-        let addresses = sentinels
+        let addresses: Vec<ConnectionAddr> = sentinels
             .hosts
             .iter()
             .map(|(host, port)| match endpoint.tls {
@@ -61,7 +72,33 @@ impl SentinelLink {
                     tls_params: None,
                 },
                 false => ConnectionAddr::Tcp(host.clone(), *port),
-            });
+            })
+            .collect();
+        // The watcher's clients: the sentinels, with the same user, password and TLS.
+        let mut signed_in = RedisConnectionInfo::default();
+        if let Some(user) = &endpoint.username {
+            signed_in = signed_in.set_username(user);
+        }
+        if let Some(password) = endpoint.password() {
+            signed_in = signed_in.set_password(password);
+        }
+        let certificates = roots.clone().map(|roots| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots),
+        });
+        let watcher = addresses
+            .iter()
+            .map(|address| {
+                let info = address
+                    .clone()
+                    .into_connection_info()?
+                    .set_redis_settings(signed_in.clone());
+                match &certificates {
+                    Some(certificates) => Client::build_with_tls(info, certificates.clone()),
+                    None => Client::open(info),
+                }
+            })
+            .collect::<redis::RedisResult<Vec<Client>>>()?;
         let mut builder =
             SentinelClientBuilder::new(addresses, &sentinels.service, SentinelServerType::Master)?
                 .set_client_to_redis_db(database);
@@ -95,6 +132,8 @@ impl SentinelLink {
             current: Mutex::new(None),
             generation: AtomicU64::new(0),
             database,
+            service: sentinels.service.clone(),
+            watcher: std::sync::Mutex::new(watcher),
         })
     }
 
@@ -149,6 +188,50 @@ impl SentinelLink {
             tracing::debug!("the Sentinel primary's connection failed; asking the sentinels");
             *current = None;
         }
+    }
+
+    /// Forgets whatever connection there is: the sentinels announced a new primary.
+    async fn forget_all(&self) {
+        if self.current.lock().await.take().is_some() {
+            tracing::debug!(service = %self.service, "the sentinels switched the primary");
+        }
+    }
+
+    /// Listens to the sentinels' `+switch-master` announcements for as long as `link` is in
+    /// use, one sentinel at a time (the next when its connection ends).
+    fn watch(link: &Arc<SentinelLink>) {
+        let sentinels = std::mem::take(&mut *link.watcher.lock().expect("watcher"));
+        let (link, service) = (Arc::downgrade(link), link.service.clone());
+        tokio::spawn(async move {
+            for sentinel in sentinels.iter().cycle() {
+                if link.strong_count() == 0 {
+                    return;
+                }
+                let subscribed = async {
+                    let mut pubsub = sentinel.get_async_pubsub().await?;
+                    pubsub.subscribe("+switch-master").await?;
+                    Ok::<_, redis::RedisError>(pubsub.into_on_message())
+                };
+                let mut messages = match tokio::time::timeout(SWITCH_WAIT, subscribed).await {
+                    Ok(Ok(messages)) => messages,
+                    _ => {
+                        tokio::time::sleep(SWITCH_WAIT).await;
+                        continue;
+                    }
+                };
+                // "<service> <old ip> <old port> <new ip> <new port>"
+                while let Some(message) = messages.next().await {
+                    let text: String = message.get_payload().unwrap_or_default();
+                    if text.split(' ').next() != Some(service.as_str()) {
+                        continue;
+                    }
+                    match link.upgrade() {
+                        Some(link) => link.forget_all().await,
+                        None => return,
+                    }
+                }
+            }
+        });
     }
 
     /// Sends `request` to the primary; after a failover (see the module's comment) once more,
@@ -253,9 +336,11 @@ pub(crate) fn link(endpoint: &Endpoint, settings: &Settings) -> Result<Link> {
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(Some(settings.sync_timeout));
     let database = endpoint.database.unwrap_or(settings.database);
-    SentinelLink::new(endpoint, sentinels, database, config, roots)
-        .map(|primary| Link::Sentinel(Arc::new(primary)))
-        .map_err(|e| Error::Settings(format!("{}: {e}", address(sentinels))))
+    let primary = SentinelLink::new(endpoint, sentinels, database, config, roots)
+        .map_err(|e| Error::Settings(format!("{}: {e}", address(sentinels))))?;
+    let primary = Arc::new(primary);
+    SentinelLink::watch(&primary);
+    Ok(Link::Sentinel(primary))
 }
 
 /// How messages name a sentinel endpoint: `mymaster (sentinels h1:26379,h2:26379)`.

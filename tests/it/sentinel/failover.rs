@@ -161,3 +161,39 @@ async fn readonly_from_an_old_primary_moves_the_lease_to_the_new_one() {
         .expect("released");
     assert!(!holds(new, JOB));
 }
+
+/// The sentinels announce a failover (`+switch-master`): the next command goes to the new
+/// primary at once, not after the old one — here paused, and it could come back and answer
+/// as a primary until the sentinels demote it — times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_the_sentinels_announce_moves_the_next_command_to_the_new_primary() {
+    let deployment = SentinelDeployment::start();
+    let mut settings = Settings::for_endpoints(&[deployment.connection_string()]).unwrap();
+    // Far beyond the test's bound: a command stuck on the paused primary never returns in it.
+    settings.sync_timeout = Duration::from_secs(600);
+    let client = connect_within(BOUND, settings).await;
+    let options = renewing(Duration::from_secs(60), Duration::from_secs(3600));
+    let lease = acquired(client.try_acquire(JOB, &options).await);
+    let (old, new) = (deployment.primary(), deployment.replica());
+    let _: i64 = old.query(&["WAIT", "1", "5000"]);
+
+    old.pause();
+    let new_port = deployment.wait_for_new_primary(old.port);
+    assert_eq!(new_port, new.port);
+    let before: i64 = new.query(&["PTTL", &key(JOB)]);
+    let moved = within(BOUND, "a renewal on the new primary", async {
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(1), lease.extend()).await;
+            if let Ok(Ok(())) = attempt {
+                return;
+            }
+        }
+    });
+    moved.await;
+    let after: i64 = new.query(&["PTTL", &key(JOB)]);
+    assert!(
+        after > before,
+        "renewed on the new primary: {before} -> {after} ms"
+    );
+    old.resume();
+}
