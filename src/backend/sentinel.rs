@@ -3,12 +3,12 @@
 //! answers `ROLE` as a primary), and asked again after a failover. A failover shows as a
 //! lost connection (the primary died, or Sentinel cut its clients when it made it a replica)
 //! or as a `READONLY` answer (the old primary came back as a replica): the primary is then
-//! looked up again and the command sent once more, to the new one. And as it happens: a
-//! watcher listens to the sentinels' `+switch-master` announcements (as StackExchange.Redis
-//! does), so that the next command goes to the new primary even while the old one — paused,
-//! or cut off, and back — still answers as a primary until the sentinels demote it. When the sentinels do
-//! not yet name a new primary the command fails, and the caller's retries (a renewal's, a
-//! waiter's) try again later.
+//! looked up again and the command sent once more, to the new one. When the sentinels do not
+//! yet name a new primary the command fails, and the caller's retries (a renewal's, a
+//! waiter's) try again later. And as it happens: a watcher listens to the sentinels'
+//! `+switch-master` announcements (as StackExchange.Redis does), so that the next command goes
+//! to the new primary even while the old one — paused, or cut off, and back — still answers
+//! as a primary until the sentinels demote it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub(crate) struct SentinelLink {
     service: String,
     /// A client per sentinel, for the watcher of `+switch-master` (taken when it starts).
     watcher: std::sync::Mutex<Vec<Client>>,
+    /// Dropped with the link: the watcher then ends.
+    stop: tokio::sync::watch::Sender<()>,
 }
 
 struct Primary {
@@ -134,6 +136,7 @@ impl SentinelLink {
             database,
             service: sentinels.service.clone(),
             watcher: std::sync::Mutex::new(watcher),
+            stop: tokio::sync::watch::channel(()).0,
         })
     }
 
@@ -201,26 +204,36 @@ impl SentinelLink {
     /// use, one sentinel at a time (the next when its connection ends).
     fn watch(link: &Arc<SentinelLink>) {
         let sentinels = std::mem::take(&mut *link.watcher.lock().expect("watcher"));
-        let (link, service) = (Arc::downgrade(link), link.service.clone());
+        let (mut stopped, service) = (link.stop.subscribe(), link.service.clone());
+        let link = Arc::downgrade(link);
         tokio::spawn(async move {
             for sentinel in sentinels.iter().cycle() {
-                if link.strong_count() == 0 {
-                    return;
-                }
                 let subscribed = async {
                     let mut pubsub = sentinel.get_async_pubsub().await?;
                     pubsub.subscribe("+switch-master").await?;
                     Ok::<_, redis::RedisError>(pubsub.into_on_message())
                 };
-                let mut messages = match tokio::time::timeout(SWITCH_WAIT, subscribed).await {
-                    Ok(Ok(messages)) => messages,
-                    _ => {
-                        tokio::time::sleep(SWITCH_WAIT).await;
-                        continue;
-                    }
+                let mut messages = tokio::select! {
+                    _ = stopped.changed() => return,
+                    subscribed = tokio::time::timeout(SWITCH_WAIT, subscribed) => match subscribed {
+                        Ok(Ok(messages)) => messages,
+                        _ => {
+                            tokio::select! {
+                                _ = stopped.changed() => return,
+                                _ = tokio::time::sleep(SWITCH_WAIT) => continue,
+                            }
+                        }
+                    },
                 };
                 // "<service> <old ip> <old port> <new ip> <new port>"
-                while let Some(message) = messages.next().await {
+                loop {
+                    let message = tokio::select! {
+                        _ = stopped.changed() => return,
+                        message = messages.next() => match message {
+                            Some(message) => message,
+                            None => break,
+                        },
+                    };
                     let text: String = message.get_payload().unwrap_or_default();
                     if text.split(' ').next() != Some(service.as_str()) {
                         continue;

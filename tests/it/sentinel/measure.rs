@@ -4,12 +4,14 @@
 //!     cargo test --test it sentinel::measure -- --ignored --nocapture
 //!
 //! `FAILOVER_HOLDERS` (default 40) holders take a lease each (TTL 10 s, renewed every 300 ms),
-//! hold it 0.2–1 s, release it and take it again, continuously, while `FAILOVER_COUNT`
+//! hold it 1–4 s, release it and take it again, continuously, while `FAILOVER_COUNT`
 //! (default 4) failovers happen: the primary is paused (SIGSTOP, as a stalled or partitioned
 //! primary is) until the sentinels have promoted the replica, then resumed, and the
 //! sentinels make it a replica again. `FAILOVER_FAULT=kill` kills it (SIGKILL) and starts it
-//! again empty instead. A lease that the failover lost is one whose holder got the lost signal
-//! (at its next renewal); the others were released as held. Prints one line per setting.
+//! again empty instead; `FAILOVER_FAULT=lag` first cuts the replica off for a second (paused,
+//! its replication connection killed) and then kills the primary, so that the replica promoted
+//! missed that second's writes. A lease that the failover lost is one whose holder got the lost
+//! signal (at its next renewal); the others were released as held. Prints one line per setting.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,8 @@ struct Counts {
     refused: AtomicU64,
     /// Released at the end of its hold, but the key was gone already: lost, not signalled.
     unsignalled: AtomicU64,
+    /// The release at the end of its hold failed (the failover was under way): unknown.
+    release_failed: AtomicU64,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -44,22 +48,24 @@ fn env_number(name: &str, default: u64) -> u64 {
 async fn failover_loss_with_and_without_wait_replicas() {
     let holders = env_number("FAILOVER_HOLDERS", 40);
     let failovers = env_number("FAILOVER_COUNT", 4);
-    let kill = std::env::var("FAILOVER_FAULT").is_ok_and(|f| f == "kill");
+    let fault = std::env::var("FAILOVER_FAULT").unwrap_or_else(|_| "pause".into());
     for wait_replicas in [0, 1] {
         let started = Instant::now();
-        let counts = measure(wait_replicas, holders, failovers, kill).await;
+        let counts = measure(wait_replicas, holders, failovers, &fault).await;
         let lost = counts.lost_not_owner.load(Ordering::Relaxed)
-            + counts.lost_expired.load(Ordering::Relaxed);
+            + counts.lost_expired.load(Ordering::Relaxed)
+            + counts.unsignalled.load(Ordering::Relaxed);
         let granted = counts.granted.load(Ordering::Relaxed);
         println!(
-            "WaitReplicas={wait_replicas} fault={} holders={holders} failovers={failovers}: \
+            "WaitReplicas={wait_replicas} fault={fault} holders={holders} failovers={failovers}: \
              granted={granted} kept={} lost={lost} (not-owner={} expired={}) \
-             lost-unsignalled={} refused-or-failed-attempts={} loss-rate={:.2}% in {:.0?}",
-            if kill { "kill" } else { "pause" },
+             lost-unsignalled={} release-failed={} refused-or-failed-attempts={} \
+             loss-rate={:.2}% in {:.0?}",
             counts.kept.load(Ordering::Relaxed),
             counts.lost_not_owner.load(Ordering::Relaxed),
             counts.lost_expired.load(Ordering::Relaxed),
             counts.unsignalled.load(Ordering::Relaxed),
+            counts.release_failed.load(Ordering::Relaxed),
             counts.refused.load(Ordering::Relaxed),
             100.0 * lost as f64 / granted.max(1) as f64,
             started.elapsed(),
@@ -67,7 +73,7 @@ async fn failover_loss_with_and_without_wait_replicas() {
     }
 }
 
-async fn measure(wait_replicas: u32, holders: u64, failovers: u64, kill: bool) -> Arc<Counts> {
+async fn measure(wait_replicas: u32, holders: u64, failovers: u64, fault: &str) -> Arc<Counts> {
     let mut deployment = SentinelDeployment::start();
     let mut settings = Settings::for_endpoints(&[deployment.connection_string()]).unwrap();
     settings.wait_replicas = wait_replicas;
@@ -84,7 +90,7 @@ async fn measure(wait_replicas: u32, holders: u64, failovers: u64, kill: bool) -
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..failovers {
-        fail_over(&mut deployment, kill).await;
+        fail_over(&mut deployment, fault).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -95,18 +101,32 @@ async fn measure(wait_replicas: u32, holders: u64, failovers: u64, kill: bool) -
 }
 
 /// One failover, in a blocking task (the support's helpers block).
-async fn fail_over(deployment: &mut SentinelDeployment, kill: bool) {
+async fn fail_over(deployment: &mut SentinelDeployment, fault: &str) {
     tokio::task::block_in_place(|| {
         let old = deployment.primary_port();
-        if kill {
-            deployment.kill_primary();
-            deployment.wait_for_new_primary(old);
-            deployment.restart(old);
-        } else {
-            let index = deployment.data.iter().position(|n| n.port == old).unwrap();
-            deployment.data[index].pause();
-            deployment.wait_for_new_primary(old);
-            deployment.data[index].resume();
+        let index = deployment.data.iter().position(|n| n.port == old).unwrap();
+        let replica = 1 - index;
+        match fault {
+            "kill" => {
+                deployment.kill_primary();
+                deployment.wait_for_new_primary(old);
+                deployment.restart(old);
+            }
+            "lag" => {
+                deployment.data[replica].pause();
+                let _: i64 = deployment.data[index].query(&["CLIENT", "KILL", "TYPE", "replica"]);
+                // The holders go on for a second that the replica never sees.
+                std::thread::sleep(Duration::from_secs(1));
+                deployment.kill_primary();
+                deployment.data[replica].resume();
+                deployment.wait_for_new_primary(old);
+                deployment.restart(old);
+            }
+            _ => {
+                deployment.data[index].pause();
+                deployment.wait_for_new_primary(old);
+                deployment.data[index].resume();
+            }
         }
         deployment.wait_replica(old);
         assert!(
@@ -133,12 +153,13 @@ async fn hold_again_and_again(
             }
         };
         counts.granted.fetch_add(1, Ordering::Relaxed);
-        let hold = Duration::from_millis(fastrand::u64(200..1000));
+        let hold = Duration::from_millis(fastrand::u64(1000..4000));
         tokio::select! {
             _ = tokio::time::sleep(hold) => {
                 match lease.release().await {
+                    Ok(true) => counts.kept.fetch_add(1, Ordering::Relaxed),
                     Ok(false) => counts.unsignalled.fetch_add(1, Ordering::Relaxed),
-                    _ => counts.kept.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => counts.release_failed.fetch_add(1, Ordering::Relaxed),
                 };
             }
             error = lease.lost() => {

@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use super::servers::{free_port, kill_child, ping, signal, spawn_ready};
-use super::{eventually, Leasectl, BOUND};
+use super::{eventually, Leasectl, BOUND, LIMIT};
 
 /// The service (primary) name the sentinels monitor.
 pub const SERVICE: &str = "mymaster";
@@ -288,10 +288,12 @@ impl SentinelDeployment {
         new
     }
 
-    /// Waits until the data node on `port` is a replica whose link to the primary is up.
+    /// Waits until the data node on `port` is a replica whose link to the primary is up. (An
+    /// old primary that came back is demoted by the sentinels only after it has answered as a
+    /// primary for a while, and they look at replicas every 10 s: up to [`LIMIT`].)
     pub fn wait_replica(&self, port: u16) {
         let node = &self.data[self.index_of(port)];
-        let ok = eventually(BOUND, || {
+        let ok = eventually(LIMIT, || {
             node.try_query::<String>(&["INFO", "replication"])
                 .is_ok_and(|info| {
                     info.contains("role:slave") && info.contains("master_link_status:up")
@@ -299,7 +301,7 @@ impl SentinelDeployment {
         });
         assert!(
             ok,
-            "127.0.0.1:{port} did not become an in-sync replica within {BOUND:?}"
+            "127.0.0.1:{port} did not become an in-sync replica within {LIMIT:?}"
         );
     }
 }
