@@ -110,7 +110,7 @@ async fn fail_over(deployment: &mut SentinelDeployment, fault: &str) {
             "kill" => {
                 deployment.kill_primary();
                 deployment.wait_for_new_primary(old);
-                deployment.restart(old);
+                deployment.restart_as_replica(old);
             }
             "lag" => {
                 deployment.data[replica].pause();
@@ -120,7 +120,7 @@ async fn fail_over(deployment: &mut SentinelDeployment, fault: &str) {
                 deployment.kill_primary();
                 deployment.data[replica].resume();
                 deployment.wait_for_new_primary(old);
-                deployment.restart(old);
+                deployment.restart_as_replica(old);
             }
             _ => {
                 deployment.data[index].pause();

@@ -243,6 +243,21 @@ impl SentinelDeployment {
         self.data[index].child = child;
     }
 
+    /// Starts the data node on `port` again, empty, as a replica of the primary the sentinels
+    /// name (as an operator restarts a failed primary; the sentinels would demote it too, but
+    /// only after a while, and not at all while they are in TILT mode on a loaded machine).
+    pub fn restart_as_replica(&mut self, port: u16) {
+        let index = self.index_of(port);
+        self.data[index].kill();
+        let primary = self.primary_port();
+        let child = spawn_data(port, self.data[index].dir(), Some(primary));
+        assert!(
+            child.is_some(),
+            "redis-server did not restart on port {port}"
+        );
+        self.data[index].child = child;
+    }
+
     /// `SENTINEL FAILOVER mymaster`, asked again while a sentinel refuses (a failover already
     /// under way, no replica good enough yet); answers the old primary's port.
     pub fn failover(&self) -> u16 {
