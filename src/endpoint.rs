@@ -5,7 +5,6 @@
 use std::fmt;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
-
 mod sentinel;
 pub use sentinel::Sentinels;
 
@@ -341,7 +340,8 @@ pub fn split_list(text: &str) -> Result<Vec<String>, String> {
     // A ',' separates instances only when no part can be an option or a piece of a password:
     // each is a URL or a bare host:port.
     let single = |part: &str| {
-        url_scheme(part).is_some() || !(part.trim().is_empty() || part.contains(['=', '@', ';']))
+        url_scheme(part).is_some()
+            || !(part.trim().is_empty() || part.contains(['=', '@', ';', '/']))
     };
     let pieces: Vec<&str> = if text.contains(',') && text.split(',').all(single) {
         text.split(',').collect()

@@ -238,6 +238,14 @@ mod tests {
     }
 
     #[test]
+    fn a_list_keeps_a_sentinel_url_whole() {
+        let list = super::super::split_list("redis+sentinel://a:1,b:2/m").unwrap();
+        assert_eq!(list, ["redis+sentinel://a:1,b:2/m"]);
+        let list = super::super::split_list("redis://a:1,b:2").unwrap();
+        assert_eq!(list, ["redis://a:1", "b:2"]);
+    }
+
+    #[test]
     fn bad_forms_say_what_is_wrong_without_the_password() {
         for bad in [
             "serviceName=m,password=topsecret",
