@@ -76,7 +76,7 @@ pub(crate) async fn attempt(
         .arg(QUEUE_GRACE.as_millis() as u64)
         .arg(floor);
     call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
-    let call = Arc::new(call);
+    let call = Arc::new(call.acknowledged(&backend.settings));
     let sent_at = Instant::now();
     let (votes, pending) = backend
         .nodes
@@ -132,7 +132,13 @@ pub(crate) async fn attempt(
             Some(Ok(Grant::Held { holder: None, .. })) => {
                 Box::pin(attempt(backend, names, options, waiter, splits_left)).await
             }
-            Some(Err(error)) => Err(error),
+            Some(Err(error)) => {
+                if let Error::NotAcknowledged { .. } = error {
+                    // WaitReplicas: granted on the primary, but a failover could lose it.
+                    backend.undo(&keys, &id, &[]).await;
+                }
+                Err(error)
+            }
             _ => Err(backend.unexpected("acquire")),
         };
     }
@@ -293,7 +299,8 @@ fn unix_micros(time: SystemTime) -> u64 {
 
 /// Runs the acquire script on one instance and reads its answer.
 fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
-    let request = node.script::<Value>(call);
+    let wrote = |reply: &Value| matches!(Grant::parse(reply), Some(Grant::Granted { .. }));
+    let request = node.script_acknowledged::<Value>(call, wrote);
     let address = node.address.clone();
     Box::pin(async move {
         let reply = request.await?;

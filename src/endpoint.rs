@@ -5,6 +5,8 @@
 use std::fmt;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+mod sentinel;
+pub use sentinel::Sentinels;
 
 /// Where and how to connect to one Redis server.
 ///
@@ -20,6 +22,8 @@ pub struct Endpoint {
     pub database: Option<i64>,
     /// The host name checked against the server's certificate, when it differs from `host`.
     pub tls_host: Option<String>,
+    /// Redis Sentinel: the hosts are sentinels, and this names them and the primary.
+    pub sentinel: Option<Sentinels>,
 }
 
 /// Defaults that apply where a connection string is silent (the settings' `UseSsl`, `Port`).
@@ -39,6 +43,9 @@ impl Endpoint {
         if text.is_empty() {
             return Err("expected a redis:// URL or host:port, got an empty string".into());
         }
+        if let Some(sentinel) = sentinel::parse(text, defaults) {
+            return sentinel;
+        }
         if let Some(scheme) = url_scheme(text) {
             return Self::parse_url(text, scheme);
         }
@@ -51,7 +58,7 @@ impl Endpoint {
             "rediss" | "valkeys" => true,
             other => {
                 return Err(format!(
-                    "unsupported URL scheme '{other}' (expected redis:// or rediss://)"
+                    "unsupported URL scheme '{other}' (expected redis://, rediss:// or redis+sentinel://)"
                 ))
             }
         };
@@ -89,6 +96,7 @@ impl Endpoint {
             password,
             database,
             tls_host: None,
+            sentinel: None,
         })
     }
 
@@ -107,6 +115,7 @@ impl Endpoint {
             password: None,
             database: None,
             tls_host: None,
+            sentinel: None,
         };
         // No message below repeats an option or its value: after a password that holds a ','
         // the next "option" is the rest of that password.
@@ -196,6 +205,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     /// `redis://user:***@host:port/db`-like, with the password masked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(sentinels) = &self.sentinel {
+            return sentinel::fmt(self, sentinels, f);
+        }
         let scheme = if self.tls { "rediss" } else { "redis" };
         write!(f, "{scheme}://")?;
         match (&self.username, &self.password) {
@@ -328,7 +340,8 @@ pub fn split_list(text: &str) -> Result<Vec<String>, String> {
     // A ',' separates instances only when no part can be an option or a piece of a password:
     // each is a URL or a bare host:port.
     let single = |part: &str| {
-        url_scheme(part).is_some() || !(part.trim().is_empty() || part.contains(['=', '@', ';']))
+        url_scheme(part).is_some()
+            || !(part.trim().is_empty() || part.contains(['=', '@', ';', '/']))
     };
     let pieces: Vec<&str> = if text.contains(',') && text.split(',').all(single) {
         text.split(',').collect()

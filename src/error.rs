@@ -63,6 +63,15 @@ pub enum Error {
     /// The settings, or an argument, are not usable.
     #[error("{0}")]
     Settings(String),
+    /// `WaitReplicas`: fewer replicas than it asks acknowledged a grant or renewal within
+    /// `WaitTimeout`; the grant was undone (a renewal counts as failed).
+    #[error("Redis at {endpoint}: only {acknowledged} of the {needed} replicas WaitReplicas asks for acknowledged the write within {} (not counted)", humantime::format_duration(*within))]
+    NotAcknowledged {
+        endpoint: String,
+        acknowledged: i64,
+        needed: u32,
+        within: Duration,
+    },
 }
 
 /// Names a TLS failure from rustls's wording, in terms a user can act on.
@@ -179,6 +188,9 @@ impl Error {
             Error::Permission { detail, .. } => detail.clone(),
             Error::Timeout { .. } => "timed out".into(),
             Error::Redis { detail, .. } => detail.clone(),
+            Error::NotAcknowledged { acknowledged, .. } => {
+                format!("granted, but {acknowledged} replicas acknowledged (too few)")
+            }
             other => other.to_string(),
         }
     }
@@ -187,7 +199,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Connection { .. } | Error::Timeout { .. } | Error::NoQuorum { .. }
+            Error::Connection { .. }
+                | Error::Timeout { .. }
+                | Error::NoQuorum { .. }
+                | Error::NotAcknowledged { .. }
         )
     }
 }

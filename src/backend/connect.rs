@@ -53,6 +53,7 @@ impl Nodes {
         for endpoint in &settings.endpoints {
             let client = open_client(endpoint, settings)?;
             let connection = match &endpoint.tls_host {
+                _ if endpoint.sentinel.is_some() => super::sentinel::link(endpoint, settings)?,
                 Some(_) if endpoint.tls => {
                     let mut named = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(settings.connect_timeout))
@@ -72,7 +73,10 @@ impl Nodes {
             };
             let response_timeout = settings.sync_timeout;
             list.push(Node {
-                address: endpoint.address(),
+                address: match &endpoint.sentinel {
+                    Some(sentinels) => super::sentinel::address(sentinels),
+                    None => endpoint.address(),
+                },
                 connection,
                 client,
                 response_timeout,
@@ -284,7 +288,7 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
 
 /// The PEM bundle to trust: the `TlsCaCertificate` file plus the system's roots (redis-rs
 /// trusts only the bundle it is given, so the system's are added to it).
-fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
+pub(super) fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
     use base64::Engine;
     let unreadable =
         |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));

@@ -13,11 +13,15 @@ use redis::io::AsyncDNSResolver;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
+use super::sentinel::SentinelLink;
+
 /// A connection to one instance; clones share it.
 #[derive(Clone)]
 pub(crate) enum Link {
     Managed(ConnectionManager),
     Named(Arc<Named>),
+    /// A Sentinel-managed primary, looked up again after a failover (sentinel.rs).
+    Sentinel(Arc<SentinelLink>),
 }
 
 /// Dials `address` for a client whose host is the name its certificate must carry.
@@ -107,6 +111,7 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
+            Link::Sentinel(primary) => primary.command(cmd),
         }
     }
 
@@ -132,6 +137,7 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
+            Link::Sentinel(primary) => primary.commands(pipeline, offset, count),
         }
     }
 
@@ -139,6 +145,7 @@ impl ConnectionLike for Link {
         match self {
             Link::Managed(manager) => manager.get_db(),
             Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
+            Link::Sentinel(primary) => primary.database(),
         }
     }
 }

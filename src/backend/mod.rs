@@ -23,7 +23,9 @@ pub(crate) mod keys;
 pub(crate) mod link;
 pub(crate) mod nodes;
 pub(crate) mod quorum;
+pub(crate) mod replicas;
 pub(crate) mod scripts;
+pub(crate) mod sentinel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,11 +65,12 @@ impl Backend {
         if total > 1 {
             call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
         }
-        let call = Arc::new(call.arg(id).arg(check_ttl(ttl)?));
+        let call = call.arg(id).arg(check_ttl(ttl)?);
+        let call = Arc::new(call.acknowledged(&self.settings));
         let (votes, pending) = self
             .nodes
             .gather(
-                |node| node.script::<i64>(&call),
+                |node| node.script_acknowledged::<i64>(&call, |answer| *answer == 1),
                 |votes| quorum::extension(votes, total).is_some(),
             )
             .await;

@@ -43,6 +43,8 @@ pub(crate) struct Call {
     args: Vec<Vec<u8>>,
     /// The EVALSHA command, encoded once for every instance and retry.
     command: OnceLock<Cmd>,
+    /// `WaitReplicas`: the replicas that must acknowledge it (replicas.rs).
+    pub(super) wait: Option<super::replicas::Wait>,
 }
 
 impl Call {
@@ -52,6 +54,7 @@ impl Call {
             keys: Vec::new(),
             args: Vec::new(),
             command: OnceLock::new(),
+            wait: None,
         }
     }
 
@@ -65,7 +68,7 @@ impl Call {
         self
     }
 
-    fn command(&self) -> &Cmd {
+    pub(super) fn command(&self) -> &Cmd {
         self.command.get_or_init(|| {
             let mut command = redis::cmd("EVALSHA");
             command
@@ -235,6 +238,7 @@ impl Nodes {
                     let client = self.subscriber(node).await?;
                     let config = match &node.connection {
                         Link::Named(named) => named.config().clone(),
+                        Link::Sentinel(primary) => primary.config().clone(),
                         Link::Managed(_) => AsyncConnectionConfig::new()
                             .set_connection_timeout(Some(self.connect_timeout))
                             .set_response_timeout(Some(self.call_timeout)),
@@ -243,7 +247,7 @@ impl Nodes {
                 });
                 match (shared.await, &node.connection) {
                     (Ok(stream), _) => Ok(stream),
-                    (Err(error), Link::Named(_)) => Err(error),
+                    (Err(error), Link::Named(_) | Link::Sentinel(_)) => Err(error),
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
                     (Err(error), Link::Managed(_)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
@@ -279,6 +283,9 @@ impl Nodes {
     /// The client a pub/sub connection to `node` opens with: under Entra ID (which the
     /// connection manager's provider does not cover there) signed in with the current token.
     async fn subscriber(&self, node: &Node) -> redis::RedisResult<Client> {
+        if let Link::Sentinel(primary) = &node.connection {
+            return primary.primary_client().await;
+        }
         let Some(provider) = &self.credentials else {
             return Ok(node.client.clone());
         };
@@ -330,22 +337,27 @@ impl Node {
             self.response_timeout,
         );
         Box::pin(async move {
-            let mut answer = call.command().query_async(&mut connection).await;
+            let mut answer = call.query(&mut connection).await;
             if answer.as_ref().is_err_and(was_dropped) {
                 // The connection manager reconnects only after a command failed on a dead
                 // connection (a restarted instance): try once more. Every script is safe to
                 // repeat — acquire answers "granted" again for its own lease id.
-                answer = call.command().query_async(&mut connection).await;
+                answer = call.query(&mut connection).await;
             }
-            if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                // First use on this instance (or it restarted): load the script, then run it.
+            // First use on this instance (or it restarted): load the script, then run it. Twice
+            // at most: a Sentinel link may meet the new primary of a failover (which never saw
+            // the script) on the run after the load.
+            for _ in 0..2 {
+                if !answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
+                    break;
+                }
                 let loaded = call
                     .script
                     .prepare_invoke()
                     .load_async(&mut connection)
                     .await;
                 answer = match loaded {
-                    Ok(_) => call.command().query_async(&mut connection).await,
+                    Ok(_) => call.query(&mut connection).await,
                     Err(error) => Err(error),
                 };
             }

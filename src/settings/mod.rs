@@ -48,6 +48,10 @@ pub struct Settings {
     pub origin: Origin,
     /// How a lease is stored: seed 002's hash, or the .NET package's JSON string.
     pub lease_format: LeaseFormat,
+    /// How many replicas must acknowledge an acquire or a renewal (`WAIT`); 0: none.
+    pub wait_replicas: u32,
+    /// How long an acquire or a renewal waits for those replicas (`WAIT`'s timeout).
+    pub wait_timeout: Duration,
 }
 
 /// Which layers gave the settings.
@@ -93,6 +97,8 @@ impl Default for Settings {
                 defaulted_endpoint: true,
             },
             lease_format: LeaseFormat::Hash,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -149,6 +155,8 @@ const FIELDS: &[&str] = &[
     "ConnectTimeout",
     "SyncTimeout",
     "LeaseFormat",
+    "WaitReplicas",
+    "WaitTimeout",
 ];
 
 impl Settings {
@@ -218,6 +226,12 @@ impl Settings {
             s.sync_timeout = ms;
         }
         s.tls_ca_certificate = pick(layers, "TlsCaCertificate", string)?.map(PathBuf::from);
+        if let Some(n) = pick(layers, "WaitReplicas", non_negative)? {
+            s.wait_replicas = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = pick(layers, "WaitTimeout", milliseconds)? {
+            s.wait_timeout = ms;
+        }
         let defaults = Defaults {
             use_ssl: pick(layers, "UseSsl", boolean)?.unwrap_or(DEFAULT_ENDPOINT.use_ssl),
             port: pick(layers, "Port", port)?.unwrap_or(DEFAULT_ENDPOINT.port),

@@ -12,6 +12,7 @@ mod library;
 mod quorum;
 mod quorum_safety;
 mod security;
+mod sentinel;
 mod sets;
 mod settings;
 mod support;

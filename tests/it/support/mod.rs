@@ -9,6 +9,7 @@ pub mod leases;
 pub mod limits;
 pub mod process;
 pub mod proxy;
+pub mod sentinel;
 mod servers;
 
 pub use limits::{BOUND, LIMIT};

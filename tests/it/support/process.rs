@@ -55,6 +55,14 @@ impl Running {
         self.child.id()
     }
 
+    /// Its exit code once it has ended (`None` while it runs).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
     /// Reads stdout until a line contains `needle`, and answers that line.
     pub fn wait_for(&mut self, needle: &str) -> String {
         loop {

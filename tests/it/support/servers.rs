@@ -117,7 +117,7 @@ impl Drop for RedisServer {
 }
 
 /// Whether the plain server at `url` answers PING.
-fn ping(url: &str) -> bool {
+pub(crate) fn ping(url: &str) -> bool {
     let Ok(client) = redis::Client::open(url) else {
         return false;
     };
@@ -137,7 +137,7 @@ fn on_a_free_port(mut spawn: impl FnMut(u16) -> Option<Child>) -> Option<(u16, C
 
 /// Starts `command` (a server, no stdio) and waits until it is `ready`; answers it, or `None`
 /// when it exited first (most likely its port was taken meanwhile) or was not ready in 10 s.
-fn spawn_ready(mut command: Command, mut ready: impl FnMut() -> bool) -> Option<Child> {
+pub(crate) fn spawn_ready(mut command: Command, mut ready: impl FnMut() -> bool) -> Option<Child> {
     let mut child = Some(
         command
             .stdin(Stdio::null())
@@ -161,6 +161,10 @@ fn spawn_ready(mut command: Command, mut ready: impl FnMut() -> bool) -> Option<
 }
 
 /// Kills a server (SIGKILL), if it runs, and waits for it.
+pub(crate) fn kill_child(child: &mut Option<Child>) {
+    kill(child)
+}
+
 fn kill(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = child.kill();

@@ -1,0 +1,95 @@
+//! `WaitReplicas`: an acquire or a renewal that must reach replicas before it counts.
+//! Replication is asynchronous, so a failover may promote a replica that never saw a grant
+//! (or a renewal); `WAIT n timeout`, sent right after the script in the same pipeline (so it
+//! goes to the same primary — the pipeline is routed by the script's key), answers how many
+//! replicas acknowledged everything written so far. A grant that too few acknowledged in time
+//! is undone by the acquire and not counted; such a renewal counts as failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::{FromRedisValue, RedisResult, Value};
+
+use super::link::Link;
+use super::nodes::{Call, Node};
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// How many replicas must acknowledge, and within how many milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    replicas: u32,
+    ms: u64,
+}
+
+impl Call {
+    /// Makes this script call wait for the replicas `WaitReplicas` asks for (none: as is).
+    pub(crate) fn acknowledged(mut self, settings: &Settings) -> Call {
+        if settings.wait_replicas > 0 {
+            self.wait = Some(Wait {
+                replicas: settings.wait_replicas,
+                // WAIT with 0 blocks for ever: the settings refuse 0, and so does this.
+                ms: (settings.wait_timeout.as_millis() as u64).max(1),
+            });
+        }
+        self
+    }
+
+    /// Sends the script (`EVALSHA`), followed by `WAIT` when it waits for replicas: then the
+    /// answer is the pair (the script's answer, how many replicas acknowledged).
+    pub(super) async fn query<T: FromRedisValue>(&self, connection: &mut Link) -> RedisResult<T> {
+        let Some(wait) = self.wait else {
+            return self.command().query_async(connection).await;
+        };
+        let mut pipeline = redis::pipe();
+        pipeline
+            .add_command(self.command().clone())
+            .cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(wait.ms);
+        // The script's own error (NOSCRIPT, READONLY) is answered as the script's, not as a
+        // pipeline's.
+        let answers: Vec<Value> = pipeline.ignore_errors().query_async(connection).await?;
+        let mut answers = answers.into_iter();
+        let (Some(answer), Some(acknowledged)) = (answers.next(), answers.next()) else {
+            return Err((redis::ErrorKind::UnexpectedReturnType, "no answer to WAIT").into());
+        };
+        for value in [&answer, &acknowledged] {
+            if let Value::ServerError(error) = value {
+                return Err(error.clone().into());
+            }
+        }
+        Ok(T::from_redis_value(Value::Array(vec![
+            answer,
+            acknowledged,
+        ]))?)
+    }
+}
+
+impl Node {
+    /// Runs `call` here; when it waits for replicas and `wrote` says that its answer is a
+    /// write (a grant, a renewal), fails unless enough replicas acknowledged it in time.
+    pub(crate) fn script_acknowledged<T: FromRedisValue + Send + 'static>(
+        &self,
+        call: &Arc<Call>,
+        wrote: fn(&T) -> bool,
+    ) -> BoxFuture<'static, Result<T>> {
+        let Some(wait) = call.wait else {
+            return self.script::<T>(call);
+        };
+        let (answer, address) = (self.script::<(T, i64)>(call), self.address.clone());
+        Box::pin(async move {
+            let (answer, acknowledged) = answer.await?;
+            if wrote(&answer) && acknowledged < i64::from(wait.replicas) {
+                return Err(Error::NotAcknowledged {
+                    endpoint: address,
+                    acknowledged,
+                    needed: wait.replicas,
+                    within: Duration::from_millis(wait.ms),
+                });
+            }
+            Ok(answer)
+        })
+    }
+}
