@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// `leasectl ARGS` with `WaitReplicas: 1`, `WaitTimeout: 200`, and a `SyncTimeout` far
+/// `leasectl ARGS` with `WaitReplicas: 1`, this `WaitTimeout` (ms), and a `SyncTimeout` far
 /// longer than that.
-fn waiting_for_a_replica(deployment: &SentinelDeployment, leasectl: &Leasectl) -> Command {
+fn waiting_for_a_replica(
+    deployment: &SentinelDeployment,
+    leasectl: &Leasectl,
+    wait_timeout: &str,
+) -> Command {
     let mut command = deployment.leasectl(leasectl);
     command
         .env("RedisLeasing__WaitReplicas", "1")
-        .env("RedisLeasing__WaitTimeout", "200")
+        .env("RedisLeasing__WaitTimeout", wait_timeout)
         .env("RedisLeasing__SyncTimeout", "30000");
     command
 }
@@ -23,7 +27,7 @@ fn an_acquire_no_replica_acknowledged_is_refused_and_undone() {
     let leasectl = Leasectl::new();
     deployment.replica().pause();
     let started = Instant::now();
-    let mut command = waiting_for_a_replica(&deployment, &leasectl);
+    let mut command = waiting_for_a_replica(&deployment, &leasectl, "200");
     command.args(["exec", JOB, "--ttl", "60s", "--", "true"]);
     let done = complete(command);
     let took = started.elapsed();
@@ -40,7 +44,9 @@ fn an_acquire_no_replica_acknowledged_is_refused_and_undone() {
     );
 
     deployment.replica().resume();
-    let mut command = waiting_for_a_replica(&deployment, &leasectl);
+    // Running again (a generous WaitTimeout: it has just woken on a loaded machine).
+    let _: String = deployment.replica().query(&["PING"]);
+    let mut command = waiting_for_a_replica(&deployment, &leasectl, "5000");
     // The child looks at the replica: acknowledged, the lease is there already.
     let replica = deployment.replica().port;
     let script = format!(
@@ -61,7 +67,7 @@ fn an_acquire_no_replica_acknowledged_is_refused_and_undone() {
 fn renewals_no_replica_acknowledged_fail_until_the_lease_is_lost() {
     let deployment = SentinelDeployment::start();
     let leasectl = Leasectl::new();
-    let mut command = waiting_for_a_replica(&deployment, &leasectl);
+    let mut command = waiting_for_a_replica(&deployment, &leasectl, "1000");
     command
         .env("RedisLeasing__AutoRenewInterval", "300ms")
         .args([
