@@ -82,7 +82,7 @@ fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
 /// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
 #[derive(Clone)]
 pub struct LeaseClient {
-    backend: Arc<Backend>,
+    pub(crate) backend: Arc<Backend>,
     /// Queue places that dropped waits give up.
     background: Arc<Background>,
 }

@@ -28,7 +28,8 @@
 //!   uses (release, forced release, undo, extend, leaving the queue, round trip);
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
 //!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
-//!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
+//!   ID credentials; [`health`]: the checks of `leasectl doctor` (reachability, TLS, ACL
+//!   permissions, topology, memory policy, persistence, clock, a test lease); [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
 //!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
 //!   not an error.
 //!
@@ -61,6 +62,7 @@ pub mod endpoint;
 mod entra;
 mod error;
 mod fence;
+pub mod health;
 mod holder;
 mod inspect;
 mod lease;

@@ -6,6 +6,7 @@ mod cli;
 mod cli_io;
 mod configure;
 mod demo;
+mod doctor;
 mod exec;
 mod library;
 mod quorum;

@@ -112,6 +112,14 @@ pub enum Command {
         The file goes to ./appsettings.Local.json (or --config PATH), mode 0600, and is added to .gitignore in a git work tree."
     )]
     Configure(ConfigureArgs),
+    /// Check the configured deployment: reachability, TLS, authentication, ACL permissions,
+    /// topology, memory policy, persistence, clocks, and a test lease.
+    #[command(
+        after_help = "Examples:\n  leasectl doctor\n  leasectl doctor --json\n\n\
+        One line per check: ✓ pass, ! warning, ✗ failure, each with what to do about it.\n\
+        Exit: 0 when no check failed (warnings allowed), 1 when one did, 2 on a settings error."
+    )]
+    Doctor(DoctorArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  leasectl completions bash > /etc/bash_completion.d/leasectl"
@@ -158,6 +166,13 @@ pub struct RunArgs {
     pub meta: Vec<(String, String)>,
     /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
     /// lost, interrupted, released, completed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// One JSON object: `checks` (name, instance, status, detail, fix) and `healthy`.
     #[arg(long)]
     pub json: bool,
 }
@@ -331,6 +346,9 @@ pub struct ConfigureArgs {
     /// Save without testing the connection.
     #[arg(long)]
     pub no_test: bool,
+    /// Test the connection, and save even when a check fails.
+    #[arg(long, conflicts_with = "no_test")]
+    pub save_anyway: bool,
 }
 
 /// The wizard's authentication modes.
