@@ -29,7 +29,8 @@
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
 //!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
 //!   ID credentials; [`health`]: the checks of `leasectl doctor` (reachability, TLS, ACL
-//!   permissions, topology, memory policy, persistence, clock, a test lease); [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
+//!   permissions, topology, memory policy, persistence, clock, a test lease); [`telemetry`]:
+//!   the OpenTelemetry metrics (and the spans' names); [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
 //!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
 //!   not an error.
 //!
@@ -70,6 +71,7 @@ mod lease_set;
 mod options;
 mod renew;
 pub mod settings;
+pub mod telemetry;
 mod wait;
 
 pub use backend::keys::{check_name, MAX_NAME_LEN, MIN_TTL};

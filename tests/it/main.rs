@@ -15,6 +15,7 @@ mod security;
 mod sets;
 mod settings;
 mod support;
+mod telemetry;
 mod torture;
 mod waiting;
 
