@@ -108,19 +108,31 @@ impl Printer {
                 "warn"
             }
         ));
-        let logs = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal() && !no_color_env && !global.no_color)
-            .with_target(false)
-            .without_time()
-            .with_filter(filter);
-        // The library's spans (acquire, renew, release) to OTLP, whatever the log level.
-        let spans = telemetry.and_then(|t| t.tracer()).map(|tracer| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(tracing_subscriber::EnvFilter::new("leasectl=info"))
-        });
-        tracing_subscriber::registry().with(logs).with(spans).init();
+        let ansi = std::io::stderr().is_terminal() && !no_color_env && !global.no_color;
+        match telemetry.and_then(|t| t.tracer()) {
+            // No export: the plain subscriber, whose filter leaves disabled spans and events
+            // costing nothing.
+            None => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false)
+                .without_time()
+                .init(),
+            // The library's spans (acquire, renew, release) to OTLP, whatever the log level.
+            Some(tracer) => {
+                let logs = tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi)
+                    .with_target(false)
+                    .without_time()
+                    .with_filter(filter);
+                let spans = tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(tracing_subscriber::EnvFilter::new("leasectl=info"));
+                tracing_subscriber::registry().with(logs).with(spans).init();
+            }
+        }
         Printer {
             quiet: global.quiet,
             stdout_is_terminal,
