@@ -1,5 +1,6 @@
 //! OpenTelemetry: `leasectl exec` with `OTEL_EXPORTER_OTLP_ENDPOINT` set delivers the
-//! metrics and spans to a real OTLP/HTTP receiver, before it exits (also on a loss).
+//! metrics and spans to a real OTLP/HTTP receiver (and a gRPC one), before it exits (also on
+//! a loss and on Ctrl-C).
 
 mod receiver;
 
@@ -175,4 +176,24 @@ fn ctrl_c_flushes_what_was_recorded_before_exit() {
         "{acquisitions:?}"
     );
     assert!(!receiver.points("leasing.hold.duration").is_empty());
+}
+
+#[test]
+fn grpc_delivers_the_metrics_and_spans_when_the_protocol_says_so() {
+    let server = RedisServer::start();
+    let receiver = Receiver::start_grpc();
+    let leasectl = Leasectl::new();
+    let mut command = exec(&leasectl, &server, &receiver, "otel-grpc", &["true"]);
+    command.env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    complete(command).expect(0);
+    let acquisitions = receiver.points("leasing.acquisitions.total");
+    assert!(
+        acquisitions
+            .iter()
+            .any(|p| p.attribute("lease.result") == Some("acquired")),
+        "{acquisitions:?}"
+    );
+    let spans = receiver.spans();
+    assert!(spans.iter().any(|s| s.name == "lease.acquire"), "{spans:?}");
+    assert!(spans.iter().any(|s| s.name == "lease.release"), "{spans:?}");
 }

@@ -1,12 +1,23 @@
-//! A real OTLP/HTTP receiver: a small HTTP server on a free port that decodes the protobuf
-//! bodies posted to `/v1/metrics` and `/v1/traces` and answers 200.
+//! Real OTLP receivers on a free port: a small HTTP server that decodes the protobuf bodies
+//! posted to `/v1/metrics` and `/v1/traces` and answers 200, and a gRPC one (tonic, with the
+//! collector services of `opentelemetry-proto`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use prost::Message;
@@ -58,6 +69,34 @@ impl Receiver {
                 let shared = shared.clone();
                 std::thread::spawn(move || serve(stream, &shared));
             }
+        });
+        Receiver { port, received }
+    }
+
+    /// A gRPC receiver (the OTLP collector services), served on a runtime of its own.
+    pub fn start_grpc() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let port = listener.local_addr().expect("its address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let received = Arc::new(Mutex::new(Received::default()));
+        let service = Grpc(received.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let incoming = async_stream(listener);
+                tonic::transport::Server::builder()
+                    .add_service(MetricsServiceServer::new(service.clone()))
+                    .add_service(TraceServiceServer::new(service))
+                    .serve_with_incoming(incoming)
+                    .await
+                    .expect("serve gRPC");
+            });
         });
         Receiver { port, received }
     }
@@ -121,6 +160,43 @@ impl Receiver {
                 attributes: text(&s.attributes),
             })
             .collect()
+    }
+}
+
+/// The accepted connections of `listener`, as a stream.
+fn async_stream(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    })
+}
+
+#[derive(Clone)]
+struct Grpc(Arc<Mutex<Received>>);
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        self.0.lock().expect("received").metrics.push(request);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        self.0.lock().expect("received").traces.push(request);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
