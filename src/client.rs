@@ -4,6 +4,7 @@
 //! checks its input and hands over to the operation's module (`acquire.rs`, `wait.rs`,
 //! `inspect.rs`, `fence.rs`) or to the backend.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::lease::Lease;
 use crate::lease_set::LeaseSet;
 use crate::options::LeaseOptions;
 use crate::settings::Settings;
+use crate::telemetry;
 use crate::wait::{wait_for, wait_until_free, Background};
 
 /// The outcome of an acquire: held by us, or by someone else (a normal outcome, not an error).
@@ -62,6 +64,41 @@ impl AcquireSet {
     }
 }
 
+/// Runs an acquisition of `names` in a `lease.acquire` span (with the lease id and fencing
+/// token taken, or the holder found) and records its metrics; `contended`: it found the lease
+/// held on the way.
+async fn measured(
+    names: &[String],
+    waited: bool,
+    contended: &AtomicBool,
+    work: impl std::future::Future<Output = Result<Taken>>,
+) -> Result<Taken> {
+    let span = tracing::info_span!(
+        "lease.acquire",
+        lease.name = %names.join(","),
+        lease.id = tracing::field::Empty,
+        lease.fencing_token = tracing::field::Empty,
+        lease.holder = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let taken = tracing::Instrument::instrument(work, span.clone()).await;
+    match &taken {
+        Ok(Taken::Acquired(leases)) => {
+            span.record("lease.id", leases[0].id());
+            span.record("lease.fencing_token", leases[0].fencing_token());
+        }
+        Ok(Taken::Held { holder, .. }) => {
+            span.record("lease.holder", holder.display_name());
+        }
+        Err(_) => {}
+    }
+    let held = |taken: &Taken| matches!(taken, Taken::Held { .. });
+    let outcome = telemetry::outcome(&taken, held, waited);
+    let contended = contended.load(Ordering::Relaxed);
+    telemetry::acquisition(&names[0], outcome, started.elapsed(), contended);
+    taken
+}
+
 /// A set's names, checked, sorted and each once: the fixed order every caller takes them in.
 fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
     let mut sorted = Vec::with_capacity(names.len());
@@ -82,7 +119,7 @@ fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
 /// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
 #[derive(Clone)]
 pub struct LeaseClient {
-    backend: Arc<Backend>,
+    pub(crate) backend: Arc<Backend>,
     /// Queue places that dropped waits give up.
     background: Arc<Background>,
 }
@@ -156,8 +193,9 @@ impl LeaseClient {
     pub async fn try_acquire(&self, name: &str, options: &LeaseOptions) -> Result<Acquire> {
         check_name(name)?;
         let names = [name.to_string()];
+        let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES);
         Ok(Acquire::from(
-            attempt(&self.backend, &names, options, "", SPLIT_RETRIES).await?,
+            measured(&names, false, &AtomicBool::new(false), taken).await?,
         ))
     }
 
@@ -200,9 +238,12 @@ impl LeaseClient {
     ) -> Result<Acquire> {
         check_name(name)?;
         let names = [name.to_string()];
-        let taken = self
-            .wait_for(&names, options, wait, |_, holder| observe(holder))
-            .await?;
+        let contended = AtomicBool::new(false);
+        let taken = self.wait_for(&names, options, wait, |_, holder| {
+            contended.store(true, Ordering::Relaxed);
+            observe(holder)
+        });
+        let taken = measured(&names, !wait.is_zero(), &contended, taken).await?;
         Ok(Acquire::from(taken))
     }
 
@@ -222,7 +263,8 @@ impl LeaseClient {
         options: &LeaseOptions,
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
-        let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES).await?;
+        let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES);
+        let taken = measured(&names, false, &AtomicBool::new(false), taken).await?;
         Ok(AcquireSet::of(taken, &names))
     }
 
@@ -255,10 +297,15 @@ impl LeaseClient {
         names: &[impl AsRef<str>],
         options: &LeaseOptions,
         wait: Duration,
-        observe: impl FnMut(&str, &Holder),
+        mut observe: impl FnMut(&str, &Holder),
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
-        let taken = self.wait_for(&names, options, wait, observe).await?;
+        let contended = AtomicBool::new(false);
+        let taken = self.wait_for(&names, options, wait, |name, holder| {
+            contended.store(true, Ordering::Relaxed);
+            observe(name, holder)
+        });
+        let taken = measured(&names, !wait.is_zero(), &contended, taken).await?;
         Ok(AcquireSet::of(taken, &names))
     }
 

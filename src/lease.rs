@@ -50,6 +50,7 @@ impl Lease {
             renewals: AtomicU64::new(0),
             lost: watch::channel(None).0,
             released: AtomicBool::new(false),
+            held: crate::telemetry::Held::start(name, sent_at),
         });
         // A lease that is neither renewed nor capped needs no task: its lost signal is a timer
         // in `lost()` (or a check in `lost_error()`), which keeps a plain acquire cheap.
@@ -221,13 +222,21 @@ impl Lease {
             "releasing"
         );
         let keys = [self.key.clone()];
-        Ok(self.backend.release(&keys, &self.id).await? > 0)
+        let span = tracing::info_span!(
+            "lease.release",
+            lease.name = %self.state.name,
+            lease.id = %self.id,
+            lease.fencing_token = self.fencing_token
+        );
+        let released = self.backend.release(&keys, &self.id);
+        Ok(tracing::Instrument::instrument(released, span).await? > 0)
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         self.stop_watchdog();
+        self.state.held.end(None);
         if self.state.released.load(Ordering::Relaxed) {
             return;
         }

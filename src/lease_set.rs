@@ -63,7 +63,14 @@ impl LeaseSet {
             renewals = self.renewals(),
             "releasing"
         );
-        let released = first.backend().release(&keys, first.id()).await?;
+        let span = tracing::info_span!(
+            "lease.release",
+            lease.name = %first.name(),
+            lease.id = %first.id(),
+            lease.fencing_token = first.fencing_token()
+        );
+        let released = first.backend().release(&keys, first.id());
+        let released = tracing::Instrument::instrument(released, span).await?;
         Ok(released == keys.len() as i64)
     }
 }

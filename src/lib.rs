@@ -30,7 +30,10 @@
 //!   uses (release, forced release, undo, extend, leaving the queue, round trip);
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
 //!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra/` builds Entra
-//!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
+//!   ID credentials; [`health`]: the checks of `leasectl doctor` (reachability, TLS, ACL
+//!   permissions, topology, memory policy, persistence, clock, a test lease); [`telemetry`]:
+//!   the OpenTelemetry metrics (and the spans' names); [`Holder`] (`holder.rs`): who holds a
+//!   lease, read from any of the key
 //!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
 //!   not an error.
 //!
@@ -64,6 +67,7 @@ mod entra;
 mod error;
 mod fence;
 mod format;
+pub mod health;
 mod holder;
 mod inspect;
 mod lease;
@@ -71,6 +75,7 @@ mod lease_set;
 mod options;
 mod renew;
 pub mod settings;
+pub mod telemetry;
 mod wait;
 
 pub use backend::keys::{check_name, MAX_NAME_LEN, MIN_TTL};

@@ -26,6 +26,8 @@ pub(crate) struct LeaseState {
     pub(crate) lost: tokio::sync::watch::Sender<Option<Error>>,
     /// Set by `release`: a released lease is never reported lost.
     pub(crate) released: AtomicBool,
+    /// The hold, for the metrics: ended by the loss, or by the lease's drop.
+    pub(crate) held: crate::telemetry::Held,
 }
 
 impl LeaseState {
@@ -46,13 +48,14 @@ impl LeaseState {
     pub(crate) fn mark_lost(&self, reason: LostReason) -> Error {
         let error = Error::Lost {
             name: self.name.clone(),
-            reason,
+            reason: reason.clone(),
         };
         self.lost.send_if_modified(|current| {
             if current.is_some() {
                 return false;
             }
             tracing::info!(lease = %self.name, %error, "lease lost");
+            self.held.end(Some(reason.clone()));
             *current = Some(error.clone());
             true
         });
@@ -181,7 +184,11 @@ async fn watch(
         }
         // Boxed: the renewal call exists only while it runs, so that a sleeping watchdog (one per
         // held lease) stays small.
-        match timeout(valid_until - now, Box::pin(backend.extend(key, id, ttl))).await {
+        let span = tracing::info_span!("lease.renew", lease.name = %state.name, lease.id = %id);
+        let renewal = tracing::Instrument::instrument(backend.extend(key, id, ttl), span);
+        let answer = timeout(valid_until - now, Box::pin(renewal)).await;
+        crate::telemetry::renewal(&state.name, matches!(answer, Ok(Ok(true))), now.elapsed());
+        match answer {
             Ok(Ok(true)) => {
                 state.confirm(now, ttl, true);
                 next_renewal = Some(now + every);

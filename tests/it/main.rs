@@ -6,6 +6,7 @@ mod cli;
 mod cli_io;
 mod configure;
 mod demo;
+mod doctor;
 mod dotnet_format;
 mod exec;
 mod library;
@@ -16,6 +17,7 @@ mod sentinel;
 mod sets;
 mod settings;
 mod support;
+mod telemetry;
 mod torture;
 mod waiting;
 

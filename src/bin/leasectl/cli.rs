@@ -116,6 +116,14 @@ pub enum Command {
         The file goes to ./appsettings.Local.json (or --config PATH), mode 0600, and is added to .gitignore in a git work tree."
     )]
     Configure(ConfigureArgs),
+    /// Check the configured deployment: reachability, TLS, authentication, ACL permissions,
+    /// topology, memory policy, persistence, clocks, and a test lease.
+    #[command(
+        after_help = "Examples:\n  leasectl doctor\n  leasectl doctor --json\n\n\
+        One line per check: ✓ pass, ! warning, ✗ failure, each with what to do about it.\n\
+        Exit: 0 when no check failed (warnings allowed), 1 when one did, 2 on a settings error."
+    )]
+    Doctor(DoctorArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  leasectl completions bash > /etc/bash_completion.d/leasectl"
@@ -162,6 +170,13 @@ pub struct RunArgs {
     pub meta: Vec<(String, String)>,
     /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
     /// lost, interrupted, released, completed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// One JSON object: `checks` (name, instance, status, detail, fix) and `healthy`.
     #[arg(long)]
     pub json: bool,
 }
@@ -344,6 +359,9 @@ pub struct ConfigureArgs {
     /// With --kind managed: the Azure region of the cache (e.g. westeurope).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// Test the connection, and save even when a check fails.
+    #[arg(long, conflicts_with = "no_test")]
+    pub save_anyway: bool,
 }
 
 /// The wizard's authentication modes.

@@ -7,6 +7,7 @@ mod events;
 mod group;
 mod guard;
 mod output;
+mod telemetry;
 mod terminal;
 
 use std::process::ExitCode;
@@ -51,16 +52,22 @@ fn main() -> ExitCode {
             return ExitCode::from(output::exit::USAGE);
         }
     };
-    let printer = output::Printer::new(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Before the command's runtime: the OTLP/HTTP client is a blocking one.
+    let telemetry = telemetry::Telemetry::start();
+    let printer = output::Printer::new(&cli.global, telemetry.as_ref());
+    let code = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
-        Err(error) => return printer.fail(&anyhow::Error::new(error)),
+        Ok(runtime) => match runtime.block_on(commands::dispatch(cli, &printer)) {
+            Ok(code) => code,
+            Err(error) => printer.fail(&error),
+        },
+        Err(error) => printer.fail(&anyhow::Error::new(error)),
     };
-    match runtime.block_on(commands::dispatch(cli, &printer)) {
-        Ok(code) => code,
-        Err(error) => printer.fail(&error),
+    // Whatever the exit (done, lost, interrupted, failed): what was recorded goes out first.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
     }
+    code
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use colored::Colorize;
 use leasectl::{Error, Holder, InstanceView, LeaseInfo};
 use serde::Serialize;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use crate::cli::Global;
 
@@ -86,7 +89,7 @@ pub struct Printer {
 
 impl Printer {
     /// Sets the colour policy (terminal, no `NO_COLOR`, no `--no-color`) and the log level.
-    pub fn new(global: &Global) -> Printer {
+    pub fn new(global: &Global, telemetry: Option<&crate::telemetry::Telemetry>) -> Printer {
         let stdout_is_terminal = std::io::stdout().is_terminal();
         let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         colored::control::set_override(stdout_is_terminal && !no_color_env && !global.no_color);
@@ -105,13 +108,31 @@ impl Printer {
                 "warn"
             }
         ));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal() && !no_color_env && !global.no_color)
-            .with_target(false)
-            .without_time()
-            .init();
+        let ansi = std::io::stderr().is_terminal() && !no_color_env && !global.no_color;
+        match telemetry.and_then(|t| t.tracer()) {
+            // No export: the plain subscriber, whose filter leaves disabled spans and events
+            // costing nothing.
+            None => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false)
+                .without_time()
+                .init(),
+            // The library's spans (acquire, renew, release) to OTLP, whatever the log level.
+            Some(tracer) => {
+                let logs = tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi)
+                    .with_target(false)
+                    .without_time()
+                    .with_filter(filter);
+                let spans = tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(tracing_subscriber::EnvFilter::new("leasectl=info"));
+                tracing_subscriber::registry().with(logs).with(spans).init();
+            }
+        }
         Printer {
             quiet: global.quiet,
             stdout_is_terminal,

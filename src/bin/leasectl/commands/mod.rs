@@ -3,6 +3,7 @@
 mod bench;
 mod configure;
 mod demo;
+mod doctor;
 mod exec;
 mod fence;
 mod inspect;
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
         Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
+        Command::Doctor(args) => doctor::run(settings(&cli.global, printer).await?, args).await,
         Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when its writer fails.

@@ -1,5 +1,5 @@
 //! `leasectl configure`: the first-run wizard. Asks the authentication mode, then only what
-//! that mode needs; tests the answers (PING and a test lease) before saving; writes
+//! that mode needs; tests the answers (the checks of `leasectl doctor`) before saving; writes
 //! `appsettings.Local.json` atomically with mode 0600 and keeps it out of git. Every question
 //! has a flag, so it also runs with no terminal.
 //!
@@ -13,8 +13,9 @@ use std::time::Duration;
 use colored::Colorize;
 use dialoguer::theme::{ColorfulTheme, Theme};
 use dialoguer::{Confirm, Input, Password, Select};
+use leasectl::health::{Report, Status};
 use leasectl::settings::{Section, LOCAL_DEFAULT, LOCAL_FILE};
-use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
+use leasectl::{mask_password, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 
 mod azure;
@@ -25,9 +26,6 @@ use file::{ignore_in_git, keep_going_over, write_atomically};
 use super::Interrupts;
 use crate::cli::{AuthMode, ConfigureArgs, Global};
 use crate::output::{errln, exit, outln, Printer, UsageError};
-
-/// The lease the connection test takes and releases.
-const TEST_LEASE: &str = "leasectl-configure-test";
 
 /// The Entra ID credential offered first, and taken when `--credential` is not given.
 const DEFAULT_CREDENTIAL: &str = "Default";
@@ -121,31 +119,49 @@ async fn configure(
         if args.no_test {
             break;
         }
-        errln!("Testing the connection...");
-        match test_connection(&answers).await {
-            Ok(()) => {
-                errln!("{} PING and a test lease worked", "✓".green());
-                break;
-            }
-            Err(error) if !interactive => return Err(error.context(
-                "the connection test failed; nothing was written (use --no-test to save anyway)",
-            )),
-            Err(error) => {
-                errln!("{} {error:#}", "✗ The connection test failed:".red());
-                let choice = blocking(|| {
-                    Ok(Select::with_theme(&ColorfulTheme::default())
-                        .with_prompt("What now?")
-                        .items(["Edit the answers", "Save anyway", "Quit without saving"])
-                        .default(0)
-                        .interact()?)
-                })
-                .await?;
-                match choice {
-                    0 => answers = ask_blocking(args, global, Some(answers)).await?,
-                    1 => break,
-                    _ => return Ok(None),
-                }
-            }
+        errln!("Testing the connection (the checks of leasectl doctor)...");
+        let report = test_connection(&answers).await?;
+        for check in report.checks.iter().filter(|c| c.status != Status::Pass) {
+            errln!("{}", super::doctor::line(check));
+        }
+        if report.healthy {
+            errln!(
+                "{} PING and a test lease worked ({} checks)",
+                "✓".green(),
+                report.checks.len()
+            );
+            break;
+        }
+        if args.save_anyway {
+            errln!(
+                "{} saving all the same (--save-anyway)",
+                "!".yellow().bold()
+            );
+            break;
+        }
+        if !interactive {
+            return Err(anyhow::anyhow!(
+                "the connection test failed; nothing was written (--save-anyway saves all the same, --no-test skips the test)"
+            )
+            .context(failures(&report)));
+        }
+        errln!(
+            "{} {}",
+            "✗ The connection test failed:".red(),
+            failures(&report)
+        );
+        let choice = blocking(|| {
+            Ok(Select::with_theme(&ColorfulTheme::default())
+                .with_prompt("What now?")
+                .items(["Edit the answers", "Save anyway", "Quit without saving"])
+                .default(0)
+                .interact()?)
+        })
+        .await?;
+        match choice {
+            0 => answers = ask_blocking(args, global, Some(answers)).await?,
+            1 => break,
+            _ => return Ok(None),
         }
     }
     write_atomically(
@@ -483,34 +499,34 @@ fn check(answers: &Answers) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Connects to each instance, PINGs, and takes and releases a test lease.
-async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
-    for endpoint in &answers.endpoints {
-        let mut settings = Settings::for_endpoints(&[endpoint])?;
-        if answers.mode == AuthMode::EntraId {
-            let credential = answers.credential.as_deref().unwrap_or(DEFAULT_CREDENTIAL);
-            let entra_id = leasectl::EntraId::parse(credential, answers.client_id.clone())
-                .map_err(UsageError)?;
-            settings.entra_id = Some(entra_id);
-        }
-        settings.key_prefix = answers.key_prefix.clone();
-        settings.database = answers.database;
-        settings.connect_timeout = Duration::from_secs(5);
-        let client = LeaseClient::connect(settings).await?;
-        let options = LeaseOptions {
-            ttl: Duration::from_secs(10),
-            auto_renew: None,
-            ..LeaseOptions::from_settings(client.settings())
-        };
-        match client.try_acquire(TEST_LEASE, &options).await? {
-            Acquire::Acquired(lease) => {
-                lease.release().await?;
-            }
-            // Another wizard is testing right now: reading and answering was test enough.
-            Acquire::Held(_) => {}
-        }
+/// Runs the checks of `leasectl doctor` on the answers: every instance (reachability, TLS,
+/// authentication, permissions, ...) and a test lease taken and released.
+async fn test_connection(answers: &Answers) -> anyhow::Result<Report> {
+    let mut settings = Settings::for_endpoints(&answers.endpoints)?;
+    if answers.mode == AuthMode::EntraId {
+        let credential = answers.credential.as_deref().unwrap_or(DEFAULT_CREDENTIAL);
+        let entra_id =
+            leasectl::EntraId::parse(credential, answers.client_id.clone()).map_err(UsageError)?;
+        settings.entra_id = Some(entra_id);
     }
-    Ok(())
+    settings.key_prefix = answers.key_prefix.clone();
+    settings.database = answers.database;
+    settings.connect_timeout = Duration::from_secs(5);
+    Ok(leasectl::health::check(&settings).await)
+}
+
+/// The failed checks, on one line.
+fn failures(report: &Report) -> String {
+    report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| match &c.instance {
+            Some(instance) => format!("{} at {instance}: {}", c.name, c.detail),
+            None => format!("{}: {}", c.name, c.detail),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Asks for a line of text. The answer is shown back with any password masked (dialoguer
