@@ -10,13 +10,14 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::{
-    Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, Script, StreamingCredentialsProvider,
+    Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, StreamingCredentialsProvider,
     ToRedisArgs,
 };
 use tokio::time::timeout;
 
 use super::hub::Hub;
 use super::link::{push_connection, Link};
+use super::scripts::Lua;
 use crate::error::{Error, Result};
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -38,7 +39,7 @@ pub(crate) struct Node {
 
 /// One script call, sent alike to every instance.
 pub(crate) struct Call {
-    script: &'static Script,
+    script: &'static Lua,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
     /// The EVALSHA command, encoded once for every instance and retry.
@@ -46,7 +47,7 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub(crate) fn new(script: &'static Script) -> Call {
+    pub(crate) fn new(script: &'static Lua) -> Call {
         Call {
             script,
             keys: Vec::new(),
@@ -65,11 +66,22 @@ impl Call {
         self
     }
 
+    /// The EVAL command: the script's text instead of its hash (after a NOSCRIPT).
+    fn eval(&self) -> Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(&self.script.code)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        command
+    }
+
     fn command(&self) -> &Cmd {
         self.command.get_or_init(|| {
             let mut command = redis::cmd("EVALSHA");
             command
-                .arg(self.script.get_hash())
+                .arg(&self.script.hash)
                 .arg(self.keys.len())
                 .arg(&self.keys)
                 .arg(&self.args);
@@ -318,7 +330,7 @@ impl Nodes {
 }
 
 impl Node {
-    /// Runs a script here (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again).
+    /// Runs a script here (EVALSHA; on NOSCRIPT, EVAL).
     pub(crate) fn script<T: FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,
@@ -338,16 +350,9 @@ impl Node {
                 answer = call.command().query_async(&mut connection).await;
             }
             if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                // First use on this instance (or it restarted): load the script, then run it.
-                let loaded = call
-                    .script
-                    .prepare_invoke()
-                    .load_async(&mut connection)
-                    .await;
-                answer = match loaded {
-                    Ok(_) => call.command().query_async(&mut connection).await,
-                    Err(error) => Err(error),
-                };
+                // First use on this instance (or it restarted): EVAL, which goes where the
+                // EVALSHA went and leaves the script cached there for the next EVALSHA.
+                answer = call.eval().query_async(&mut connection).await;
             }
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
