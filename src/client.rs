@@ -222,6 +222,7 @@ impl LeaseClient {
         options: &LeaseOptions,
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
+        self.backend.check_one_slot(&names)?;
         let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES).await?;
         Ok(AcquireSet::of(taken, &names))
     }
@@ -258,6 +259,7 @@ impl LeaseClient {
         observe: impl FnMut(&str, &Holder),
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
+        self.backend.check_one_slot(&names)?;
         let taken = self.wait_for(&names, options, wait, observe).await?;
         Ok(AcquireSet::of(taken, &names))
     }

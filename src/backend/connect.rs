@@ -40,6 +40,9 @@ impl Nodes {
             (None, Some(entra_id)) => Some(entra_id.provider(settings.connect_timeout).await?),
             (None, None) => None,
         };
+        if settings.cluster == Some(true) {
+            return Nodes::connect_cluster(settings, credentials).await;
+        }
         let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.sync_timeout))
@@ -91,6 +94,9 @@ impl Nodes {
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
         let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // So is whether the first endpoint is a Redis Cluster node (unless `Cluster` says).
+        let first_is_cluster = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = nodes.list[0].address.clone();
         let (total, majority) = (nodes.list.len(), nodes.majority());
         let (votes, pending) = nodes
             .gather_within(
@@ -98,9 +104,17 @@ impl Nodes {
                 |node| {
                     let ping = node.command::<String>(redis::cmd("PING"));
                     let policy = node.memory_policy();
+                    let probe = (settings.cluster.is_none() && node.address == first)
+                        .then(|| super::cluster::probe(node, first_is_cluster.clone()));
                     let policies = policies.clone();
                     Box::pin(async move {
-                        let (ping, policy) = futures_util::future::join(ping, policy).await;
+                        let probe = async move {
+                            if let Some(probe) = probe {
+                                probe.await;
+                            }
+                        };
+                        let (ping, policy, ()) =
+                            futures_util::future::join3(ping, policy, probe).await;
                         if let Some(policy) = policy {
                             policies.lock().expect("policies").push(policy);
                         }
@@ -134,6 +148,9 @@ impl Nodes {
             .collect();
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
         if answered >= nodes.majority() {
+            if first_is_cluster.load(std::sync::atomic::Ordering::Acquire) {
+                return Nodes::connect_cluster(settings, nodes.credentials).await;
+            }
             return Ok(nodes);
         }
         let mut votes = votes;
@@ -254,7 +271,7 @@ async fn explain_auth(error: Error, endpoint: &Endpoint, settings: &Settings) ->
     }
 }
 
-fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
+pub(super) fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let (Some(name), false) = (&endpoint.tls_host, endpoint.tls) {
@@ -284,7 +301,7 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
 
 /// The PEM bundle to trust: the `TlsCaCertificate` file plus the system's roots (redis-rs
 /// trusts only the bundle it is given, so the system's are added to it).
-fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
+pub(super) fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
     use base64::Engine;
     let unreadable =
         |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));

@@ -13,11 +13,15 @@ use redis::io::AsyncDNSResolver;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
-/// A connection to one instance; clones share it.
+use super::cluster::{self, Cluster};
+
+/// A connection to one instance (or, `Cluster`, to a Redis Cluster: see cluster.rs); clones
+/// share it.
 #[derive(Clone)]
 pub(crate) enum Link {
     Managed(ConnectionManager),
     Named(Arc<Named>),
+    Cluster(Arc<Cluster>),
 }
 
 /// Dials `address` for a client whose host is the name its certificate must carry.
@@ -107,6 +111,7 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
+            Link::Cluster(cluster) => cluster::request(cluster, cmd),
         }
     }
 
@@ -132,6 +137,7 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
+            Link::Cluster(cluster) => cluster::request_pipeline(cluster, pipeline, offset, count),
         }
     }
 
@@ -139,6 +145,7 @@ impl ConnectionLike for Link {
         match self {
             Link::Managed(manager) => manager.get_db(),
             Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
+            Link::Cluster(_) => 0,
         }
     }
 }

@@ -15,6 +15,7 @@ use redis::{
 };
 use tokio::time::timeout;
 
+use super::cluster::Subscriber;
 use super::hub::Hub;
 use super::link::{push_connection, Link};
 use super::scripts::Lua;
@@ -244,18 +245,20 @@ impl Nodes {
             let subscribe = async {
                 // The shared connection is opened once, by the first waiter.
                 let shared = node.hub.listen(channel, place, |pushes| async {
-                    let client = self.subscriber(node).await?;
                     let config = match &node.connection {
                         Link::Named(named) => named.config().clone(),
+                        Link::Cluster(cluster) => return cluster.push_connection(pushes).await,
                         Link::Managed(_) => AsyncConnectionConfig::new()
                             .set_connection_timeout(Some(self.connect_timeout))
                             .set_response_timeout(Some(self.call_timeout)),
                     };
-                    push_connection(&client, config, pushes).await
+                    let client = self.subscriber(node).await?;
+                    let connection = push_connection(&client, config, pushes).await?;
+                    Ok(Subscriber::Plain(connection))
                 });
                 match (shared.await, &node.connection) {
                     (Ok(stream), _) => Ok(stream),
-                    (Err(error), Link::Named(_)) => Err(error),
+                    (Err(error), Link::Named(_) | Link::Cluster(_)) => Err(error),
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
                     (Err(error), Link::Managed(_)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
@@ -350,8 +353,9 @@ impl Node {
                 answer = call.command().query_async(&mut connection).await;
             }
             if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                // First use on this instance (or it restarted): EVAL, which goes where the
-                // EVALSHA went and leaves the script cached there for the next EVALSHA.
+                // First use on this instance (or it restarted, or — in a cluster — its slot's
+                // primary changed): EVAL, which goes where the EVALSHA went (routed by the
+                // same first key) and leaves the script cached there for the next EVALSHA.
                 answer = call.eval().query_async(&mut connection).await;
             }
             answer.map_err(|e| Error::from_redis(&address, &e, after))

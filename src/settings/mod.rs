@@ -45,6 +45,8 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// `Cluster`: Redis Cluster mode forced on or off; `None`: asked of the server.
+    pub cluster: Option<bool>,
 }
 
 /// Which layers gave the settings.
@@ -87,6 +89,7 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            cluster: None,
         }
     }
 }
@@ -142,6 +145,7 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "Cluster",
 ];
 
 impl Settings {
@@ -215,6 +219,7 @@ impl Settings {
             use_ssl: pick(layers, "UseSsl", boolean)?.unwrap_or(DEFAULT_ENDPOINT.use_ssl),
             port: pick(layers, "Port", port)?.unwrap_or(DEFAULT_ENDPOINT.port),
         };
+        s.cluster = pick(layers, "Cluster", boolean)?;
         if let Some(endpoints) = pick_endpoints(layers, defaults)? {
             s.endpoints = endpoints;
             s.origin.defaulted_endpoint = false;

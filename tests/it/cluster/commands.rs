@@ -1,0 +1,146 @@
+//! Every command on names in every primary's slots, through any node's address; sets across
+//! slots refused; release notifications reach a waiter.
+
+use super::*;
+use crate::leases::{acquired, hand_over, options};
+use crate::process::{complete, parse_json, SHORT_RUN};
+use crate::support::json::LeaseJson;
+use crate::support::key;
+
+#[test]
+fn every_command_works_on_every_primarys_names_through_any_node() {
+    let cluster = RedisCluster::start();
+    let leasectl = Leasectl::new();
+    let names = cluster.name_on_each_primary("cmd");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (i, name) in names.iter().enumerate() {
+        // The seed node is never the lease's own primary in one round, and a replica in another.
+        let seed = (cluster.primary_of(&key(name)) + 1 + i) % cluster.nodes.len();
+        // run: the winner works a second and releases.
+        let mut run = via(&leasectl, &cluster, seed);
+        run.args(SHORT_RUN).args(["--lease", name]);
+        let ran = complete(run);
+        ran.expect(0);
+        assert!(ran.stdout.contains("Lock released"), "{ran}");
+        // exec: the child sees its fencing token.
+        let mut exec = via(&leasectl, &cluster, seed);
+        exec.args([
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "echo token=$LEASECTL_FENCING_TOKEN",
+        ]);
+        let execed = complete(exec);
+        execed.expect(0);
+        assert!(execed.stdout.contains("token="), "{execed}");
+        // A lease held by the library: inspect shows it, release by id frees it.
+        let client = runtime.block_on(connect(&cluster, seed));
+        let lease = acquired(runtime.block_on(client.try_acquire(name, &options(LONG))));
+        assert!(cluster.exists(&key(name)), "on its slot's primary");
+        let mut inspect = via(&leasectl, &cluster, seed);
+        inspect.args(["inspect", name, "--json"]);
+        let shown: LeaseJson = parse_json(&complete(inspect));
+        assert!(shown.held);
+        assert_eq!(shown.lease_id.as_deref(), Some(lease.id()));
+        assert_eq!(shown.fencing_token, Some(lease.fencing_token()));
+        let mut release = via(&leasectl, &cluster, seed);
+        release.args(["release", name, "--lease-id", lease.id()]);
+        complete(release).expect(0);
+        assert!(!cluster.exists(&key(name)), "released");
+        // release --force deletes whoever holds it.
+        let again = acquired(runtime.block_on(client.try_acquire(name, &options(LONG))));
+        let mut force = via(&leasectl, &cluster, seed);
+        force.args(["release", name, "--force", "--yes"]);
+        complete(force).expect(0);
+        assert!(!cluster.exists(&key(name)), "force-released");
+        // fence: a write with the newer token, then a stale one refused (exit 3).
+        let protected = format!("report:{name}");
+        let newer = again.fencing_token().to_string();
+        let mut fence = via(&leasectl, &cluster, seed);
+        fence.args(["fence", "set", &protected, "new", "--token", &newer]);
+        complete(fence).expect(0);
+        let mut stale = via(&leasectl, &cluster, seed);
+        stale.args(["fence", "set", &protected, "old", "--token", "1"]);
+        complete(stale).expect(3);
+        assert_eq!(cluster.get(&protected).as_deref(), Some("new"));
+    }
+    // inspect --all lists the leases of all three primaries.
+    let client = runtime.block_on(connect(&cluster, 0));
+    let mut held = Vec::new();
+    for name in &names {
+        held.push(acquired(
+            runtime.block_on(client.try_acquire(name, &options(LONG))),
+        ));
+    }
+    let mut all = via(&leasectl, &cluster, 1);
+    all.args(["inspect", "--all", "--json"]);
+    let listed: Vec<LeaseJson> = parse_json(&complete(all));
+    let mut listed: Vec<String> = listed.into_iter().map(|l| l.lease).collect();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "one lease on each primary");
+}
+
+#[test]
+fn a_set_across_slots_is_refused_before_anything_is_written_and_a_hash_tag_is_suggested() {
+    let cluster = RedisCluster::start();
+    let leasectl = Leasectl::new();
+    let names = cluster.name_on_each_primary("set");
+    let mut exec = via(&leasectl, &cluster, 0);
+    exec.args(["exec", &names[0], "--lease", &names[1], "--", "true"]);
+    let refused = complete(exec);
+    let error = refused.failed_with(2);
+    assert!(
+        error.contains("hash tag") && error.contains("{job}"),
+        "{refused}"
+    );
+    for name in &names[..2] {
+        assert!(!cluster.exists(&key(name)), "nothing written for {name}");
+    }
+    // With a common hash tag the set is taken.
+    let mut tagged = via(&leasectl, &cluster, 0);
+    tagged.args(["exec", "{job}:a", "--lease", "{job}:b", "--", "true"]);
+    complete(tagged).expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_over_sharded_pub_sub() {
+    let cluster = RedisCluster::start();
+    for name in cluster.name_on_each_primary("woken") {
+        let holder_client = connect(&cluster, 0).await;
+        let waiter_client = connect(&cluster, 3).await;
+        // A ten-minute lease, and a waiter whose fallback poll is an hour: only the release
+        // notification can wake it within the bound.
+        let holder = acquired(holder_client.try_acquire(&name, &options(LONG)).await);
+        let lease = hand_over(BOUND, holder, waiter_client).await;
+        lease.release().await.expect("release");
+    }
+}
+
+#[test]
+fn a_script_is_cached_only_on_the_primary_whose_slot_needed_it() {
+    let cluster = RedisCluster::start();
+    let leasectl = Leasectl::new();
+    let name = &cluster.name_on_each_primary("cached")[0];
+    let owner = cluster.primary_of(&key(name));
+    let mut exec = via(&leasectl, &cluster, 0);
+    exec.args(["exec", name, "--", "true"]);
+    complete(exec).expect(0);
+    // The NOSCRIPT was answered with EVAL on the lease's primary, not SCRIPT LOAD everywhere.
+    for primary in cluster.primaries() {
+        let info: String = cluster.nodes[primary].query(&["INFO", "memory"]);
+        let cached: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("INFO memory shows the cached scripts");
+        if primary == owner {
+            assert!(cached > 0, "the lease's primary ran the scripts");
+        } else {
+            assert_eq!(cached, 0, "primary {primary} never needed a script");
+        }
+    }
+}
