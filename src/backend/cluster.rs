@@ -129,8 +129,14 @@ impl Nodes {
             roots,
             credentials: credentials.clone(),
         };
-        let failed =
-            |e: redis::RedisError| Error::from_redis(&address, &e, settings.connect_timeout);
+        let failed = |e: redis::RedisError| {
+            if e.to_string().contains("cluster support disabled") {
+                return Error::Settings(format!(
+                    "Cluster is true, but {address} is not a Redis Cluster node: remove the setting or set it to false"
+                ));
+            }
+            Error::from_redis(&address, &e, settings.connect_timeout)
+        };
         let client = recipe
             .builder()
             .build()

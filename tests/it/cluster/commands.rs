@@ -144,3 +144,78 @@ fn a_script_is_cached_only_on_the_primary_whose_slot_needed_it() {
         }
     }
 }
+
+#[test]
+fn the_cluster_setting_forces_the_mode_either_way() {
+    let cluster = RedisCluster::start();
+    let leasectl = Leasectl::new();
+    let names = cluster.name_on_each_primary("forced");
+    // Cluster: false on a cluster node: a standalone connection, refused by the other slots.
+    let elsewhere = names
+        .iter()
+        .find(|name| cluster.primary_of(&key(name)) != 0)
+        .expect("a name on another primary");
+    let mut standalone = via(&leasectl, &cluster, 0);
+    standalone
+        .env("RedisLeasing__Cluster", "false")
+        .args(["exec", elsewhere, "--", "true"]);
+    let moved = complete(standalone);
+    assert!(moved.failed_with(1).contains("Moved"), "{moved}");
+    // Cluster: true on a standalone server: a settings error (exit 2) that says so.
+    let server = crate::support::RedisServer::start();
+    let mut forced = leasectl.against(&server);
+    forced
+        .env("RedisLeasing__Cluster", "true")
+        .args(["inspect", "job"]);
+    let refused = complete(forced);
+    assert!(
+        refused.failed_with(2).contains("not a Redis Cluster node"),
+        "{refused}"
+    );
+    let mut bad = leasectl.against(&server);
+    bad.env("RedisLeasing__Cluster", "maybe")
+        .args(["inspect", "job"]);
+    let bad = complete(bad);
+    assert!(bad.failed_with(2).contains("RedisLeasing.Cluster"), "{bad}");
+}
+
+#[test]
+fn an_acl_user_with_a_password_works_on_every_node() {
+    let cluster = RedisCluster::start();
+    for node in &cluster.nodes {
+        let rules = [
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">s3cret-pass",
+            "resetkeys",
+            "~lease:*",
+            "~report:*",
+            "resetchannels",
+            "&lease:*",
+            "+@all",
+        ];
+        let _: String = node.query(&rules);
+    }
+    let leasectl = Leasectl::new();
+    let seed = cluster.nodes[2].port;
+    for name in cluster.name_on_each_primary("acl") {
+        let mut exec = leasectl.command();
+        exec.arg("--endpoint")
+            .arg(format!("redis://app:s3cret-pass@127.0.0.1:{seed}"))
+            .args(["exec", &name, "--", "true"]);
+        let done = complete(exec);
+        done.expect(0);
+        done.shows_none_of(&["s3cret-pass"]);
+    }
+    // A wrong password is an authentication error (exit 1), not a cluster error.
+    let mut wrong = leasectl.command();
+    wrong
+        .arg("--endpoint")
+        .arg(format!("redis://app:wrong@127.0.0.1:{seed}"))
+        .args(["inspect", "job"]);
+    let refused = complete(wrong);
+    refused.failed_with(1);
+    refused.shows_none_of(&["wrong@"]);
+}
