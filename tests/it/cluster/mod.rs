@@ -5,6 +5,7 @@
 //! under a held lease.
 
 mod commands;
+mod entra;
 mod faults;
 
 use std::process::Command;
