@@ -10,6 +10,7 @@
 //! primary of the channel's slot) on Redis 7 and later, plain pub/sub (which a cluster
 //! broadcasts to every node) before.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -19,10 +20,12 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo, Slot,
+};
 use redis::{Cmd, ConnectionInfo, EntraIdCredentialsProvider, RedisFuture, Value};
 
-use super::connect::{open_client, trusted_roots};
+use super::connect::{open_client, trusted_roots, warn_of_eviction};
 use super::link::Link;
 use super::nodes::{Node, Nodes};
 use super::Backend;
@@ -147,15 +150,18 @@ impl Nodes {
             info.arg("server");
             let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
             let server = connection.route_command(info, random).await?;
-            Ok::<_, redis::RedisError>((connection, server))
+            let policies = memory_policies(&mut connection).await;
+            Ok::<_, redis::RedisError>((connection, server, policies))
         };
-        let (connection, server) = tokio::time::timeout(settings.connect_timeout, connect)
-            .await
-            .map_err(|_| Error::Timeout {
-                endpoint: address.clone(),
-                after: settings.connect_timeout,
-            })?
-            .map_err(failed)?;
+        let (connection, server, policies) =
+            tokio::time::timeout(settings.connect_timeout, connect)
+                .await
+                .map_err(|_| Error::Timeout {
+                    endpoint: address.clone(),
+                    after: settings.connect_timeout,
+                })?
+                .map_err(failed)?;
+        warn_of_eviction(&policies);
         let sharded = redis::from_redis_value::<String>(server)
             .ok()
             .and_then(|text| major_version(&text))
@@ -317,6 +323,34 @@ impl Cluster {
         keys.dedup();
         Ok(keys)
     }
+}
+
+/// Every primary's `host:port`, `maxmemory` and `maxmemory-policy` (INFO memory), for the
+/// eviction warning; those that refuse INFO are left out.
+async fn memory_policies(connection: &mut ClusterConnection) -> Vec<(String, u64, String)> {
+    let mut info = redis::cmd("INFO");
+    info.arg("memory");
+    let every = RoutingInfo::MultiNode((
+        MultipleNodeRoutingInfo::AllMasters,
+        Some(ResponsePolicy::Special),
+    ));
+    let Ok(answer) = connection.route_command(info, every).await else {
+        return Vec::new();
+    };
+    let answers: HashMap<String, Value> = redis::from_redis_value(answer).unwrap_or_default();
+    answers
+        .into_iter()
+        .filter_map(|(address, answer)| {
+            let text: String = redis::from_redis_value(answer).ok()?;
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .map(|value| value.trim().to_string())
+            };
+            let limit = field("maxmemory")?.parse().ok()?;
+            Some((address, limit, field("maxmemory_policy")?))
+        })
+        .collect()
 }
 
 /// `redis_version:7.0.15` → 7.

@@ -214,7 +214,7 @@ impl Node {
 /// Warns (once per process) when an instance may evict keys — a memory limit and an evicting
 /// `maxmemory-policy` (`allkeys-*`, `volatile-*`) — since it may evict a held lease, which a
 /// second holder then takes.
-fn warn_of_eviction(policies: &[(String, u64, String)]) {
+pub(super) fn warn_of_eviction(policies: &[(String, u64, String)]) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let evicting: Vec<String> = policies
         .iter()

@@ -219,3 +219,28 @@ fn an_acl_user_with_a_password_works_on_every_node() {
     refused.failed_with(1);
     refused.shows_none_of(&["wrong@"]);
 }
+
+#[test]
+fn an_evicting_policy_on_any_primary_is_warned_about() {
+    let cluster = RedisCluster::start();
+    // Not the seed's own policy: another primary's, which only the cluster's view shows.
+    let other = cluster
+        .primaries()
+        .into_iter()
+        .find(|p| *p != 0)
+        .expect("another primary");
+    let evicting = &cluster.nodes[other];
+    let _: () = evicting.query(&["CONFIG", "SET", "maxmemory", "100mb"]);
+    let _: () = evicting.query(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let leasectl = Leasectl::new();
+    let mut exec = via(&leasectl, &cluster, 0);
+    exec.args(["exec", "evicted", "--", "true"]);
+    let output = complete(exec);
+    output.expect(0);
+    assert_eq!(
+        output.stderr.matches("maxmemory-policy").count(),
+        1,
+        "{output}"
+    );
+    assert!(output.stderr.contains(&evicting.address()), "{output}");
+}
