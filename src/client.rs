@@ -79,6 +79,13 @@ fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
     Ok(sorted)
 }
 
+/// Refuses a set whose names are in different Redis Cluster slots (see
+/// [`LeaseClient::try_acquire_set`]).
+fn check_one_slot(backend: &Backend, names: &[String]) -> Result<()> {
+    let keys: Vec<String> = names.iter().map(|n| backend.settings.key_for(n)).collect();
+    backend.nodes.check_one_slot(names, &keys)
+}
+
 /// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
 #[derive(Clone)]
 pub struct LeaseClient {
@@ -222,7 +229,7 @@ impl LeaseClient {
         options: &LeaseOptions,
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
-        self.backend.check_one_slot(&names)?;
+        check_one_slot(&self.backend, &names)?;
         let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES).await?;
         Ok(AcquireSet::of(taken, &names))
     }
@@ -259,7 +266,7 @@ impl LeaseClient {
         observe: impl FnMut(&str, &Holder),
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
-        self.backend.check_one_slot(&names)?;
+        check_one_slot(&self.backend, &names)?;
         let taken = self.wait_for(&names, options, wait, observe).await?;
         Ok(AcquireSet::of(taken, &names))
     }

@@ -41,7 +41,7 @@ impl Nodes {
             (None, None) => None,
         };
         if settings.cluster == Some(true) {
-            return Nodes::connect_cluster(settings, credentials).await;
+            return connect_cluster(settings, credentials).await;
         }
         let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
@@ -149,7 +149,7 @@ impl Nodes {
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
         if answered >= nodes.majority() {
             if first_is_cluster.load(std::sync::atomic::Ordering::Acquire) {
-                return Nodes::connect_cluster(settings, nodes.credentials).await;
+                return connect_cluster(settings, nodes.credentials).await;
             }
             return Ok(nodes);
         }
@@ -167,6 +167,23 @@ impl Nodes {
             .collect();
         Err(nodes.no_quorum(answered, "answered", described))
     }
+}
+
+/// Connects to the Redis Cluster the settings' endpoints belong to (see cluster.rs), with the
+/// first endpoint's client and TLS roots, and checks every primary's memory policy.
+async fn connect_cluster(
+    settings: &Settings,
+    credentials: Option<EntraIdCredentialsProvider>,
+) -> Result<Nodes> {
+    let first = &settings.endpoints[0];
+    let client = open_client(first, settings)?;
+    let roots = match (&settings.tls_ca_certificate, first.tls) {
+        (Some(path), true) => Some(trusted_roots(path)?),
+        _ => None,
+    };
+    let (nodes, policies) = Nodes::connect_cluster(settings, credentials, client, roots).await?;
+    warn_of_eviction(&policies);
+    Ok(nodes)
 }
 
 impl Node {
@@ -214,7 +231,7 @@ impl Node {
 /// Warns (once per process) when an instance may evict keys — a memory limit and an evicting
 /// `maxmemory-policy` (`allkeys-*`, `volatile-*`) — since it may evict a held lease, which a
 /// second holder then takes.
-pub(super) fn warn_of_eviction(policies: &[(String, u64, String)]) {
+fn warn_of_eviction(policies: &[(String, u64, String)]) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let evicting: Vec<String> = policies
         .iter()
@@ -271,7 +288,7 @@ async fn explain_auth(error: Error, endpoint: &Endpoint, settings: &Settings) ->
     }
 }
 
-pub(super) fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
+fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let (Some(name), false) = (&endpoint.tls_host, endpoint.tls) {
@@ -301,7 +318,7 @@ pub(super) fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Cl
 
 /// The PEM bundle to trust: the `TlsCaCertificate` file plus the system's roots (redis-rs
 /// trusts only the bundle it is given, so the system's are added to it).
-pub(super) fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
+fn trusted_roots(path: &std::path::Path) -> Result<Vec<u8>> {
     use base64::Engine;
     let unreadable =
         |e: String| Error::Settings(format!("TlsCaCertificate {}: {e}", path.display()));

@@ -16,7 +16,7 @@ use redis::aio::{AsyncPushSender, SendError};
 use redis::{Msg, PushInfo, PushKind, RedisResult};
 use tokio::sync::{mpsc, Mutex};
 
-use super::cluster::Subscriber;
+use super::cluster_link::Subscriber;
 
 /// Channels nobody listens to that are kept subscribed before they are dropped together.
 const IDLE_CHANNELS: usize = 64;

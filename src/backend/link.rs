@@ -13,7 +13,7 @@ use redis::io::AsyncDNSResolver;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
-use super::cluster::{self, Cluster};
+use super::cluster_link::{self, Cluster};
 
 /// A connection to one instance (or, `Cluster`, to a Redis Cluster: see cluster.rs); clones
 /// share it.
@@ -111,7 +111,7 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
-            Link::Cluster(cluster) => cluster::request(cluster, cmd),
+            Link::Cluster(cluster) => cluster_link::request(cluster, cmd),
         }
     }
 
@@ -137,7 +137,9 @@ impl ConnectionLike for Link {
                 named.forget_if_dead(&answer).await;
                 answer
             }),
-            Link::Cluster(cluster) => cluster::request_pipeline(cluster, pipeline, offset, count),
+            Link::Cluster(cluster) => {
+                cluster_link::request_pipeline(cluster, pipeline, offset, count)
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! - `connect.rs`: a connection per endpoint (TLS, Entra ID), the first PINGs, the eviction
 //!   check; `link.rs`: the connection kinds; `cluster.rs`: a Redis Cluster as one node whose
-//!   connection routes by slot; `hub.rs`: one pub/sub connection per instance
+//!   connection (`cluster_link.rs`) routes by slot; `hub.rs`: one pub/sub connection per instance
 //!   for every release notification;
 //! - `nodes.rs`: a call sent to every instance at once, each under its own timeout, read as
 //!   the answers arrive; [`Nodes::no_quorum`] is the one "no quorum" error;
@@ -18,6 +18,7 @@
 //! [`LeaseClient`]: crate::LeaseClient
 
 pub(crate) mod cluster;
+pub(crate) mod cluster_link;
 pub(crate) mod connect;
 pub(crate) mod hub;
 pub(crate) mod keys;

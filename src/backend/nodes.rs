@@ -15,7 +15,7 @@ use redis::{
 };
 use tokio::time::timeout;
 
-use super::cluster::Subscriber;
+use super::cluster_link::Subscriber;
 use super::hub::Hub;
 use super::link::{push_connection, Link};
 use super::scripts::Lua;
