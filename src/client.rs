@@ -116,6 +116,13 @@ fn set_names(names: &[impl AsRef<str>]) -> Result<Vec<String>> {
     Ok(sorted)
 }
 
+/// Refuses a set whose names are in different Redis Cluster slots (see
+/// [`LeaseClient::try_acquire_set`]).
+fn check_one_slot(backend: &Backend, names: &[String]) -> Result<()> {
+    let keys: Vec<String> = names.iter().map(|n| backend.settings.key_for(n)).collect();
+    backend.nodes.check_one_slot(names, &keys)
+}
+
 /// A connection to the Redis instance (or, in quorum mode, instances) of the settings.
 #[derive(Clone)]
 pub struct LeaseClient {
@@ -263,6 +270,7 @@ impl LeaseClient {
         options: &LeaseOptions,
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
+        check_one_slot(&self.backend, &names)?;
         let taken = attempt(&self.backend, &names, options, "", SPLIT_RETRIES);
         let taken = measured(&names, false, &AtomicBool::new(false), taken).await?;
         Ok(AcquireSet::of(taken, &names))
@@ -300,6 +308,7 @@ impl LeaseClient {
         mut observe: impl FnMut(&str, &Holder),
     ) -> Result<AcquireSet> {
         let names = set_names(names)?;
+        check_one_slot(&self.backend, &names)?;
         let contended = AtomicBool::new(false);
         let taken = self.wait_for(&names, options, wait, |name, holder| {
             contended.store(true, Ordering::Relaxed);

@@ -174,6 +174,15 @@ impl Error {
                 detail: detail.into(),
             };
         }
+        if matches!(
+            code,
+            "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING" | "MOVED" | "ASK"
+        ) {
+            // A cluster between states (a slot migrating, a failover) that outlasted the
+            // cluster client's own retries: a later try may succeed.
+            let detail = err.to_string();
+            return Error::Connection { endpoint, detail };
+        }
         Error::Redis {
             endpoint,
             detail: err.to_string(),

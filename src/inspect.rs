@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redis::Value;
 
 use crate::backend::keys::{check_name, escape_glob, fence_key, is_internal};
-use crate::backend::nodes::{Call, Node};
+use crate::backend::nodes::{Call, Node, Vote};
 use crate::backend::{quorum, scripts, Backend};
 use crate::error::{Error, Result};
 use crate::holder::{Holder, InstanceView, LeaseInfo};
@@ -58,7 +58,16 @@ pub(crate) async fn inspect_all(backend: &Backend) -> Result<Vec<LeaseInfo>> {
     let prefix = &backend.settings.key_prefix;
     let pattern = format!("{}*", escape_glob(prefix));
     let nodes = &backend.nodes;
-    let votes = nodes.all(|node| node.scan(&pattern)).await;
+    let votes = match nodes.cluster() {
+        // A cluster is one deployment: every primary is scanned, or the listing fails.
+        Some(cluster) => vec![Vote {
+            node: 0,
+            answer: cluster.scan(&pattern).await.map_err(|e| {
+                Error::from_redis(&nodes.list[0].address, &e, backend.settings.sync_timeout)
+            }),
+        }],
+        None => nodes.all(|node| node.scan(&pattern)).await,
+    };
     let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
     if answered < nodes.majority() {
         let mut errors = votes.into_iter().filter_map(|v| v.answer.err());

@@ -6,8 +6,9 @@
 //! counter beside it makes every acquisition's fencing token larger than the last. Each
 //! operation is one Lua script.
 //!
-//! One Redis instance, or several independent ones in quorum mode (Redlock): every operation
-//! goes to all instances at once and is decided by a majority.
+//! One Redis deployment — a standalone instance, or a Redis Cluster whose client routes each
+//! lease to the primary owning its slot — or several independent instances in quorum mode
+//! (Redlock): every operation goes to all instances at once and is decided by a majority.
 //!
 //! The layout, in layers that import one way (each only from the layers below it):
 //! - [`LeaseClient`] (`client.rs`): connect, try-acquire, acquire with a fair, notified wait,

@@ -40,6 +40,9 @@ impl Nodes {
             (None, Some(entra_id)) => Some(entra_id.provider(settings.connect_timeout).await?),
             (None, None) => None,
         };
+        if settings.cluster == Some(true) {
+            return connect_cluster(settings, credentials).await;
+        }
         let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.sync_timeout))
@@ -95,6 +98,9 @@ impl Nodes {
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
         let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // So is whether the first endpoint is a Redis Cluster node (unless `Cluster` says).
+        let first_is_cluster = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = nodes.list[0].address.clone();
         let (total, majority) = (nodes.list.len(), nodes.majority());
         let (votes, pending) = nodes
             .gather_within(
@@ -102,9 +108,17 @@ impl Nodes {
                 |node| {
                     let ping = node.command::<String>(redis::cmd("PING"));
                     let policy = node.memory_policy();
+                    let probe = (settings.cluster.is_none() && node.address == first)
+                        .then(|| super::cluster::probe(node, first_is_cluster.clone()));
                     let policies = policies.clone();
                     Box::pin(async move {
-                        let (ping, policy) = futures_util::future::join(ping, policy).await;
+                        let probe = async move {
+                            if let Some(probe) = probe {
+                                probe.await;
+                            }
+                        };
+                        let (ping, policy, ()) =
+                            futures_util::future::join3(ping, policy, probe).await;
                         if let Some(policy) = policy {
                             policies.lock().expect("policies").push(policy);
                         }
@@ -138,6 +152,9 @@ impl Nodes {
             .collect();
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
         if answered >= nodes.majority() {
+            if first_is_cluster.load(std::sync::atomic::Ordering::Acquire) {
+                return connect_cluster(settings, nodes.credentials).await;
+            }
             return Ok(nodes);
         }
         let mut votes = votes;
@@ -154,6 +171,23 @@ impl Nodes {
             .collect();
         Err(nodes.no_quorum(answered, "answered", described))
     }
+}
+
+/// Connects to the Redis Cluster the settings' endpoints belong to (see cluster.rs), with the
+/// first endpoint's client and TLS roots, and checks every primary's memory policy.
+async fn connect_cluster(
+    settings: &Settings,
+    credentials: Option<EntraIdCredentialsProvider>,
+) -> Result<Nodes> {
+    let first = &settings.endpoints[0];
+    let client = open_client(first, settings)?;
+    let roots = match (&settings.tls_ca_certificate, first.tls) {
+        (Some(path), true) => Some(trusted_roots(path)?),
+        _ => None,
+    };
+    let (nodes, policies) = Nodes::connect_cluster(settings, credentials, client, roots).await?;
+    warn_of_eviction(&policies);
+    Ok(nodes)
 }
 
 impl Node {

@@ -7,31 +7,29 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
-
 use super::nodes::Call;
-use super::scripts;
+use super::scripts::{self, Lua};
 use crate::format::{json_value_head, LeaseFormat};
 
-static JSON_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+static JSON_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         include_str!("../scripts/holder.lua"),
         include_str!("../scripts/json_acquire.lua")
     ))
 });
-static JSON_EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/json_extend.lua")));
-static JSON_RAISE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/json_raise.lua")));
+static JSON_EXTEND: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../scripts/json_extend.lua")));
+static JSON_RAISE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../scripts/json_raise.lua")));
 
 /// The scripts that write or check a lease's value, in one format.
 pub(crate) struct Scripts {
     /// Take a free lease, or answer its holder.
-    pub(crate) acquire: &'static Script,
+    pub(crate) acquire: &'static Lua,
     /// Extend our own lease.
-    pub(crate) extend: &'static Script,
+    pub(crate) extend: &'static Lua,
     /// Raise the fencing counter to a token a majority agreed on (quorum mode).
-    pub(crate) raise: &'static Script,
+    pub(crate) raise: &'static Lua,
 }
 
 /// The scripts of `format`.

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
+use redis::aio::{AsyncPushSender, SendError};
 use redis::{Msg, PushInfo, PushKind, RedisResult};
 use tokio::sync::{mpsc, Mutex};
+
+use super::cluster_link::Subscriber;
 
 /// Channels nobody listens to that are kept subscribed before they are dropped together.
 const IDLE_CHANNELS: usize = 64;
@@ -34,7 +36,7 @@ pub(crate) struct Hub {
 }
 
 struct Live {
-    connection: MultiplexedConnection,
+    connection: Subscriber,
     channels: Channels,
     closed: Arc<AtomicBool>,
 }
@@ -51,7 +53,7 @@ impl Hub {
     ) -> RedisResult<BoxStream<'static, Msg>>
     where
         C: FnOnce(Router) -> F,
-        F: Future<Output = RedisResult<MultiplexedConnection>>,
+        F: Future<Output = RedisResult<Subscriber>>,
     {
         let mut live = self.live.lock().await;
         if live

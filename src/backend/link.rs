@@ -13,15 +13,18 @@ use redis::io::AsyncDNSResolver;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
+use super::cluster_link::{self, Cluster};
 use super::sentinel::SentinelLink;
 
-/// A connection to one instance; clones share it.
+/// A connection to one instance (or, `Cluster`, to a Redis Cluster: see cluster.rs); clones
+/// share it.
 #[derive(Clone)]
 pub(crate) enum Link {
     Managed(ConnectionManager),
     Named(Arc<Named>),
     /// A Sentinel-managed primary, looked up again after a failover (sentinel.rs).
     Sentinel(Arc<SentinelLink>),
+    Cluster(Arc<Cluster>),
 }
 
 /// Dials `address` for a client whose host is the name its certificate must carry.
@@ -112,6 +115,7 @@ impl ConnectionLike for Link {
                 answer
             }),
             Link::Sentinel(primary) => primary.command(cmd),
+            Link::Cluster(cluster) => cluster_link::request(cluster, cmd),
         }
     }
 
@@ -138,6 +142,9 @@ impl ConnectionLike for Link {
                 answer
             }),
             Link::Sentinel(primary) => primary.commands(pipeline, offset, count),
+            Link::Cluster(cluster) => {
+                cluster_link::request_pipeline(cluster, pipeline, offset, count)
+            }
         }
     }
 
@@ -146,6 +153,7 @@ impl ConnectionLike for Link {
             Link::Managed(manager) => manager.get_db(),
             Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
             Link::Sentinel(primary) => primary.database(),
+            Link::Cluster(_) => 0,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! Cluster, Sentinel) is a change here alone.
 //!
 //! - `connect.rs`: a connection per endpoint (TLS, Entra ID), the first PINGs, the eviction
-//!   check; `link.rs`: the connection kinds; `hub.rs`: one pub/sub connection per instance
+//!   check; `link.rs`: the connection kinds; `cluster.rs`: a Redis Cluster as one node whose
+//!   connection (`cluster_link.rs`) routes by slot; `hub.rs`: one pub/sub connection per instance
 //!   for every release notification;
 //! - `nodes.rs`: a call sent to every instance at once, each under its own timeout, read as
 //!   the answers arrive; [`Nodes::no_quorum`] is the one "no quorum" error;
@@ -16,6 +17,8 @@
 //!
 //! [`LeaseClient`]: crate::LeaseClient
 
+pub(crate) mod cluster;
+pub(crate) mod cluster_link;
 pub(crate) mod connect;
 pub(crate) mod format;
 pub(crate) mod hub;
@@ -134,7 +137,7 @@ impl Backend {
         for key in keys {
             call = call.key(key).key(queue_keys(prefix, key).0);
         }
-        call = call.arg(id);
+        call = call.arg(self.nodes.publish_command()).arg(id);
         for key in keys {
             call = call.arg(if notify {
                 release_channel(prefix, key)
@@ -220,6 +223,7 @@ impl Backend {
         let mut call = Call::new(&scripts::FORCE_RELEASE)
             .key(key)
             .key(queue_keys(prefix, key).0)
+            .arg(self.nodes.publish_command())
             .arg(release_channel(prefix, key));
         if let Some((kind, compared)) = shown {
             call = call.arg(kind);

@@ -10,13 +10,15 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, FuturesUnordered, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::{
-    Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, Script, StreamingCredentialsProvider,
+    Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, StreamingCredentialsProvider,
     ToRedisArgs,
 };
 use tokio::time::timeout;
 
+use super::cluster_link::Subscriber;
 use super::hub::Hub;
 use super::link::{push_connection, Link};
+use super::scripts::Lua;
 use crate::error::{Error, Result};
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -38,7 +40,7 @@ pub(crate) struct Node {
 
 /// One script call, sent alike to every instance.
 pub(crate) struct Call {
-    script: &'static Script,
+    script: &'static Lua,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
     /// The EVALSHA command, encoded once for every instance and retry.
@@ -48,7 +50,7 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub(crate) fn new(script: &'static Script) -> Call {
+    pub(crate) fn new(script: &'static Lua) -> Call {
         Call {
             script,
             keys: Vec::new(),
@@ -68,11 +70,22 @@ impl Call {
         self
     }
 
+    /// The EVAL command: the script's text instead of its hash (after a NOSCRIPT).
+    pub(super) fn eval(&self) -> Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(&self.script.code)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        command
+    }
+
     pub(super) fn command(&self) -> &Cmd {
         self.command.get_or_init(|| {
             let mut command = redis::cmd("EVALSHA");
             command
-                .arg(self.script.get_hash())
+                .arg(&self.script.hash)
                 .arg(self.keys.len())
                 .arg(&self.keys)
                 .arg(&self.args);
@@ -235,19 +248,23 @@ impl Nodes {
             let subscribe = async {
                 // The shared connection is opened once, by the first waiter.
                 let shared = node.hub.listen(channel, place, |pushes| async {
-                    let client = self.subscriber(node).await?;
                     let config = match &node.connection {
                         Link::Named(named) => named.config().clone(),
                         Link::Sentinel(primary) => primary.config().clone(),
+                        Link::Cluster(cluster) => return cluster.push_connection(pushes).await,
                         Link::Managed(_) => AsyncConnectionConfig::new()
                             .set_connection_timeout(Some(self.connect_timeout))
                             .set_response_timeout(Some(self.call_timeout)),
                     };
-                    push_connection(&client, config, pushes).await
+                    let client = self.subscriber(node).await?;
+                    let connection = push_connection(&client, config, pushes).await?;
+                    Ok(Subscriber::Plain(connection))
                 });
                 match (shared.await, &node.connection) {
                     (Ok(stream), _) => Ok(stream),
-                    (Err(error), Link::Named(_) | Link::Sentinel(_)) => Err(error),
+                    (Err(error), Link::Named(_) | Link::Sentinel(_) | Link::Cluster(_)) => {
+                        Err(error)
+                    }
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
                     (Err(error), Link::Managed(_)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
@@ -325,7 +342,7 @@ impl Nodes {
 }
 
 impl Node {
-    /// Runs a script here (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again).
+    /// Runs a script here (EVALSHA; on NOSCRIPT, EVAL).
     pub(crate) fn script<T: FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,
@@ -344,22 +361,11 @@ impl Node {
                 // repeat — acquire answers "granted" again for its own lease id.
                 answer = call.query(&mut connection).await;
             }
-            // First use on this instance (or it restarted): load the script, then run it. Twice
-            // at most: a Sentinel link may meet the new primary of a failover (which never saw
-            // the script) on the run after the load.
-            for _ in 0..2 {
-                if !answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                    break;
-                }
-                let loaded = call
-                    .script
-                    .prepare_invoke()
-                    .load_async(&mut connection)
-                    .await;
-                answer = match loaded {
-                    Ok(_) => call.query(&mut connection).await,
-                    Err(error) => Err(error),
-                };
+            if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
+                // First use on this instance (or it restarted, or a Sentinel's or a cluster
+                // slot's primary changed): EVAL, which goes where the EVALSHA went (routed by
+                // the same first key) and leaves the script cached there for the next EVALSHA.
+                answer = call.send(&call.eval(), &mut connection).await;
             }
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })

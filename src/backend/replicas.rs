@@ -39,12 +39,21 @@ impl Call {
     /// Sends the script (`EVALSHA`), followed by `WAIT` when it waits for replicas: then the
     /// answer is the pair (the script's answer, how many replicas acknowledged).
     pub(super) async fn query<T: FromRedisValue>(&self, connection: &mut Link) -> RedisResult<T> {
+        self.send(self.command(), connection).await
+    }
+
+    /// As [`Call::query`], with `command` (the script by its hash, or its text) for the script.
+    pub(super) async fn send<T: FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        connection: &mut Link,
+    ) -> RedisResult<T> {
         let Some(wait) = self.wait else {
-            return self.command().query_async(connection).await;
+            return command.query_async(connection).await;
         };
         let mut pipeline = redis::pipe();
         pipeline
-            .add_command(self.command().clone())
+            .add_command(command.clone())
             .cmd("WAIT")
             .arg(wait.replicas)
             .arg(wait.ms);

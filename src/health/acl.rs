@@ -13,11 +13,11 @@ fn probes(prefix: &str) -> Vec<Vec<String>> {
     let fence = fence_key(prefix, &lease);
     let queue = queue_keys(prefix, &lease).0;
     let channel = release_channel(prefix, &lease);
-    let sha = scripts::ACQUIRE.get_hash().to_string();
+    let sha = scripts::ACQUIRE.hash.clone();
     let probes: [&[&str]; 24] = [
         // Sent by leasectl.
         &["EVALSHA", &sha, "2", &lease, &fence],
-        &["SCRIPT", "LOAD", "return 1"],
+        &["EVAL", "return 1", "1", &lease],
         &["PING"],
         &["INFO", "memory"],
         &["SCAN", "0", "MATCH", &format!("{prefix}*")],
@@ -128,8 +128,6 @@ fn grant_for(reason: &str, probe: &[String], prefix: &str) -> String {
         format!("~{prefix}*")
     } else if reason.contains("channel") {
         format!("&{prefix}*")
-    } else if probe.len() > 1 && matches!(probe[0].as_str(), "SCRIPT") {
-        format!("+{}|{}", probe[0].to_lowercase(), probe[1].to_lowercase())
     } else {
         format!("+{}", probe[0].to_lowercase())
     }

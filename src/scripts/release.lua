@@ -1,7 +1,8 @@
 -- Releases a lease — or a set of leases taken together — wherever it is still ours, and wakes
 -- the next waiter of each.
--- KEYS, two per lease: [2i-1] lease key, [2i] waiters' queue; ARGV[1] lease id,
--- ARGV[1+i] lease i's release channel ('' to release silently: undoing a partial quorum
+-- KEYS, two per lease: [2i-1] lease key, [2i] waiters' queue; ARGV[1] the command that
+-- announces a release ('PUBLISH', or 'SPUBLISH' in a Redis 7+ cluster), ARGV[2] lease id,
+-- ARGV[2+i] lease i's release channel ('' to release silently: undoing a partial quorum
 -- acquire must not wake the waiters, or a waiter that undoes its own grant would wake itself
 -- over and over)
 -- The notification names the first queued waiter (only it needs to try now), or is empty
@@ -31,11 +32,11 @@ end
 
 local released, refused = 0, ''
 for i = 1, #KEYS / 2 do
-  local key, queue, channel = KEYS[2 * i - 1], KEYS[2 * i], ARGV[1 + i]
-  if holds(key, ARGV[1]) then
+  local key, queue, channel = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
+  if holds(key, ARGV[2]) then
     redis.call('DEL', key)
     if channel ~= '' then
-      local published = redis.pcall('PUBLISH', channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
+      local published = redis.pcall(ARGV[1], channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
       if type(published) == 'table' and published.err then
         refused = published.err
       end

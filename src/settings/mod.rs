@@ -52,6 +52,8 @@ pub struct Settings {
     pub wait_replicas: u32,
     /// How long an acquire or a renewal waits for those replicas (`WAIT`'s timeout).
     pub wait_timeout: Duration,
+    /// `Cluster`: Redis Cluster mode forced on or off; `None`: asked of the server.
+    pub cluster: Option<bool>,
 }
 
 /// Which layers gave the settings.
@@ -99,6 +101,7 @@ impl Default for Settings {
             lease_format: LeaseFormat::Hash,
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(100),
+            cluster: None,
         }
     }
 }
@@ -157,6 +160,7 @@ const FIELDS: &[&str] = &[
     "LeaseFormat",
     "WaitReplicas",
     "WaitTimeout",
+    "Cluster",
 ];
 
 impl Settings {
@@ -236,6 +240,7 @@ impl Settings {
             use_ssl: pick(layers, "UseSsl", boolean)?.unwrap_or(DEFAULT_ENDPOINT.use_ssl),
             port: pick(layers, "Port", port)?.unwrap_or(DEFAULT_ENDPOINT.port),
         };
+        s.cluster = pick(layers, "Cluster", boolean)?;
         if let Some(endpoints) = pick_endpoints(layers, defaults)? {
             s.endpoints = endpoints;
             s.origin.defaulted_endpoint = false;

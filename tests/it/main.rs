@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod cli_io;
+mod cluster;
 mod configure;
 mod demo;
 mod doctor;

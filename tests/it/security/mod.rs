@@ -34,7 +34,7 @@ const KEY: &str = "lease:critical-section-lock";
 
 /// The ACL rules of a user that may only work with leases under the default prefix `lease:`:
 /// the lease keys and their fencing counters, the release channels, and exactly the commands
-/// leasectl sends (PING, the scripts by EVALSHA with SCRIPT LOAD on NOSCRIPT, SCAN for
+/// leasectl sends (PING, the scripts by EVALSHA with EVAL on NOSCRIPT, SCAN for
 /// `inspect --all`, SUBSCRIBE for `run --wait`, INFO for the memory policy) and those its
 /// scripts call.
 const LEASE_USER_RULES: &[&str] = &[
@@ -45,7 +45,7 @@ const LEASE_USER_RULES: &[&str] = &[
     "-@all",
     "+ping",
     "+evalsha",
-    "+script|load",
+    "+eval",
     "+scan",
     "+subscribe",
     "+exists",

@@ -3,6 +3,7 @@
 //! ([`proxy`]), `leasectl`'s JSON output ([`json`]), and the one set of time limits
 //! ([`limits`]).
 
+pub mod cluster;
 pub mod dotnet;
 pub mod json;
 pub mod leases;
