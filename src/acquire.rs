@@ -236,7 +236,7 @@ async fn settle_tokens(
             pending,
             tokens.clone(),
         );
-        tokio::spawn(raise);
+        backend.in_background(raise);
     }
     Ok(tokens)
 }

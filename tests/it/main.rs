@@ -13,6 +13,7 @@ mod quorum_safety;
 mod security;
 mod sets;
 mod settings;
+mod shell;
 mod support;
 mod torture;
 mod waiting;

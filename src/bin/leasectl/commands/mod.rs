@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` resolves the settings and hands each its work.
 
+mod acquire;
 mod bench;
 mod configure;
 mod demo;
@@ -26,8 +27,17 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => {
             inspect::run(connect(&cli.global, printer).await?, args, printer).await
         }
+        Command::Acquire(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, acquire::run(client.clone(), args, printer)).await
+        }
+        Command::Extend(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, acquire::extend(client.clone(), args)).await
+        }
         Command::Release(args) => {
-            release::run(connect(&cli.global, printer).await?, args, printer).await
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, release::run(client.clone(), args, printer)).await
         }
         Command::Bench(args) => {
             let mut global = cli.global.clone();
@@ -54,6 +64,18 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs a one-shot command, then lets the calls it did not wait for (in quorum mode, the
+/// instances that answered after the majority) end, up to `SyncTimeout`: the process exits
+/// next, and the lease should be as it says on every instance it can reach.
+async fn settled(
+    client: &LeaseClient,
+    command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    let code = command.await;
+    let _ = tokio::time::timeout(client.settings().sync_timeout, client.flush()).await;
+    code
+}
+
 /// Usage mistakes that need no Redis to be seen: caught before connecting, so that they exit 2
 /// whether Redis is up or not, and before `run` prints its banner.
 fn check(command: &Command) -> Result<(), UsageError> {
@@ -63,6 +85,8 @@ fn check(command: &Command) -> Result<(), UsageError> {
             .chain(&args.leases)
             .try_for_each(|name| check_name(name)),
         Command::Inspect(args) if !args.all => check_name(&args.name),
+        Command::Acquire(args) => check_name(&args.name),
+        Command::Extend(args) => check_name(&args.name),
         Command::Release(args) => check_name(&args.name).and_then(|()| release::check(args)),
         _ => Ok(()),
     }
