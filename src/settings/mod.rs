@@ -13,7 +13,10 @@ mod values;
 
 use layers::{command_line_layer, find_file, present, read_environment, read_file, Layer};
 pub use layers::{settings_json, user_config_dir};
-use values::{boolean, milliseconds, non_negative, port, positive_duration, string, string_list};
+use values::{
+    any_duration, boolean, milliseconds, non_negative, pick_metadata, port, positive_duration,
+    string, string_list,
+};
 
 use crate::endpoint::{Defaults, Endpoint};
 use crate::entra::EntraId;
@@ -46,6 +49,10 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// How long `run`, `exec` and `acquire` wait for a held lease when no `--wait` is given.
+    pub default_wait_time: Duration,
+    /// Extra `meta_*` fields for every lease (`Metadata: {"team": "payments"}`).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Which layers gave the settings.
@@ -88,6 +95,8 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            default_wait_time: Duration::ZERO,
+            metadata: Vec::new(),
         }
     }
 }
@@ -143,6 +152,8 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "DefaultWaitTime",
+    "Metadata",
 ];
 
 impl Settings {
@@ -221,6 +232,10 @@ impl Settings {
             s.origin.defaulted_endpoint = false;
             s.entra_id = pick_entra_id(layers)?;
         }
+        if let Some(d) = pick(layers, "DefaultWaitTime", any_duration)? {
+            s.default_wait_time = d;
+        }
+        s.metadata = pick_metadata(layers)?;
         Ok(s)
     }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use config::Value;
 
+use super::layers::Layer;
 use crate::duration;
+use crate::error::Result;
 
 /// A string. Only a JSON string (or an environment variable) is one: `42` is not a connection
 /// string. The value itself is never repeated: it may be a secret.
@@ -120,6 +122,58 @@ pub(super) fn positive_duration(value: &Value) -> Result<Duration, String> {
             shown(value)
         )),
     }
+}
+
+/// A duration, zero allowed.
+pub(super) fn any_duration(value: &Value) -> Result<Duration, String> {
+    match &value.kind {
+        config::ValueKind::String(text) => duration::parse(text),
+        _ => Err(format!(
+            "expected a duration like 00:00:30 or 30s, got {}",
+            shown(value)
+        )),
+    }
+}
+
+/// `Metadata`: every layer's fields, a higher layer's value winning for the same key
+/// (compared without regard to case, as the .NET reader does), in the order first seen.
+pub(super) fn pick_metadata(layers: &[Layer]) -> Result<Vec<(String, String)>> {
+    let mut metadata: Vec<(String, String)> = Vec::new();
+    for layer in layers {
+        let Some(value) = layer.get("Metadata") else {
+            continue;
+        };
+        let config::ValueKind::Table(table) = &value.kind else {
+            let got = kind_name(value);
+            let message = format!("expected an object of names and strings, got {got}");
+            return Err(layer.error("Metadata", message));
+        };
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, value) in entries {
+            let text = match &value.kind {
+                config::ValueKind::String(text) => text.clone(),
+                config::ValueKind::Table(_)
+                | config::ValueKind::Array(_)
+                | config::ValueKind::Nil => {
+                    let message = format!("{key}: expected a string, got {}", kind_name(value));
+                    return Err(layer.error("Metadata", message));
+                }
+                _ => value.to_string(),
+            };
+            if key.trim().is_empty() {
+                return Err(layer.error("Metadata", "a field needs a non-empty name"));
+            }
+            match metadata
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            {
+                Some(entry) => *entry = (key.clone(), text),
+                None => metadata.push((key.clone(), text)),
+            }
+        }
+    }
+    Ok(metadata)
 }
 
 /// A value of a field that holds no secret, for messages.

@@ -311,7 +311,7 @@ pub struct AcquireArgs {
     /// The lease's time to live (default: the settings' DefaultLeaseDuration).
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
-    /// Wait up to this long for the lease instead of exiting 3 at once.
+    /// Wait up to this long for the lease (default: the settings' DefaultWaitTime, else none).
     #[arg(long, value_parser = duration, allow_hyphen_values = true)]
     pub wait: Option<Duration>,
     /// More metadata, stored as meta_<key>.

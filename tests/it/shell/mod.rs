@@ -1,6 +1,9 @@
-//! Leases from the shell: `acquire`, `extend`, `release` by id, across processes.
+//! Leases from the shell (`acquire`, `extend`, `release` by id, across processes) and the
+//! seed settings that shape them: `DefaultWaitTime`, `Metadata`, `AbortOnConnectFail`,
+//! `MaxRetryAttempts`/`RetryDelay`.
 
 mod acquire;
+mod settings;
 
 use std::process::Command;
 

@@ -30,7 +30,7 @@ pub async fn run(
     for (key, value) in &args.meta {
         options = options.meta(key, value);
     }
-    let outcome = if let Some(wait) = args.wait {
+    let outcome = if let Some(wait) = super::wait_or_default(args.wait, settings) {
         let mut interrupts = Interrupts::install()?;
         let mut said = false;
         let waiting = client.acquire_observed(&args.name, &options, wait, |holder| {

@@ -153,6 +153,14 @@ pub fn working_options(
     options
 }
 
+/// `--wait` when given, else the settings' `DefaultWaitTime` (`None`: fail fast).
+pub fn wait_or_default(
+    wait: Option<std::time::Duration>,
+    settings: &Settings,
+) -> Option<std::time::Duration> {
+    wait.or((!settings.default_wait_time.is_zero()).then_some(settings.default_wait_time))
+}
+
 /// Warns when `ttl` is shorter than a few round trips to Redis (measured now): the lease could
 /// run out before a renewal is confirmed.
 pub async fn warn_if_ttl_is_short(
