@@ -20,6 +20,8 @@ pub struct Endpoint {
     pub database: Option<i64>,
     /// The host name checked against the server's certificate, when it differs from `host`.
     pub tls_host: Option<String>,
+    /// `abortConnect=` of a connection string, when it has one.
+    abort_connect: Option<bool>,
 }
 
 /// Defaults that apply where a connection string is silent (the settings' `UseSsl`, `Port`).
@@ -89,6 +91,7 @@ impl Endpoint {
             password,
             database,
             tls_host: None,
+            abort_connect: None,
         })
     }
 
@@ -107,6 +110,7 @@ impl Endpoint {
             password: None,
             database: None,
             tls_host: None,
+            abort_connect: None,
         };
         // No message below repeats an option or its value: after a password that holds a ','
         // the next "option" is the rest of that password.
@@ -130,6 +134,12 @@ impl Endpoint {
                         .ok_or("the connection string's ssl= expects True or False")?
                 }
                 "sslhost" => endpoint.tls_host = Some(value.to_string()),
+                "abortconnect" => {
+                    endpoint.abort_connect = Some(
+                        parse_bool(value)
+                            .ok_or("the connection string's abortConnect= expects True or False")?,
+                    )
+                }
                 "defaultdatabase" => {
                     endpoint.database = Some(value.parse().map_err(|_| {
                         "the connection string's defaultDatabase= expects a number".to_string()
@@ -143,6 +153,12 @@ impl Endpoint {
             }
         }
         Ok(endpoint)
+    }
+
+    /// `abortConnect=` of the connection string (`None` when it has none; see the
+    /// `AbortOnConnectFail` setting).
+    pub fn abort_connect(&self) -> Option<bool> {
+        self.abort_connect
     }
 
     /// The password, for building the connection (never for display).

@@ -136,6 +136,22 @@ impl Nodes {
         if answered >= nodes.majority() {
             return Ok(nodes);
         }
+        // AbortOnConnectFail false: start anyway when no instance refused us for good; the
+        // connections are made again as they are used (a waiting acquire tries until its wait
+        // ends).
+        let unreachable = |v: &Vote<String>| v.answer.as_ref().is_err_and(Error::is_transient);
+        if !settings.abort_on_connect_fail
+            && votes.iter().all(|v| v.answer.is_ok() || unreachable(v))
+        {
+            for vote in &votes {
+                if let Err(error) = &vote.answer {
+                    let address = &nodes.list[vote.node].address;
+                    let why = error.short();
+                    tracing::warn!("Redis at {address} is not reachable yet ({why}); retrying as it is used (AbortOnConnectFail is false)");
+                }
+            }
+            return Ok(nodes);
+        }
         let mut votes = votes;
         if nodes.list.len() == 1 {
             let error = votes

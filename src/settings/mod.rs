@@ -53,6 +53,10 @@ pub struct Settings {
     pub default_wait_time: Duration,
     /// Extra `meta_*` fields for every lease (`Metadata: {"team": "payments"}`).
     pub metadata: Vec<(String, String)>,
+    /// `false`: when an instance cannot be reached at start, start anyway and keep
+    /// retrying the connection in the background (`abortConnect=False` in a connection string
+    /// sets it too).
+    pub abort_on_connect_fail: bool,
 }
 
 /// Which layers gave the settings.
@@ -97,6 +101,7 @@ impl Default for Settings {
             },
             default_wait_time: Duration::ZERO,
             metadata: Vec::new(),
+            abort_on_connect_fail: true,
         }
     }
 }
@@ -154,6 +159,7 @@ const FIELDS: &[&str] = &[
     "SyncTimeout",
     "DefaultWaitTime",
     "Metadata",
+    "AbortOnConnectFail",
 ];
 
 impl Settings {
@@ -236,6 +242,11 @@ impl Settings {
             s.default_wait_time = d;
         }
         s.metadata = pick_metadata(layers)?;
+        // `abortConnect=False` in a connection string, unless the setting says otherwise.
+        s.abort_on_connect_fail = match pick(layers, "AbortOnConnectFail", boolean)? {
+            Some(abort) => abort,
+            None => !s.endpoints.iter().any(|e| e.abort_connect() == Some(false)),
+        };
         Ok(s)
     }
 

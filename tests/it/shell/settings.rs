@@ -1,8 +1,13 @@
 //! The seed settings leasectl used to ignore: `DefaultWaitTime`, `Metadata`,
-//! and bad values of each.
+//! `AbortOnConnectFail`, and bad values of each.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{ExitStatus, Stdio};
+use std::sync::mpsc;
 
 use super::*;
-use crate::process::Running;
+use crate::process::{Running, LIMIT};
 
 /// Writes `appsettings.json` in the commands' working folder with this `RedisLeasing` section.
 fn settings_file(tool: &Leasectl, section: serde_json::Value) {
@@ -98,6 +103,7 @@ fn bad_values_name_the_file_and_the_field() {
         ("DefaultWaitTime", serde_json::json!(30)),
         ("Metadata", serde_json::json!(5)),
         ("Metadata", serde_json::json!({ "team": { "nested": 1 } })),
+        ("AbortOnConnectFail", serde_json::json!("maybe")),
     ] {
         settings_file(&tool, serde_json::json!({ field: value }));
         let output = leasectl(&tool, &quorum, &["acquire", "job"]);
@@ -112,4 +118,100 @@ fn bad_values_name_the_file_and_the_field() {
         );
     }
     assert!(!support::exists(&quorum.servers[0], &support::key("job")));
+}
+
+/// A port where nothing answers Redis yet: a listener that closes each connection, until
+/// `leasectl` has connected `times` times (answers then, with the listener gone).
+fn refuse_until_tried(listener: TcpListener, times: usize) {
+    for _ in 0..times {
+        let (connection, _) = listener.accept().expect("leasectl connects");
+        drop(connection);
+    }
+}
+
+/// Runs `command` (whose endpoint is 127.0.0.1:`port`, where nothing listens yet) until it
+/// says on stderr that Redis is not reachable yet, then starts the server there; answers the
+/// exit status, stderr and the server.
+fn server_after_start(mut command: Command, port: u16) -> (ExitStatus, String, RedisServer) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, said) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = loop {
+        match said.recv_timeout(LIMIT) {
+            Ok(line) if line.contains("not reachable yet") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    let server = started.then(|| RedisServer::start_on(port));
+    let exited = support::eventually(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(
+        started && exited,
+        "started {started}, exited {exited}: {stderr}"
+    );
+    (status, stderr, server.unwrap())
+}
+
+#[test]
+fn abort_on_connect_fail_false_waits_for_a_server_that_comes_up_later() {
+    let tool = Leasectl::new();
+    settings_file(&tool, serde_json::json!({ "AbortOnConnectFail": false }));
+    let port = support::free_port();
+    let mut command = tool.command();
+    command
+        .args(["--endpoint", &format!("redis://127.0.0.1:{port}")])
+        .args(["exec", "job", "--wait", "1m", "--", "true"]);
+    let (status, stderr, server) = server_after_start(command, port);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        support::exists(&server, &support::fence_key("job")),
+        "{stderr}"
+    );
+
+    // `abortConnect=False` in a connection string does the same, for `acquire`.
+    let tool = Leasectl::new();
+    let port = support::free_port();
+    let mut command = tool.command();
+    command
+        .args([
+            "--endpoint",
+            &format!("127.0.0.1:{port},ssl=False,abortConnect=False"),
+        ])
+        .args(["acquire", "job", "--wait", "1m", "--json"]);
+    let (status, stderr, server) = server_after_start(command, port);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(support::exists(&server, &support::key("job")), "{stderr}");
+}
+
+#[test]
+fn abort_on_connect_fail_true_exits_1_at_once_whatever_the_wait() {
+    let tool = Leasectl::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut command = tool.command();
+    command
+        .args(["--endpoint", &format!("redis://127.0.0.1:{port}")])
+        .args(["exec", "job", "--wait", "10m", "--", "true"]);
+    let exec = Running::spawn(command);
+    refuse_until_tried(listener, 1);
+    // Nothing listens any more: the command fails without waiting its 10 minutes (LIMIT).
+    let output = exec.finish();
+    let error = output.failed_with(1);
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{output}");
 }
