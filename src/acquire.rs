@@ -76,8 +76,9 @@ pub(crate) async fn attempt(
     for (field, value) in &options.metadata {
         call = call.arg(format!("meta_{field}")).arg(value);
     }
-    let call = Arc::new(call);
+    // Retries of a transient error stop where the lease could no longer be valid.
     let sent_at = Instant::now();
+    let call = Arc::new(call.until(validity_end(sent_at, options.ttl)));
     let (votes, pending) = backend
         .nodes
         .gather(

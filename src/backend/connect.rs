@@ -78,6 +78,7 @@ impl Nodes {
                 response_timeout,
                 tls: endpoint.tls,
                 hub: Arc::default(),
+                retry: super::retry::Retry::of(settings),
             });
         }
         let nodes = Nodes {

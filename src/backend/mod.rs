@@ -22,6 +22,7 @@ pub(crate) mod keys;
 pub(crate) mod link;
 pub(crate) mod nodes;
 pub(crate) mod quorum;
+pub(crate) mod retry;
 pub(crate) mod scripts;
 
 use std::future::Future;
@@ -68,7 +69,9 @@ impl Backend {
         if total > 1 {
             call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
         }
-        let call = Arc::new(call.arg(id).arg(check_ttl(ttl)?));
+        // Retries stop where the validity this TTL gives (from now) would end.
+        let until = crate::renew::validity_end(Instant::now(), ttl);
+        let call = Arc::new(call.arg(id).arg(check_ttl(ttl)?).until(until));
         let (votes, pending) = self
             .nodes
             .gather(

@@ -49,6 +49,11 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// How many times a transient error (timeout, dropped connection, `LOADING`,
+    /// `TRYAGAIN`, `BUSY`, `MASTERDOWN`) is retried within one call to one instance.
+    pub max_retry_attempts: u32,
+    /// The pause before the first retry; it doubles for each next one.
+    pub retry_delay: Duration,
     /// How long `run`, `exec` and `acquire` wait for a held lease when no `--wait` is given.
     pub default_wait_time: Duration,
     /// Extra `meta_*` fields for every lease (`Metadata: {"team": "payments"}`).
@@ -99,6 +104,8 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            max_retry_attempts: 3,
+            retry_delay: Duration::from_millis(100),
             default_wait_time: Duration::ZERO,
             metadata: Vec::new(),
             abort_on_connect_fail: true,
@@ -157,6 +164,8 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "MaxRetryAttempts",
+    "RetryDelay",
     "DefaultWaitTime",
     "Metadata",
     "AbortOnConnectFail",
@@ -237,6 +246,12 @@ impl Settings {
             s.endpoints = endpoints;
             s.origin.defaulted_endpoint = false;
             s.entra_id = pick_entra_id(layers)?;
+        }
+        if let Some(n) = pick(layers, "MaxRetryAttempts", non_negative)? {
+            s.max_retry_attempts = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = pick(layers, "RetryDelay", milliseconds)? {
+            s.retry_delay = ms;
         }
         if let Some(d) = pick(layers, "DefaultWaitTime", any_duration)? {
             s.default_wait_time = d;

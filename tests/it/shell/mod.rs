@@ -3,6 +3,7 @@
 //! `MaxRetryAttempts`/`RetryDelay`.
 
 mod acquire;
+mod retries;
 mod settings;
 
 use std::process::Command;

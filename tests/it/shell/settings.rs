@@ -99,6 +99,9 @@ fn bad_values_name_the_file_and_the_field() {
     let quorum = Quorum::start(1);
     let tool = Leasectl::new();
     for (field, value) in [
+        ("MaxRetryAttempts", serde_json::json!(-1)),
+        ("MaxRetryAttempts", serde_json::json!("many")),
+        ("RetryDelay", serde_json::json!("soon")),
         ("DefaultWaitTime", serde_json::json!("soon")),
         ("DefaultWaitTime", serde_json::json!(30)),
         ("Metadata", serde_json::json!(5)),
