@@ -12,6 +12,7 @@ use redis::{Client, EntraIdCredentialsProvider, RetryConfig};
 
 use super::link::{Link, Named};
 use super::nodes::{Node, Nodes, Vote};
+use super::retry::Retry;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -78,10 +79,12 @@ impl Nodes {
                 response_timeout,
                 tls: endpoint.tls,
                 hub: Arc::default(),
-                retry: super::retry::Retry::of(settings),
+                // The first PINGs are not retried: a start that fails, fails at once
+                // (AbortOnConnectFail); the calls after them are.
+                retry: Retry::NONE,
             });
         }
-        let nodes = Nodes {
+        let mut nodes = Nodes {
             list,
             call_timeout: settings.sync_timeout,
             connect_timeout: settings.connect_timeout,
@@ -135,6 +138,7 @@ impl Nodes {
             .collect();
         let answered = votes.iter().filter(|v| v.answer.is_ok()).count();
         if answered >= nodes.majority() {
+            nodes.retry_calls(Retry::of(settings));
             return Ok(nodes);
         }
         // AbortOnConnectFail false: start anyway when no instance refused us for good; the
@@ -151,6 +155,7 @@ impl Nodes {
                     tracing::warn!("Redis at {address} is not reachable yet ({why}); retrying as it is used (AbortOnConnectFail is false)");
                 }
             }
+            nodes.retry_calls(Retry::of(settings));
             return Ok(nodes);
         }
         let mut votes = votes;

@@ -116,6 +116,13 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
+    /// Retries every call after a transient error as `retry` says.
+    pub(super) fn retry_calls(&mut self, retry: Retry) {
+        for node in &mut self.list {
+            node.retry = retry;
+        }
+    }
+
     /// How many instances make a majority.
     pub(crate) fn majority(&self) -> usize {
         self.list.len() / 2 + 1

@@ -27,6 +27,12 @@ pub(crate) struct Retry {
 }
 
 impl Retry {
+    /// No retries.
+    pub(crate) const NONE: Retry = Retry {
+        attempts: 0,
+        delay: Duration::ZERO,
+    };
+
     pub(crate) fn of(settings: &Settings) -> Retry {
         Retry {
             attempts: settings.max_retry_attempts,
