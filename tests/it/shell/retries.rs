@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use leasectl::{Acquire, LeaseClient};
@@ -141,42 +141,79 @@ impl LoadingFront {
     }
 }
 
-/// One client connection: server to client copied as it comes; client to server chunk by
-/// chunk (one command each, as the client sends them one at a time), an EVALSHA answered
-/// `-LOADING` while `left` lasts.
-fn forward(client: TcpStream, mut server: TcpStream, left: &AtomicU32) {
-    let writer = Arc::new(Mutex::new(client.try_clone().unwrap()));
-    let (mut from_server, to_client) = (server.try_clone().unwrap(), writer.clone());
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 16 * 1024];
-        while let Ok(read @ 1..) = from_server.read(&mut buffer) {
-            if to_client
-                .lock()
-                .unwrap()
-                .write_all(&buffer[..read])
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    let mut client = client;
+/// One client connection, forwarded both ways; while `left` lasts, an EVALSHA is replaced
+/// by a script that makes the server itself answer `-LOADING` (so that the answers keep
+/// their order with the commands still under way on the connection).
+fn forward(mut client: TcpStream, mut server: TcpStream, left: &AtomicU32) {
+    let (mut from_server, mut to_client) =
+        (server.try_clone().unwrap(), client.try_clone().unwrap());
+    std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
     let mut buffer = [0u8; 16 * 1024];
     while let Ok(read @ 1..) = client.read(&mut buffer) {
         let chunk = &buffer[..read];
-        let evalsha = chunk.windows(7).any(|w| w.eq_ignore_ascii_case(b"EVALSHA"));
-        let loading = evalsha
-            && left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        let sent = if loading {
-            let reply = b"-LOADING Redis is loading the dataset in memory\r\n";
-            writer.lock().unwrap().write_all(reply)
-        } else {
-            server.write_all(chunk)
-        };
-        if sent.is_err() {
+        let mut out = Vec::with_capacity(read);
+        // Whole commands are rewritten; a chunk that is not whole commands goes as it is.
+        match commands(chunk) {
+            Some(commands) => {
+                for command in commands {
+                    // The command's name: the first bulk string.
+                    let name = command
+                        .splitn(3, |b| *b == b'\n')
+                        .nth(2)
+                        .unwrap_or_default();
+                    let evalsha = name.len() >= 7 && name[..7].eq_ignore_ascii_case(b"EVALSHA");
+                    let taken = |n: u32| n.checked_sub(1);
+                    if evalsha
+                        && left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, taken)
+                            .is_ok()
+                    {
+                        out.extend_from_slice(LOADING_SCRIPT);
+                    } else {
+                        out.extend_from_slice(command);
+                    }
+                }
+            }
+            None => out.extend_from_slice(chunk),
+        }
+        if server.write_all(&out).is_err() {
             return;
         }
     }
+}
+
+/// `EVAL "return redis.error_reply('LOADING ...')" 0` in RESP.
+const LOADING_SCRIPT: &[u8] = b"*3\r\n$4\r\nEVAL\r\n$74\r\nreturn redis.error_reply('LOADING Redis is loading the dataset in memory')\r\n$1\r\n0\r\n";
+
+/// The RESP commands (arrays of bulk strings) that make up `chunk`, when it is whole ones.
+fn commands(chunk: &[u8]) -> Option<Vec<&[u8]>> {
+    let line = |at: usize| -> Option<(usize, usize)> {
+        let end = at + chunk.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let number = std::str::from_utf8(chunk.get(at + 1..end)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        Some((number, end + 2))
+    };
+    let (mut commands, mut at) = (Vec::new(), 0);
+    while at < chunk.len() {
+        let start = at;
+        if chunk[at] != b'*' {
+            return None;
+        }
+        let (items, mut next) = line(at)?;
+        for _ in 0..items {
+            if chunk.get(next) != Some(&b'$') {
+                return None;
+            }
+            let (len, data) = line(next)?;
+            next = data + len + 2;
+        }
+        if next > chunk.len() {
+            return None;
+        }
+        commands.push(&chunk[start..next]);
+        at = next;
+    }
+    Some(commands)
 }
