@@ -26,7 +26,13 @@ pub async fn run(
     if let Some(ttl) = args.ttl {
         options.ttl = ttl;
     }
-    options = options.meta("hostname", super::host_name());
+    let host = super::host_name();
+    // Who holds it, as `inspect` and a refused `acquire` name the holder (unless the
+    // settings' Metadata or --meta name it).
+    if !options.metadata.iter().any(|(key, _)| key == "instanceId") {
+        options = options.meta("instanceId", &host);
+    }
+    options = options.meta("hostname", host);
     for (key, value) in &args.meta {
         options = options.meta(key, value);
     }
