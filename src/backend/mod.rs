@@ -69,9 +69,10 @@ impl Backend {
         if total > 1 {
             call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
         }
+        let ttl_ms = check_ttl(ttl)?;
         // Retries stop where the validity this TTL gives (from now) would end.
         let until = crate::renew::validity_end(Instant::now(), ttl);
-        let call = Arc::new(call.arg(id).arg(check_ttl(ttl)?).until(until));
+        let call = Arc::new(call.arg(id).arg(ttl_ms).until(until));
         let (votes, pending) = self
             .nodes
             .gather(

@@ -23,7 +23,10 @@ use crate::output::{Printer, UsageError};
 pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     check(&cli.command)?;
     match cli.command {
-        Command::Run(args) => run::run(connect(&cli.global, printer).await?, args, printer).await,
+        Command::Run(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, run::run(client.clone(), args, printer)).await
+        }
         Command::Inspect(args) => {
             inspect::run(connect(&cli.global, printer).await?, args, printer).await
         }
@@ -51,8 +54,14 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             global.key_prefix.get_or_insert_with(|| demo::PREFIX.into());
             demo::run(&global, settings(&global, printer).await?, args).await
         }
-        Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
-        Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
+        Command::Exec(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, exec::run(client.clone(), args, printer)).await
+        }
+        Command::Fence { action } => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, fence::run(client.clone(), action)).await
+        }
         Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when its writer fails.
@@ -64,9 +73,11 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs a one-shot command, then lets the calls it did not wait for (in quorum mode, the
-/// instances that answered after the majority) end, up to `SyncTimeout`: the process exits
-/// next, and the lease should be as it says on every instance it can reach.
+/// Runs a command, then lets the calls it did not wait for (in quorum mode, the instances
+/// that answered after the majority: a release, the last renewal) end, up to `SyncTimeout`:
+/// the process exits next, and the lease should be as it says on every instance it can
+/// reach — a lease released on two of three instances would otherwise stay held on the third
+/// for its TTL.
 async fn settled(
     client: &LeaseClient,
     command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
