@@ -74,7 +74,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a command, then lets the calls it did not wait for (in quorum mode, the instances
-/// that answered after the majority: a release, the last renewal) end, up to `SyncTimeout`:
+/// that answered after the majority: a release, the last renewal) end, up to a second:
 /// the process exits next, and the lease should be as it says on every instance it can
 /// reach — a lease released on two of three instances would otherwise stay held on the third
 /// for its TTL.
@@ -83,9 +83,15 @@ async fn settled(
     command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
 ) -> anyhow::Result<ExitCode> {
     let code = command.await;
-    let _ = tokio::time::timeout(client.settings().sync_timeout, client.flush()).await;
+    let grace = client.settings().sync_timeout.min(SETTLE_AT_MOST);
+    let _ = tokio::time::timeout(grace, client.flush()).await;
     code
 }
+
+/// The longest a command's exit waits for the calls it did not wait for: a healthy
+/// instance answers well within it; a silent one does not hold up every command for its
+/// whole timeout.
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Usage mistakes that need no Redis to be seen: caught before connecting, so that they exit 2
 /// whether Redis is up or not, and before `run` prints its banner.
