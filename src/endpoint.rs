@@ -135,10 +135,8 @@ impl Endpoint {
                 }
                 "sslhost" => endpoint.tls_host = Some(value.to_string()),
                 "abortconnect" => {
-                    endpoint.abort_connect = Some(
-                        parse_bool(value)
-                            .ok_or("the connection string's abortConnect= expects True or False")?,
-                    )
+                    let expects = "the connection string's abortConnect= expects True or False";
+                    endpoint.abort_connect = Some(parse_bool(value).ok_or(expects)?)
                 }
                 "defaultdatabase" => {
                     endpoint.database = Some(value.parse().map_err(|_| {
@@ -155,8 +153,7 @@ impl Endpoint {
         Ok(endpoint)
     }
 
-    /// `abortConnect=` of the connection string (`None` when it has none; see the
-    /// `AbortOnConnectFail` setting).
+    /// `abortConnect=` of a connection string (see the `AbortOnConnectFail` setting).
     pub fn abort_connect(&self) -> Option<bool> {
         self.abort_connect
     }

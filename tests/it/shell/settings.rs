@@ -135,7 +135,7 @@ fn refuse_until_tried(listener: TcpListener, times: usize) {
 /// Runs `command` (whose endpoint is 127.0.0.1:`port`, where nothing listens yet) until it
 /// says on stderr that Redis is not reachable yet, then starts the server there; answers the
 /// exit status, stderr and the server.
-fn server_after_start(mut command: Command, port: u16) -> (ExitStatus, String, RedisServer) {
+fn server_after_start(mut command: Command, port: u16) -> (ExitStatus, String, LateServer) {
     let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -159,7 +159,7 @@ fn server_after_start(mut command: Command, port: u16) -> (ExitStatus, String, R
             Err(_) => break false,
         }
     };
-    let server = started.then(|| RedisServer::start_on(port));
+    let server = started.then(|| LateServer::start(port));
     let exited = support::eventually(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
     let _ = child.kill();
     let status = child.wait().unwrap();
@@ -182,10 +182,7 @@ fn abort_on_connect_fail_false_waits_for_a_server_that_comes_up_later() {
         .args(["exec", "job", "--wait", "1m", "--", "true"]);
     let (status, stderr, server) = server_after_start(command, port);
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(
-        support::exists(&server, &support::fence_key("job")),
-        "{stderr}"
-    );
+    assert!(server.exists(&support::fence_key("job")), "{stderr}");
 
     // `abortConnect=False` in a connection string does the same, for `acquire`.
     let tool = Leasectl::new();
@@ -199,7 +196,7 @@ fn abort_on_connect_fail_false_waits_for_a_server_that_comes_up_later() {
         .args(["acquire", "job", "--wait", "1m", "--json"]);
     let (status, stderr, server) = server_after_start(command, port);
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(support::exists(&server, &support::key("job")), "{stderr}");
+    assert!(server.exists(&support::key("job")), "{stderr}");
 }
 
 #[test]
@@ -217,4 +214,55 @@ fn abort_on_connect_fail_true_exits_1_at_once_whatever_the_wait() {
     let output = exec.finish();
     let error = output.failed_with(1);
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{output}");
+}
+
+/// A `redis-server` started on a port a command already uses (killed on drop).
+struct LateServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl LateServer {
+    /// Starts it and waits until it answers.
+    fn start(port: u16) -> LateServer {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let server = LateServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let up = support::eventually(BOUND, || server.query("PING", "").is_ok());
+        assert!(up, "redis-server did not come up on port {port}");
+        server
+    }
+
+    fn query(&self, command: &str, key: &str) -> redis::RedisResult<redis::Value> {
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        let mut connection = redis::Client::open(url)?.get_connection()?;
+        let mut command = redis::cmd(command);
+        if !key.is_empty() {
+            command.arg(key);
+        }
+        command.query(&mut connection)
+    }
+
+    fn exists(&self, key: &str) -> bool {
+        matches!(self.query("EXISTS", key), Ok(redis::Value::Int(1)))
+    }
+}
+
+impl Drop for LateServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -33,14 +33,6 @@ impl RedisServer {
         }
     }
 
-    /// Starts a server on `port` (one a test kept free) and waits until it answers PING.
-    pub fn start_on(port: u16) -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = RedisServer::spawn(port, dir.path());
-        assert!(child.is_some(), "redis-server did not start on port {port}");
-        RedisServer { port, child, dir }
-    }
-
     /// Starts redis-server on `port` with its files in `dir`; answers it once it answers PING.
     fn spawn(port: u16, dir: &Path) -> Option<Child> {
         let mut command = Command::new("redis-server");
