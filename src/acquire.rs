@@ -76,8 +76,10 @@ pub(crate) async fn attempt(
         .arg(QUEUE_GRACE.as_millis() as u64)
         .arg(floor);
     call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
-    let call = Arc::new(call.acknowledged(&backend.settings));
+    // Retries of a transient error stop where the lease could no longer be valid.
     let sent_at = Instant::now();
+    let call = call.acknowledged(&backend.settings);
+    let call = Arc::new(call.until(validity_end(sent_at, options.ttl)));
     let (votes, pending) = backend
         .nodes
         .gather(
@@ -242,7 +244,7 @@ async fn settle_tokens(
             pending,
             tokens.clone(),
         );
-        tokio::spawn(raise);
+        backend.in_background(raise);
     }
     Ok(tokens)
 }

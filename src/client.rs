@@ -13,13 +13,14 @@ use redis::EntraIdCredentialsProvider;
 use crate::acquire::{attempt, Taken, SPLIT_RETRIES};
 use crate::backend::keys::check_name;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, LostReason, Result};
 use crate::fence::{fenced_set, FencedWrite};
 use crate::holder::{Holder, KeyFormat, LeaseInfo};
 use crate::inspect;
 use crate::lease::Lease;
 use crate::lease_set::LeaseSet;
 use crate::options::LeaseOptions;
+use crate::renew::validity_end;
 use crate::settings::Settings;
 use crate::telemetry;
 use crate::wait::{wait_for, wait_until_free, Background};
@@ -166,10 +167,12 @@ impl LeaseClient {
     }
 
     /// Waits for the clean-up that dropped waits left to do in the background (giving up
-    /// their places in the queue), so that it is done before the process exits. Each call in
-    /// it is bounded by `SyncTimeout`.
+    /// their places in the queue), and in quorum mode for the calls an operation did not wait
+    /// for (the instances that answered after its majority), so that they are done before
+    /// the process exits. Each call in it is bounded by `SyncTimeout` and its retries.
     pub async fn flush(&self) {
         self.background.finish().await;
+        self.backend.finish().await;
     }
 
     /// The settings this client was built from.
@@ -388,6 +391,32 @@ impl LeaseClient {
         check_name(name)?;
         let key = self.backend.settings.key_for(name);
         Ok(self.backend.release(&[key], lease_id).await? > 0)
+    }
+
+    /// Sets the time to live of `name` to `ttl` from now if its current lease id is
+    /// `lease_id`: for a lease held elsewhere, such as one another process took and kept
+    /// ([`Lease::keep`]). In quorum mode it must be extended on a majority within the
+    /// validity `ttl` gives.
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when the lease is gone or held under another id, or the majority
+    /// answered too late; [`Error::Settings`] for a bad name or TTL; connection errors;
+    /// [`Error::NoQuorum`] when too few instances answered.
+    pub async fn extend(&self, name: &str, lease_id: &str, ttl: Duration) -> Result<()> {
+        check_name(name)?;
+        let key = self.backend.settings.key_for(name);
+        let sent_at = tokio::time::Instant::now();
+        let lost = |reason| Error::Lost {
+            name: name.to_string(),
+            reason,
+        };
+        if !self.backend.extend(&key, lease_id, ttl).await? {
+            return Err(lost(LostReason::NotOwner));
+        }
+        if tokio::time::Instant::now() >= validity_end(sent_at, ttl) {
+            return Err(lost(LostReason::Expired));
+        }
+        Ok(())
     }
 
     /// Deletes `name`'s key whoever holds it (an operator's action), on every instance.

@@ -24,6 +24,8 @@ pub struct Endpoint {
     pub tls_host: Option<String>,
     /// Redis Sentinel: the hosts are sentinels, and this names them and the primary.
     pub sentinel: Option<Sentinels>,
+    /// `abortConnect=` of a connection string, when it has one.
+    abort_connect: Option<bool>,
 }
 
 /// Defaults that apply where a connection string is silent (the settings' `UseSsl`, `Port`).
@@ -97,6 +99,7 @@ impl Endpoint {
             database,
             tls_host: None,
             sentinel: None,
+            abort_connect: None,
         })
     }
 
@@ -116,6 +119,7 @@ impl Endpoint {
             database: None,
             tls_host: None,
             sentinel: None,
+            abort_connect: None,
         };
         // No message below repeats an option or its value: after a password that holds a ','
         // the next "option" is the rest of that password.
@@ -139,6 +143,10 @@ impl Endpoint {
                         .ok_or("the connection string's ssl= expects True or False")?
                 }
                 "sslhost" => endpoint.tls_host = Some(value.to_string()),
+                "abortconnect" => {
+                    let expects = "the connection string's abortConnect= expects True or False";
+                    endpoint.abort_connect = Some(parse_bool(value).ok_or(expects)?)
+                }
                 "defaultdatabase" => {
                     endpoint.database = Some(value.parse().map_err(|_| {
                         "the connection string's defaultDatabase= expects a number".to_string()
@@ -152,6 +160,11 @@ impl Endpoint {
             }
         }
         Ok(endpoint)
+    }
+
+    /// `abortConnect=` of a connection string (see the `AbortOnConnectFail` setting).
+    pub fn abort_connect(&self) -> Option<bool> {
+        self.abort_connect
     }
 
     /// The password, for building the connection (never for display).

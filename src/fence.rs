@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::keys::newest_token_key;
 use crate::backend::nodes::{Call, Vote};
-use crate::backend::{finish_in_background, scripts, Backend};
+use crate::backend::{scripts, Backend};
 use crate::error::Result;
 
 /// The outcome of [`LeaseClient::fenced_set`](crate::LeaseClient::fenced_set).
@@ -58,7 +58,7 @@ pub(crate) async fn fenced_set(
             },
         )
         .await;
-    finish_in_background(pending);
+    backend.finish_in_background(pending);
     if let Some(newest) = newest(&votes) {
         return Ok(FencedWrite::Stale { newest });
     }

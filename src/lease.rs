@@ -188,9 +188,20 @@ impl Lease {
     /// Extends the lease by its TTL, now.
     ///
     /// # Errors
-    /// [`Error::Lost`] when it is no longer ours (and the lost signal fires), or a
-    /// connection error; an already lost lease is never extended.
+    /// As [`Lease::extend_by`].
     pub async fn extend(&self) -> Result<()> {
+        self.extend_by(self.ttl).await
+    }
+
+    /// Sets the lease's time to live to `ttl` from now (shorter or longer than before), if it
+    /// is still ours: in quorum mode on a majority, within the validity `ttl` gives. Automatic
+    /// renewals, if any, keep using the TTL the lease was taken with.
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when it is no longer ours (and the lost signal fires), or a
+    /// connection error; an already lost lease is never extended. [`Error::Settings`] for a
+    /// too short or huge `ttl`.
+    pub async fn extend_by(&self, ttl: Duration) -> Result<()> {
         if let Some(lost) = self.state.lost_error() {
             return Err(lost);
         }
@@ -199,11 +210,31 @@ impl Lease {
         if sent_at >= self.state.valid_until() {
             return Err(self.state.mark_lost(LostReason::Expired));
         }
-        if self.backend.extend(&self.key, &self.id, self.ttl).await? {
-            self.state.confirm(sent_at, self.ttl, false);
-            Ok(())
-        } else {
-            Err(self.state.mark_lost(LostReason::NotOwner))
+        if !self.backend.extend(&self.key, &self.id, ttl).await? {
+            return Err(self.state.mark_lost(LostReason::NotOwner));
+        }
+        // A majority that answered after the new validity ended holds nothing we may count on.
+        if Instant::now() >= validity_end(sent_at, ttl) {
+            return Err(self.state.mark_lost(LostReason::Expired));
+        }
+        self.state.extended(sent_at, ttl);
+        Ok(())
+    }
+
+    /// Keeps the lease held after this value (and the program) is gone: stops renewal, and
+    /// neither releases it nor reports it lost; it ends when its TTL runs out, unless someone
+    /// extends or releases it by its id ([`LeaseClient::extend`](crate::LeaseClient::extend),
+    /// [`LeaseClient::release`](crate::LeaseClient::release)). Answers what is needed for that.
+    pub fn keep(self) -> KeptLease {
+        self.disarm();
+        KeptLease {
+            name: self.state.name.clone(),
+            key: self.key.clone(),
+            id: self.id.clone(),
+            fencing_token: self.fencing_token,
+            acquired_at: self.acquired_at.clone(),
+            ttl: self.ttl,
+            valid_until: self.state.valid_until(),
         }
     }
 
@@ -248,6 +279,24 @@ impl Drop for Lease {
             });
         }
     }
+}
+
+/// A lease left held by [`Lease::keep`]: nobody renews or releases it; it ends at its TTL
+/// unless extended or released by its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptLease {
+    pub name: String,
+    pub key: String,
+    /// The lease id, for [`LeaseClient::extend`](crate::LeaseClient::extend) and
+    /// [`LeaseClient::release`](crate::LeaseClient::release).
+    pub id: String,
+    pub fencing_token: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub acquired_at: String,
+    /// The time to live it was taken with.
+    pub ttl: Duration,
+    /// The monotonic instant before which it is surely still held on the server.
+    pub valid_until: Instant,
 }
 
 impl std::fmt::Debug for Lease {

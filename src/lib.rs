@@ -87,7 +87,7 @@ pub use error::{Error, LostReason, Result};
 pub use fence::FencedWrite;
 pub use format::LeaseFormat;
 pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
-pub use lease::Lease;
+pub use lease::{KeptLease, Lease};
 pub use lease_set::LeaseSet;
 pub use options::{LeaseOptions, FALLBACK_POLL};
 /// redis-rs's Entra ID credentials provider, for [`LeaseClient::connect_with_credentials`].

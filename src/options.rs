@@ -30,21 +30,25 @@ pub struct LeaseOptions {
 }
 
 impl LeaseOptions {
-    /// The TTL and renewal of the settings, with no metadata.
+    /// The TTL, renewal and `Metadata` of the settings.
     pub fn from_settings(settings: &Settings) -> LeaseOptions {
         LeaseOptions {
             ttl: settings.lease_duration,
             auto_renew: settings.auto_renew.then_some(settings.auto_renew_interval),
-            metadata: Vec::new(),
+            metadata: settings.metadata.clone(),
             fallback_poll: FALLBACK_POLL,
             max_hold: None,
             watch_releases: false,
         }
     }
 
-    /// Adds one metadata field.
+    /// Adds one metadata field, replacing one of the same name.
     pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> LeaseOptions {
-        self.metadata.push((key.into(), value.into()));
+        let (key, value) = (key.into(), value.into());
+        match self.metadata.iter_mut().find(|(k, _)| *k == key) {
+            Some(field) => field.1 = value,
+            None => self.metadata.push((key, value)),
+        }
         self
     }
 }

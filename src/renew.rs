@@ -44,6 +44,12 @@ impl LeaseState {
         }
     }
 
+    /// Records a confirmed extension to `ttl` sent at `sent_at`, which may shorten the
+    /// validity (a shorter TTL than before).
+    pub(crate) fn extended(&self, sent_at: Instant, ttl: Duration) {
+        *self.valid_until.lock().expect("lease state lock") = validity_end(sent_at, ttl);
+    }
+
     /// Fires the lost signal once; later calls keep the first reason.
     pub(crate) fn mark_lost(&self, reason: LostReason) -> Error {
         let error = Error::Lost {

@@ -103,6 +103,8 @@ impl Nodes {
             response_timeout: settings.sync_timeout,
             tls: first.tls,
             hub: Arc::default(),
+            // Set by connect.rs once connected.
+            retry: super::retry::Retry::NONE,
         };
         let nodes = Nodes {
             list: vec![node],

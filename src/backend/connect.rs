@@ -12,6 +12,7 @@ use redis::{Client, EntraIdCredentialsProvider, RetryConfig};
 
 use super::link::{Link, Named};
 use super::nodes::{Node, Nodes, Vote};
+use super::retry::Retry;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -85,9 +86,12 @@ impl Nodes {
                 response_timeout,
                 tls: endpoint.tls,
                 hub: Arc::default(),
+                // The first PINGs are not retried: a start that fails, fails at once
+                // (AbortOnConnectFail); the calls after them are.
+                retry: Retry::NONE,
             });
         }
-        let nodes = Nodes {
+        let mut nodes = Nodes {
             list,
             call_timeout: settings.sync_timeout,
             connect_timeout: settings.connect_timeout,
@@ -155,6 +159,24 @@ impl Nodes {
             if first_is_cluster.load(std::sync::atomic::Ordering::Acquire) {
                 return connect_cluster(settings, nodes.credentials).await;
             }
+            nodes.retry_calls(Retry::of(settings));
+            return Ok(nodes);
+        }
+        // AbortOnConnectFail false: start anyway when no instance refused us for good; the
+        // connections are made again as they are used (a waiting acquire tries until its wait
+        // ends).
+        let unreachable = |v: &Vote<String>| v.answer.as_ref().is_err_and(Error::is_transient);
+        if !settings.abort_on_connect_fail
+            && votes.iter().all(|v| v.answer.is_ok() || unreachable(v))
+        {
+            for vote in &votes {
+                if let Err(error) = &vote.answer {
+                    let address = &nodes.list[vote.node].address;
+                    let why = error.short();
+                    tracing::warn!("Redis at {address} is not reachable yet ({why}); retrying as it is used (AbortOnConnectFail is false)");
+                }
+            }
+            nodes.retry_calls(Retry::of(settings));
             return Ok(nodes);
         }
         let mut votes = votes;
@@ -185,8 +207,10 @@ async fn connect_cluster(
         (Some(path), true) => Some(trusted_roots(path)?),
         _ => None,
     };
-    let (nodes, policies) = Nodes::connect_cluster(settings, credentials, client, roots).await?;
+    let (mut nodes, policies) =
+        Nodes::connect_cluster(settings, credentials, client, roots).await?;
     warn_of_eviction(&policies);
+    nodes.retry_calls(Retry::of(settings));
     Ok(nodes)
 }
 

@@ -27,9 +27,11 @@ pub(crate) mod link;
 pub(crate) mod nodes;
 pub(crate) mod quorum;
 pub(crate) mod replicas;
+pub(crate) mod retry;
 pub(crate) mod scripts;
 pub(crate) mod sentinel;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +50,8 @@ use quorum::Grant;
 pub(crate) struct Backend {
     pub(crate) nodes: Nodes,
     pub(crate) settings: Settings,
+    /// Calls that go on after their operation was decided (the slower instances' answers).
+    unfinished: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Backend {
@@ -57,7 +61,11 @@ impl Backend {
         credentials: Option<EntraIdCredentialsProvider>,
     ) -> Result<Backend> {
         let nodes = Nodes::connect(&settings, credentials).await?;
-        Ok(Backend { nodes, settings })
+        Ok(Backend {
+            nodes,
+            settings,
+            unfinished: Default::default(),
+        })
     }
 
     /// Extends the lease on a majority. `Ok(false)`: it is no longer ours.
@@ -68,8 +76,11 @@ impl Backend {
         if total > 1 {
             call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
         }
-        let call = call.arg(id).arg(check_ttl(ttl)?);
-        let call = Arc::new(call.acknowledged(&self.settings));
+        let ttl_ms = check_ttl(ttl)?;
+        // Retries stop where the validity this TTL gives (from now) would end.
+        let until = crate::renew::validity_end(Instant::now(), ttl);
+        let call = call.arg(id).arg(ttl_ms).acknowledged(&self.settings);
+        let call = Arc::new(call.until(until));
         let (votes, pending) = self
             .nodes
             .gather(
@@ -78,7 +89,7 @@ impl Backend {
             )
             .await;
         // The instances still answering are extended all the same: let their calls finish.
-        finish_in_background(pending);
+        self.finish_in_background(pending);
         match quorum::extension(&votes, total) {
             Some(extended) => Ok(extended),
             None if total == 1 => Err(votes
@@ -207,7 +218,7 @@ impl Backend {
                 },
             )
             .await;
-        finish_in_background(pending);
+        self.finish_in_background(pending);
         votes
     }
 
@@ -247,7 +258,7 @@ impl Backend {
                     |votes| votes.iter().filter(|v| v.answer.is_ok()).count() >= majority,
                 )
                 .await;
-            finish_in_background(pending);
+            self.finish_in_background(pending);
             if votes.iter().filter(|v| v.answer.is_ok()).count() < majority {
                 let first = votes.into_iter().find_map(|v| v.answer.err());
                 return Err(first.unwrap_or_else(|| self.unexpected("PING")));
@@ -285,6 +296,30 @@ impl Backend {
         }
     }
 
+    /// Lets calls that are still under way finish (and be read) in the background, so that
+    /// each instance gets the call even though the decision did not wait for its answer.
+    pub(crate) fn finish_in_background<T: Send + 'static>(&self, mut pending: Pending<T>) {
+        if !pending.is_empty() {
+            self.in_background(async move { while pending.next().await.is_some() {} });
+        }
+    }
+
+    /// Runs `work` after its operation returned; [`Backend::finish`] waits for it.
+    pub(crate) fn in_background(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut unfinished = self.unfinished.lock().expect("unfinished calls");
+        unfinished.retain(|task| !task.is_finished());
+        unfinished.push(tokio::spawn(work));
+    }
+
+    /// Waits for the calls still under way (each bounded by its retries of `SyncTimeout`),
+    /// so that a process that exits next has made them on every instance.
+    pub(crate) async fn finish(&self) {
+        let unfinished = std::mem::take(&mut *self.unfinished.lock().expect("unfinished calls"));
+        for task in unfinished {
+            let _ = task.await;
+        }
+    }
+
     /// An error for an answer a script should not give.
     pub(crate) fn unexpected(&self, what: &str) -> Error {
         let endpoint = self
@@ -310,12 +345,4 @@ fn largest(votes: impl IntoIterator<Item = Vote<i64>>) -> Result<i64> {
         }
     }
     most.ok_or_else(|| first_error.expect("no instance answered"))
-}
-
-/// Lets calls that are still under way finish (and be read) in the background, so that each
-/// instance gets the call even though the decision did not wait for its answer.
-pub(crate) fn finish_in_background<T: Send + 'static>(mut pending: Pending<T>) {
-    if !pending.is_empty() {
-        tokio::spawn(async move { while pending.next().await.is_some() {} });
-    }
 }

@@ -13,11 +13,12 @@ use redis::{
     Client, Cmd, EntraIdCredentialsProvider, FromRedisValue, StreamingCredentialsProvider,
     ToRedisArgs,
 };
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use super::cluster_link::Subscriber;
 use super::hub::Hub;
 use super::link::{push_connection, Link};
+use super::retry::Retry;
 use super::scripts::Lua;
 use crate::error::{Error, Result};
 
@@ -36,6 +37,8 @@ pub(crate) struct Node {
     pub(super) tls: bool,
     /// Its release notifications, for every waiter.
     pub(super) hub: Arc<Hub>,
+    /// How a call here is retried after a transient error.
+    pub(super) retry: Retry,
 }
 
 /// One script call, sent alike to every instance.
@@ -47,6 +50,8 @@ pub(crate) struct Call {
     command: OnceLock<Cmd>,
     /// `WaitReplicas`: the replicas that must acknowledge it (replicas.rs).
     pub(super) wait: Option<super::replicas::Wait>,
+    /// No retry starts that could not end before this (a lease's validity).
+    deadline: Option<Instant>,
 }
 
 impl Call {
@@ -57,7 +62,14 @@ impl Call {
             args: Vec::new(),
             command: OnceLock::new(),
             wait: None,
+            deadline: None,
         }
+    }
+
+    /// Retries of this call (after a transient error) end at `deadline`.
+    pub(crate) fn until(mut self, deadline: Instant) -> Call {
+        self.deadline = Some(deadline);
+        self
     }
 
     pub(crate) fn key(mut self, key: impl Into<String>) -> Call {
@@ -120,19 +132,33 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
+    /// Retries every call after a transient error as `retry` says.
+    pub(super) fn retry_calls(&mut self, retry: Retry) {
+        for node in &mut self.list {
+            node.retry = retry;
+        }
+    }
+
     /// How many instances make a majority.
     pub(crate) fn majority(&self) -> usize {
         self.list.len() / 2 + 1
     }
 
     /// Runs `call` on every instance at once and collects the answers as they arrive, until
-    /// `decided` says so or all have answered.
+    /// `decided` says so or all have answered. Each instance's call may take `SyncTimeout`
+    /// per attempt, with its retries (see `retry.rs`).
     pub(crate) async fn gather<T: Send + 'static>(
         &self,
         call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
         decided: impl FnMut(&[Vote<T>]) -> bool,
     ) -> (Vec<Vote<T>>, Pending<T>) {
-        self.gather_within(self.call_timeout, call, decided).await
+        self.gather_within(self.call_budget(), call, decided).await
+    }
+
+    /// The longest one call to one instance may take, retries included.
+    fn call_budget(&self) -> Duration {
+        let retry = self.list.first().map(|node| node.retry);
+        retry.map_or(self.call_timeout, |r| r.budget(self.call_timeout))
     }
 
     pub(super) async fn gather_within<T: Send + 'static>(
@@ -151,7 +177,7 @@ impl Nodes {
         which: &[usize],
         call: impl Fn(&Node) -> BoxFuture<'static, Result<T>>,
     ) -> Vec<Vote<T>> {
-        self.gather_on(which.iter().copied(), self.call_timeout, call, |_| false)
+        self.gather_on(which.iter().copied(), self.call_budget(), call, |_| false)
             .await
             .0
     }
@@ -342,31 +368,23 @@ impl Nodes {
 }
 
 impl Node {
-    /// Runs a script here (EVALSHA; on NOSCRIPT, EVAL).
+    /// Runs a script here (EVALSHA; on NOSCRIPT, EVAL), retried after a transient error
+    /// until the call's deadline.
     pub(crate) fn script<T: FromRedisValue + Send + 'static>(
         &self,
         call: &Arc<Call>,
     ) -> BoxFuture<'static, Result<T>> {
-        let (call, mut connection, address, after) = (
+        let (call, connection, address, after, retry) = (
             call.clone(),
             self.connection.clone(),
             self.address.clone(),
             self.response_timeout,
+            self.retry,
         );
         Box::pin(async move {
-            let mut answer = call.query(&mut connection).await;
-            if answer.as_ref().is_err_and(was_dropped) {
-                // The connection manager reconnects only after a command failed on a dead
-                // connection (a restarted instance): try once more. Every script is safe to
-                // repeat — acquire answers "granted" again for its own lease id.
-                answer = call.query(&mut connection).await;
-            }
-            if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
-                // First use on this instance (or it restarted, or a Sentinel's or a cluster
-                // slot's primary changed): EVAL, which goes where the EVALSHA went (routed by
-                // the same first key) and leaves the script cached there for the next EVALSHA.
-                answer = call.send(&call.eval(), &mut connection).await;
-            }
+            let answer = retry
+                .run(call.deadline, || run_script(&call, connection.clone()))
+                .await;
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
     }
@@ -408,6 +426,7 @@ impl Node {
             response_timeout: self.response_timeout,
             tls: self.tls,
             hub: self.hub.clone(),
+            retry: self.retry,
         }
     }
 
@@ -422,24 +441,52 @@ impl Node {
         Client::open(info.set_redis_settings(signed_in))
     }
 
-    /// Runs one command here.
+    /// Runs one command here, retried after a transient error.
     pub(crate) fn command<T: FromRedisValue + Send + 'static>(
         &self,
         command: redis::Cmd,
     ) -> BoxFuture<'static, Result<T>> {
-        let (mut connection, address, after) = (
+        let (connection, address, after, retry) = (
             self.connection.clone(),
             self.address.clone(),
             self.response_timeout,
+            self.retry,
         );
         Box::pin(async move {
-            let mut answer = command.query_async(&mut connection).await;
-            if answer.as_ref().is_err_and(was_dropped) {
-                answer = command.query_async(&mut connection).await;
-            }
+            let answer = retry
+                .run(None, || {
+                    let (command, mut connection) = (&command, connection.clone());
+                    async move {
+                        let mut answer = command.query_async(&mut connection).await;
+                        if answer.as_ref().is_err_and(was_dropped) {
+                            answer = command.query_async(&mut connection).await;
+                        }
+                        answer
+                    }
+                })
+                .await;
             answer.map_err(|e| Error::from_redis(&address, &e, after))
         })
     }
+}
+
+/// One attempt at a script call: EVALSHA; once more at once when the connection had died;
+/// on NOSCRIPT, SCRIPT LOAD and EVALSHA again.
+async fn run_script<T: FromRedisValue>(call: &Call, mut connection: Link) -> redis::RedisResult<T> {
+    let mut answer = call.query(&mut connection).await;
+    if answer.as_ref().is_err_and(was_dropped) {
+        // The connection manager reconnects only after a command failed on a dead
+        // connection (a restarted instance): try once more. Every script is safe to
+        // repeat — acquire answers "granted" again for its own lease id.
+        answer = call.query(&mut connection).await;
+    }
+    if answer.as_ref().is_err_and(|e| e.kind() == NO_SCRIPT) {
+        // First use on this instance (or it restarted, or a Sentinel's or a cluster slot's
+        // primary changed): EVAL, which goes where the EVALSHA went (routed by the same first
+        // key) and leaves the script cached there for the next EVALSHA.
+        answer = call.send(&call.eval(), &mut connection).await;
+    }
+    answer
 }
 
 /// True when a command failed because its connection had died (not refused, not timed out):

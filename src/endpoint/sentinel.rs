@@ -133,6 +133,7 @@ fn parse_url(rest: &str, tls: bool) -> Result<Endpoint, String> {
         database,
         tls_host: None,
         sentinel: Some(Sentinels { service, hosts }),
+        abort_connect: None,
     })
 }
 

@@ -197,9 +197,24 @@ pub(super) fn read_environment() -> Result<Layer> {
     let values: Map<String, Value> = config
         .try_deserialize()
         .map_err(|e| Error::Settings(format!("environment: {e}")))?;
+    let mut values = lowercase_keys(values);
+    // `RedisLeasing__Metadata__<key>`: the reader above lower-cases the key; take it as written.
+    if values.contains_key("metadata") {
+        let prefix = format!("{SECTION}__Metadata__").to_ascii_lowercase();
+        let metadata: Map<String, Value> = std::env::vars()
+            .filter_map(|(name, value)| {
+                let key = name.get(prefix.len()..)?;
+                let named = name.get(..prefix.len())?.eq_ignore_ascii_case(&prefix);
+                (named && !key.is_empty()).then(|| (key.to_string(), Value::from(value)))
+            })
+            .collect();
+        if !metadata.is_empty() {
+            values.insert("metadata".into(), Value::from(metadata));
+        }
+    }
     Ok(Layer {
         name: format!("environment ({SECTION}__*)"),
-        values: lowercase_keys(values),
+        values,
     })
 }
 

@@ -9,11 +9,15 @@ use std::time::Duration;
 use config::Value;
 
 mod layers;
+mod values;
 
 use layers::{command_line_layer, find_file, present, read_environment, read_file, Layer};
 pub use layers::{settings_json, user_config_dir};
+use values::{
+    any_duration, boolean, lease_format, milliseconds, non_negative, pick_metadata, port,
+    positive_duration, string, string_list,
+};
 
-use crate::duration;
 use crate::endpoint::{Defaults, Endpoint};
 use crate::entra::EntraId;
 use crate::error::{Error, Result};
@@ -54,6 +58,19 @@ pub struct Settings {
     pub wait_timeout: Duration,
     /// `Cluster`: Redis Cluster mode forced on or off; `None`: asked of the server.
     pub cluster: Option<bool>,
+    /// How many times a transient error (timeout, dropped connection, `LOADING`,
+    /// `TRYAGAIN`, `BUSY`, `MASTERDOWN`) is retried within one call to one instance.
+    pub max_retry_attempts: u32,
+    /// The pause before the first retry; it doubles for each next one.
+    pub retry_delay: Duration,
+    /// How long `run`, `exec` and `acquire` wait for a held lease when no `--wait` is given.
+    pub default_wait_time: Duration,
+    /// Extra `meta_*` fields for every lease (`Metadata: {"team": "payments"}`).
+    pub metadata: Vec<(String, String)>,
+    /// `false`: when an instance cannot be reached at start, start anyway and keep
+    /// retrying the connection in the background (`abortConnect=False` in a connection string
+    /// sets it too).
+    pub abort_on_connect_fail: bool,
 }
 
 /// Which layers gave the settings.
@@ -102,6 +119,11 @@ impl Default for Settings {
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(100),
             cluster: None,
+            max_retry_attempts: 3,
+            retry_delay: Duration::from_millis(100),
+            default_wait_time: Duration::ZERO,
+            metadata: Vec::new(),
+            abort_on_connect_fail: true,
         }
     }
 }
@@ -161,6 +183,11 @@ const FIELDS: &[&str] = &[
     "WaitReplicas",
     "WaitTimeout",
     "Cluster",
+    "MaxRetryAttempts",
+    "RetryDelay",
+    "DefaultWaitTime",
+    "Metadata",
+    "AbortOnConnectFail",
 ];
 
 impl Settings {
@@ -249,6 +276,21 @@ impl Settings {
         if let Some(format) = pick(layers, "LeaseFormat", lease_format)? {
             s.lease_format = format;
         }
+        if let Some(n) = pick(layers, "MaxRetryAttempts", non_negative)? {
+            s.max_retry_attempts = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = pick(layers, "RetryDelay", milliseconds)? {
+            s.retry_delay = ms;
+        }
+        if let Some(d) = pick(layers, "DefaultWaitTime", any_duration)? {
+            s.default_wait_time = d;
+        }
+        s.metadata = pick_metadata(layers)?;
+        // `abortConnect=False` in a connection string, unless the setting says otherwise.
+        s.abort_on_connect_fail = match pick(layers, "AbortOnConnectFail", boolean)? {
+            Some(abort) => abort,
+            None => !s.endpoints.iter().any(|e| e.abort_connect() == Some(false)),
+        };
         Ok(s)
     }
 
@@ -369,140 +411,6 @@ fn pick<T>(
     Ok(None)
 }
 
-/// A string. Only a JSON string (or an environment variable) is one: `42` is not a connection
-/// string. The value itself is never repeated: it may be a secret.
-fn string(value: &Value) -> Result<String, String> {
-    match &value.kind {
-        config::ValueKind::String(text) => Ok(text.clone()),
-        _ => Err(format!("expected a string, got {}", kind_name(value))),
-    }
-}
-
-/// What kind of value this is, for messages.
-fn kind_name(value: &Value) -> &'static str {
-    match &value.kind {
-        config::ValueKind::Nil => "null",
-        config::ValueKind::Boolean(_) => "true or false",
-        config::ValueKind::Float(_) => "a fraction",
-        config::ValueKind::String(_) => "a string",
-        config::ValueKind::Table(_) => "an object",
-        config::ValueKind::Array(_) => "a list",
-        _ => "a number",
-    }
-}
-
-/// A whole number: a JSON integer, or a string of one (environment variables are strings).
-/// A fraction (`1.5`) is refused, not rounded.
-fn whole_number(value: &Value) -> Option<i64> {
-    match &value.kind {
-        config::ValueKind::I64(n) => Some(*n),
-        config::ValueKind::U64(n) => i64::try_from(*n).ok(),
-        config::ValueKind::I128(n) => i64::try_from(*n).ok(),
-        config::ValueKind::U128(n) => i64::try_from(*n).ok(),
-        config::ValueKind::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn string_list(value: &Value) -> Result<Vec<String>, String> {
-    match &value.kind {
-        config::ValueKind::Array(items) => items.iter().map(string).collect(),
-        // `RedisLeasing__Endpoints__0=...` arrives as a table keyed by index.
-        config::ValueKind::Table(table) => {
-            let mut entries: Vec<(u32, &Value)> = table
-                .iter()
-                .map(|(k, v)| {
-                    k.parse()
-                        .map(|i| (i, v))
-                        .map_err(|_| format!("unexpected key '{k}' in a list"))
-                })
-                .collect::<Result<_, _>>()?;
-            entries.sort_by_key(|(i, _)| *i);
-            entries.into_iter().map(|(_, v)| string(v)).collect()
-        }
-        // One string (an environment variable): a JSON array, URLs separated by commas, or
-        // any form separated by semicolons.
-        config::ValueKind::String(text) => crate::endpoint::split_list(text),
-        _ => Err(format!(
-            "expected a list of connection strings or URLs, got {}",
-            kind_name(value)
-        )),
-    }
-}
-
-/// `true` or `false`: a JSON boolean, or a string of one in any case (as .NET reads it).
-fn boolean(value: &Value) -> Result<bool, String> {
-    let parsed = match &value.kind {
-        config::ValueKind::Boolean(b) => Some(*b),
-        config::ValueKind::String(text) => match text.trim().to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    };
-    parsed.ok_or_else(|| format!("expected true or false, got {}", shown(value)))
-}
-
-fn non_negative(value: &Value) -> Result<i64, String> {
-    match whole_number(value) {
-        Some(n) if n >= 0 => Ok(n),
-        _ => Err(format!(
-            "expected a whole number of 0 or more, got {}",
-            shown(value)
-        )),
-    }
-}
-
-fn port(value: &Value) -> Result<u16, String> {
-    match whole_number(value) {
-        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        _ => Err(format!(
-            "expected a port number from 1 to 65535, got {}",
-            shown(value)
-        )),
-    }
-}
-
-fn milliseconds(value: &Value) -> Result<Duration, String> {
-    match whole_number(value) {
-        Some(n) if n > 0 => Ok(Duration::from_millis(n as u64)),
-        _ => Err(format!(
-            "expected a whole number of milliseconds greater than 0, got {}",
-            shown(value)
-        )),
-    }
-}
-
-fn positive_duration(value: &Value) -> Result<Duration, String> {
-    match &value.kind {
-        config::ValueKind::String(text) => duration::parse_positive(text),
-        _ => Err(format!(
-            "expected a duration like 00:00:30 or 30s, got {}",
-            shown(value)
-        )),
-    }
-}
-
-/// `Hash` or `Json`, in any case.
-fn lease_format(value: &Value) -> Result<LeaseFormat, String> {
-    match &value.kind {
-        config::ValueKind::String(text) => LeaseFormat::parse(text),
-        _ => Err(format!("expected Hash or Json, got {}", shown(value))),
-    }
-}
-
-/// A value of a field that holds no secret, for messages.
-fn shown(value: &Value) -> String {
-    match &value.kind {
-        config::ValueKind::String(s) => format!("'{s}'"),
-        config::ValueKind::Table(_) | config::ValueKind::Array(_) | config::ValueKind::Nil => {
-            kind_name(value).into()
-        }
-        _ => value.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -525,6 +433,7 @@ mod tests {
     }
 
     use super::layers::{decode, parse_jsonc};
+    use super::values::whole_number;
     use super::*;
 
     #[test]

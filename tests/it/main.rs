@@ -17,6 +17,7 @@ mod security;
 mod sentinel;
 mod sets;
 mod settings;
+mod shell;
 mod support;
 mod telemetry;
 mod torture;

@@ -13,6 +13,9 @@ fn completions_for_bash_are_printed() {
         output.stdout.contains("complete") && output.stdout.contains("leasectl"),
         "{output}"
     );
+    for command in ["acquire", "extend"] {
+        assert!(output.stdout.contains(command), "{command}\n{output}");
+    }
 }
 
 #[test]
@@ -22,6 +25,15 @@ fn help_shows_examples() {
         (
             vec!["--help"],
             "leasectl run --instance us-east-1 --region us-east",
+        ),
+        (vec!["--help"], "leasectl acquire deploy --ttl 10m --json"),
+        (
+            vec!["--help"],
+            "leasectl extend deploy --lease-id ID --ttl 10m",
+        ),
+        (
+            vec!["acquire", "--help"],
+            "leasectl extend deploy --lease-id",
         ),
         (
             vec!["run", "--help"],

@@ -25,9 +25,10 @@ use crate::terminal::Terminal;
 
 pub async fn run(
     client: LeaseClient,
-    args: ExecArgs,
+    mut args: ExecArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
+    args.wait = super::wait_or_default(args.wait, client.settings());
     let mut interrupts = Interrupts::install()?;
     let events = Events::new(args.json);
     let mut options = super::working_options(

@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` resolves the settings and hands each its work.
 
+mod acquire;
 mod bench;
 mod configure;
 mod demo;
@@ -23,12 +24,24 @@ use crate::output::{Printer, UsageError};
 pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     check(&cli.command)?;
     match cli.command {
-        Command::Run(args) => run::run(connect(&cli.global, printer).await?, args, printer).await,
+        Command::Run(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, run::run(client.clone(), args, printer)).await
+        }
         Command::Inspect(args) => {
             inspect::run(connect(&cli.global, printer).await?, args, printer).await
         }
+        Command::Acquire(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, acquire::run(client.clone(), args, printer)).await
+        }
+        Command::Extend(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, acquire::extend(client.clone(), args)).await
+        }
         Command::Release(args) => {
-            release::run(connect(&cli.global, printer).await?, args, printer).await
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, release::run(client.clone(), args, printer)).await
         }
         Command::Bench(args) => {
             let mut global = cli.global.clone();
@@ -42,8 +55,14 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             global.key_prefix.get_or_insert_with(|| demo::PREFIX.into());
             demo::run(&global, settings(&global, printer).await?, args).await
         }
-        Command::Exec(args) => exec::run(connect(&cli.global, printer).await?, args, printer).await,
-        Command::Fence { action } => fence::run(connect(&cli.global, printer).await?, action).await,
+        Command::Exec(args) => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, exec::run(client.clone(), args, printer)).await
+        }
+        Command::Fence { action } => {
+            let client = connect(&cli.global, printer).await?;
+            settled(&client, fence::run(client.clone(), action)).await
+        }
         Command::Doctor(args) => doctor::run(settings(&cli.global, printer).await?, args).await,
         Command::Configure(args) => configure::run(args, &cli.global, printer, true).await,
         Command::Completions { shell } => {
@@ -56,6 +75,26 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs a command, then lets the calls it did not wait for (in quorum mode, the instances
+/// that answered after the majority: a release, the last renewal) end, up to a second:
+/// the process exits next, and the lease should be as it says on every instance it can
+/// reach — a lease released on two of three instances would otherwise stay held on the third
+/// for its TTL.
+async fn settled(
+    client: &LeaseClient,
+    command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    let code = command.await;
+    let grace = client.settings().sync_timeout.min(SETTLE_AT_MOST);
+    let _ = tokio::time::timeout(grace, client.flush()).await;
+    code
+}
+
+/// The longest a command's exit waits for the calls it did not wait for: a healthy
+/// instance answers well within it; a silent one does not hold up every command for its
+/// whole timeout.
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Usage mistakes that need no Redis to be seen: caught before connecting, so that they exit 2
 /// whether Redis is up or not, and before `run` prints its banner.
 fn check(command: &Command) -> Result<(), UsageError> {
@@ -65,6 +104,8 @@ fn check(command: &Command) -> Result<(), UsageError> {
             .chain(&args.leases)
             .try_for_each(|name| check_name(name)),
         Command::Inspect(args) if !args.all => check_name(&args.name),
+        Command::Acquire(args) => check_name(&args.name),
+        Command::Extend(args) => check_name(&args.name),
         Command::Release(args) => check_name(&args.name).and_then(|()| release::check(args)),
         _ => Ok(()),
     }
@@ -130,6 +171,14 @@ pub fn working_options(
         options = options.meta(key, value);
     }
     options
+}
+
+/// `--wait` when given, else the settings' `DefaultWaitTime` (`None`: fail fast).
+pub fn wait_or_default(
+    wait: Option<std::time::Duration>,
+    settings: &Settings,
+) -> Option<std::time::Duration> {
+    wait.or((!settings.default_wait_time.is_zero()).then_some(settings.default_wait_time))
 }
 
 /// Warns when `ttl` is shorter than a few round trips to Redis (measured now): the lease could

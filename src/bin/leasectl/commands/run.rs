@@ -28,9 +28,10 @@ macro_rules! say {
 
 pub async fn run(
     client: LeaseClient,
-    args: RunArgs,
+    mut args: RunArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
+    args.wait = super::wait_or_default(args.wait, client.settings());
     let mut interrupts = Interrupts::install()?;
     let events = Events::new(args.json);
     let tag = format!("[{}]", args.instance).bold();
