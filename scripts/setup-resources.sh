@@ -1,54 +1,89 @@
 #!/usr/bin/env bash
 # Creates the Redis that leasectl uses and writes appsettings.Local.json for it: local
-# throwaway servers (--local), or an Azure Cache for Redis through the Azure CLI.
+# throwaway servers (--local: one, a quorum, a cluster or sentinels), or an Azure Managed Redis
+# (or, --legacy, an Azure Cache for Redis) through the Azure CLI.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/setup-resources.sh --project redis [--local [--quorum] [--port P]...] [options]
-       scripts/setup-resources.sh --project redis --stop
+Usage: scripts/setup-resources.sh --project redis --local [--quorum|--cluster|--sentinel] [--port P]...
+       scripts/setup-resources.sh --project redis --stop            (or --delete --local)
        scripts/setup-resources.sh --project redis --name NAME --resource-group GROUP [options]
+       scripts/setup-resources.sh --project redis --legacy --name NAME --resource-group GROUP
+       scripts/setup-resources.sh --project redis --delete [--yes]
 
 Creates the Redis that leasectl uses and writes appsettings.Local.json (mode 0600) for it.
 Running it again reuses what is already there.
 
-  --project redis        the only project there is (kept for the .NET sample's habits)
-  --local                start local redis-server processes on 127.0.0.1 (installs Debian's
-                         redis-server when missing and running as root)
+Local servers on 127.0.0.1 (installs Debian's redis-server when missing and running as root):
+  --local                one server, written as ConnectionString
   --quorum               with --local: three independent servers, written as Endpoints
-  --port P               with --local: use this port (repeat for --quorum); default: free ports
+  --cluster              with --local: a Redis Cluster of three primaries with a replica each
+                         (ports at most 55535); written as one node's address (leasectl finds
+                         the others)
+  --sentinel             with --local: a primary, a replica and three sentinels monitoring it
+                         as "mymaster"; written as 127.0.0.1:S1,...,serviceName=mymaster
+  --port P               with --local/--quorum: use this port (repeat for --quorum); default:
+                         free ports
   --stop                 stop the local servers this script started, and remove their files
-  --name NAME            Azure: the cache name (NAME.redis.cache.windows.net)
-  --resource-group G     Azure: the resource group (created when missing)
-  --location L           Azure: region for new resources (default: eastus)
-  --sku S                Azure: Basic, Standard or Premium (default: Basic)
-  --vm-size V            Azure: C0..C6 or P1..P5 (default: C0)
+
+Azure Managed Redis (the default without --local; the Azure CLI must be logged in):
+  --name NAME            the cluster name (NAME.REGION.redis.azure.net)
+  --resource-group G     the resource group (created when missing)
+  --location L           region for new resources (default: eastus)
+  --sku S                default Balanced_B0 (also e.g. Balanced_B1, MemoryOptimized_M10,
+                         ComputeOptimized_X3)
+  --clustering-policy P  OSSCluster (default: clients are cluster-aware, as leasectl is) or
+                         EnterpriseCluster (one proxy endpoint)
+  --access-keys          enable access keys and write a ConnectionString with the key, instead
+                         of Microsoft Entra ID (the default: the signed-in user or service
+                         principal gets the data-access policy, and the settings say
+                         Endpoint NAME.REGION.redis.azure.net:10000 + EntraId Default)
+  The database ("default") listens on port 10000 with TLS. The script waits until the
+  cluster and database run, showing their state.
+
+  --legacy               an Azure Cache for Redis instead (az redis create), for existing
+                         caches: new ones can no longer be created. Then --sku is Basic,
+                         Standard or Premium (default: Basic) and --vm-size C0..C6 or P1..P5
+                         (default: C0); settings: ConnectionString with the access key.
+  --delete               delete the Azure resources this script created (recorded in the state
+                         folder; nothing else), after asking; with --local: same as --stop
+  --yes                  with --delete: do not ask
+
+Common:
   --output PATH          where to write the settings (default: appsettings.Local.json in the
                          project folder)
-  --state-dir DIR        where local servers keep their files and pid files (default:
+  --state-dir DIR        where the script keeps its state: local servers' files and pid files,
+                         and the record of Azure resources it created (default:
                          $LEASECTL_STATE_DIR, else .leasectl/ in the project folder); pass the
-                         same folder to --stop
+                         same folder to --stop and --delete
   -h, --help             this help
 
-Local servers keep their files and pid files under .leasectl/ in the project folder (or
---state-dir DIR, or $LEASECTL_STATE_DIR).
 An existing settings file is kept as PATH.bak before it is replaced.
-The access key of an Azure cache is written to the settings file only, never printed.
+An access key is written to the settings file only, never printed.
 
 Examples:
   scripts/setup-resources.sh --project redis --local
   scripts/setup-resources.sh --project redis --local --quorum
+  scripts/setup-resources.sh --project redis --local --cluster
+  scripts/setup-resources.sh --project redis --local --sentinel
   scripts/setup-resources.sh --project redis --stop
-  scripts/setup-resources.sh --project redis --name mycache --resource-group my-rg --location westeurope
+  scripts/setup-resources.sh --project redis --name mylease --resource-group my-rg --location westeurope
+  scripts/setup-resources.sh --project redis --name mylease --resource-group my-rg --access-keys
+  scripts/setup-resources.sh --project redis --legacy --name mycache --resource-group my-rg
+  scripts/setup-resources.sh --project redis --delete
 EOF
 }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/redis.sh
 . "$root/scripts/lib/redis.sh"
+# shellcheck source=lib/azure.sh
+. "$root/scripts/lib/azure.sh"
 
-project="" local_mode=0 quorum=0 stop=0 ports=()
-name="" group="" location="eastus" sku="Basic" vm_size="C0"
+project="" local_mode=0 quorum=0 cluster=0 sentinel=0 stop=0 ports=()
+name="" group="" location="eastus" sku="" vm_size="C0" clustering_policy="OSSCluster"
+access_keys=0 legacy=0 delete=0 yes=0
 output="$root/appsettings.Local.json"
 state="${LEASECTL_STATE_DIR:-$root/.leasectl}"
 
@@ -60,6 +95,13 @@ while [ $# -gt 0 ]; do
     --project) need_value "$@"; project=$2; shift 2 ;;
     --local) local_mode=1; shift ;;
     --quorum) quorum=1; shift ;;
+    --cluster) cluster=1; shift ;;
+    --sentinel) sentinel=1; shift ;;
+    --clustering-policy) need_value "$@"; clustering_policy=$2; shift 2 ;;
+    --access-keys) access_keys=1; shift ;;
+    --legacy) legacy=1; shift ;;
+    --delete) delete=1; shift ;;
+    --yes|-y) yes=1; shift ;;
     --port) need_value "$@"; ports+=("$2"); shift 2 ;;
     --stop) stop=1; shift ;;
     --name) need_value "$@"; name=$2; shift 2 ;;
@@ -75,6 +117,15 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$project" = redis ] || die "pass --project redis (see --help)" 2
+[ $((quorum + cluster + sentinel)) -le 1 ] || die "choose one of --quorum, --cluster, --sentinel" 2
+[ $((quorum + cluster + sentinel)) = 0 ] || [ "$local_mode" = 1 ] || die "--quorum, --cluster and --sentinel start local servers: add --local" 2
+case $clustering_policy in
+  OSSCluster|EnterpriseCluster) ;;
+  *) die "--clustering-policy is OSSCluster or EnterpriseCluster, not '$clustering_policy'" 2 ;;
+esac
+if [ -z "$sku" ]; then
+  if [ "$legacy" = 1 ]; then sku=Basic; else sku=Balanced_B0; fi
+fi
 for port in "${ports[@]}"; do
   [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "--port $port is not a port number" 2
 done
@@ -112,8 +163,8 @@ running_port() {
 }
 
 stop_local() {
-  local stopped=0
-  for dir in "$state"/redis-*; do
+  local stopped=0 dir
+  for dir in "$state"/redis-* "$state"/cluster-* "$state"/sentinel-*; do
     [ -d "$dir" ] || continue
     stop_redis "$dir"
     rm -rf "$dir"
@@ -121,6 +172,58 @@ stop_local() {
   done
   rmdir "$state" 2>/dev/null || true
   echo "Stopped $stopped local Redis server(s)."
+}
+
+# running_topology PREFIX N: the ports of STATE/PREFIX-1..N when every one still answers.
+running_topology() {
+  local prefix=$1 n=$2 i port seen=()
+  for i in $(seq 1 "$n"); do
+    port=$(running_port "$state/$prefix-$i") || return 1
+    seen+=("$port")
+  done
+  echo "${seen[@]}"
+}
+
+# A local Redis Cluster: six nodes on ports <= 55535 (the bus port is port + 10000).
+setup_cluster() {
+  ensure_redis_server || exit 1
+  local nodes i port
+  if nodes=$(running_topology cluster 6) && cluster_ok "${nodes%% *}"; then
+    echo "The local Redis Cluster already runs on 127.0.0.1 ports $nodes"
+  else
+    stop_local >/dev/null
+    nodes=""
+    for i in 1 2 3 4 5 6; do
+      port=$(free_cluster_port)
+      [ -n "$port" ] || die "no free port pair (P and P + 10000) at or below 55535"
+      nodes="$nodes $port"
+    done
+    nodes=${nodes# }
+    # shellcheck disable=SC2086
+    start_cluster "$state" $nodes || exit 1
+    echo "Started a local Redis Cluster (3 primaries, 3 replicas) on 127.0.0.1 ports $nodes (files in $state)"
+  fi
+  write_settings "$(printf '{\n  "RedisLeasing": {\n    "ConnectionString": "redis://127.0.0.1:%s",\n    "KeyPrefix": "lease:",\n    "Database": 0\n  }\n}' "${nodes%% *}")"
+  echo "Next: leasectl inspect    (stop the servers with: scripts/setup-resources.sh --project redis --stop)"
+}
+
+# Sentinel: a primary, a replica and three sentinels; the settings name the sentinels.
+setup_sentinel() {
+  ensure_redis_server || exit 1
+  local sentinels p r s1 s2 s3 port list=""
+  if sentinels=$(running_topology sentinel 3) && running_port "$state/sentinel-primary" >/dev/null \
+    && sentinel_knows "${sentinels%% *}" mymaster; then
+    echo "The local Sentinel deployment already runs (sentinels on 127.0.0.1 ports $sentinels)"
+  else
+    stop_local >/dev/null
+    p=$(free_port) r=$(free_port) s1=$(free_port) s2=$(free_port) s3=$(free_port)
+    start_sentinel "$state" mymaster "$p" "$r" "$s1" "$s2" "$s3" || exit 1
+    sentinels="$s1 $s2 $s3"
+    echo "Started a local primary (127.0.0.1:$p), its replica (127.0.0.1:$r) and three sentinels (127.0.0.1 ports $sentinels) monitoring it as mymaster (files in $state)"
+  fi
+  for port in $sentinels; do list="${list}127.0.0.1:$port,"; done
+  write_settings "$(printf '{\n  "RedisLeasing": {\n    "ConnectionString": "%sserviceName=mymaster,ssl=False",\n    "KeyPrefix": "lease:",\n    "Database": 0\n  }\n}' "$list")"
+  echo "Next: leasectl inspect    (stop the servers with: scripts/setup-resources.sh --project redis --stop)"
 }
 
 setup_local() {
@@ -155,38 +258,18 @@ setup_local() {
   echo "Next: leasectl inspect    (stop the servers with: scripts/setup-resources.sh --project redis --stop)"
 }
 
-setup_azure() {
-  [ -n "$name" ] || die "pass --name NAME for the Azure cache (or --local for local servers)" 2
-  [ -n "$group" ] || die "pass --resource-group GROUP" 2
-  command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed; install it, or use --local for local servers"
-  az account show --output none >/dev/null 2>&1 || die "the Azure CLI is not logged in: run 'az login' first"
-
-  if az group show --name "$group" --output none >/dev/null 2>&1; then
-    echo "Resource group $group exists"
-  else
-    echo "Creating resource group $group in $location..."
-    az group create --name "$group" --location "$location" --output none
-  fi
-  if az redis show --name "$name" --resource-group "$group" --output none >/dev/null 2>&1; then
-    echo "Azure Cache for Redis $name exists"
-  else
-    echo "Creating Azure Cache for Redis $name ($sku $vm_size in $location); this takes several minutes..."
-    az redis create --name "$name" --resource-group "$group" --location "$location" \
-      --sku "$sku" --vm-size "$vm_size" --output none
-  fi
-  local host port key
-  host=$(az redis show --name "$name" --resource-group "$group" --query hostName --output tsv)
-  port=$(az redis show --name "$name" --resource-group "$group" --query sslPort --output tsv)
-  key=$(az redis list-keys --name "$name" --resource-group "$group" --query primaryKey --output tsv)
-  [ -n "$host" ] && [ -n "$key" ] || die "the Azure CLI did not return the cache's host name and key"
-  write_settings "$(printf '{\n  "RedisLeasing": {\n    "ConnectionString": "%s:%s,password=%s,ssl=True,abortConnect=False",\n    "KeyPrefix": "lease:",\n    "Database": 0\n  }\n}' "$host" "${port:-6380}" "$key")"
-  echo "Next: leasectl inspect"
-}
-
-if [ "$stop" = 1 ]; then
+if [ "$stop" = 1 ] || { [ "$delete" = 1 ] && [ "$local_mode" = 1 ]; }; then
   stop_local
+elif [ "$delete" = 1 ]; then
+  delete_azure
+elif [ "$local_mode" = 1 ] && [ "$cluster" = 1 ]; then
+  setup_cluster
+elif [ "$local_mode" = 1 ] && [ "$sentinel" = 1 ]; then
+  setup_sentinel
 elif [ "$local_mode" = 1 ]; then
   setup_local
+elif [ "$legacy" = 1 ]; then
+  setup_legacy
 else
-  setup_azure
+  setup_managed
 fi

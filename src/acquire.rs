@@ -13,12 +13,13 @@ use tokio::time::Instant;
 use crate::backend::keys::{check_ttl, fence_key, longest_ttl_key, queue_keys};
 use crate::backend::nodes::{Call, Node, Pending, Vote};
 use crate::backend::quorum::{self, Grant, Tally};
-use crate::backend::{scripts, Backend};
+use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::holder::Holder;
 use crate::lease::Lease;
 use crate::options::LeaseOptions;
 use crate::renew::{validity_end, Schedule};
+use crate::settings::Settings;
 
 /// How many times a quorum attempt that ended in a split vote is tried again.
 pub(crate) const SPLIT_RETRIES: u32 = 3;
@@ -47,8 +48,9 @@ pub(crate) async fn attempt(
     let ttl_ms = check_ttl(options.ttl)?;
     let keys: Vec<String> = names.iter().map(|n| backend.settings.key_for(n)).collect();
     let id = uuid::Uuid::new_v4().to_string();
-    let acquired_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let mut call = Call::new(&scripts::ACQUIRE);
+    let format = backend.settings.lease_format;
+    let acquired_at = format.acquired_at(SystemTime::now());
+    let mut call = Call::new(backend::format::scripts(format).acquire);
     let prefix = &backend.settings.key_prefix;
     for key in &keys {
         let (queue, deadlines) = queue_keys(prefix, key);
@@ -73,9 +75,7 @@ pub(crate) async fn attempt(
         .arg(waiter)
         .arg(QUEUE_GRACE.as_millis() as u64)
         .arg(floor);
-    for (field, value) in &options.metadata {
-        call = call.arg(format!("meta_{field}")).arg(value);
-    }
+    call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
     let call = Arc::new(call);
     let sent_at = Instant::now();
     let (votes, pending) = backend
@@ -202,7 +202,7 @@ async fn settle_tokens(
                         .any(|v| v.node == *i && matches!(v.answer, Ok(Grant::Granted { .. })))
                 })
                 .collect();
-            let raise = raise_call(&backend.settings.key_prefix, key, token, id);
+            let raise = raise_call(&backend.settings, key, token, id);
             let raised = backend
                 .nodes
                 .on(&granting_behind, |node| node.script::<i64>(&raise))
@@ -305,11 +305,11 @@ fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
 }
 
 /// The call that raises `key`'s fencing counter to `token` (and records it in our lease).
-fn raise_call(prefix: &str, key: &str, token: u64, id: &str) -> Arc<Call> {
+fn raise_call(settings: &Settings, key: &str, token: u64, id: &str) -> Arc<Call> {
     Arc::new(
-        Call::new(&scripts::RAISE)
+        Call::new(backend::format::scripts(settings.lease_format).raise)
             .key(key)
-            .key(fence_key(prefix, key))
+            .key(fence_key(&settings.key_prefix, key))
             .arg(token)
             .arg(id),
     )
@@ -335,8 +335,7 @@ async fn raise_stragglers(
         }
     }
     for (lease, behind) in behind.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-        let prefix = &backend.settings.key_prefix;
-        let raise = raise_call(prefix, &keys[lease], tokens[lease], &id);
+        let raise = raise_call(&backend.settings, &keys[lease], tokens[lease], &id);
         let raised = backend
             .nodes
             .on(behind, |node| node.script::<i64>(&raise))

@@ -255,16 +255,10 @@ mod tests {
         let h = Holder::from_reply(&reply(
             "hash",
             12_000,
-            &[
-                "leaseId",
-                "abc",
-                "acquiredAt",
-                "2025-12-25T21:00:00.000Z",
-                "meta_instanceId",
-                "us-east-1",
-                "meta_region",
-                "us-east",
-            ],
+            &["leaseId", "abc", "acquiredAt", "2025-12-25T21:00:00.000Z"]
+                .into_iter()
+                .chain(["meta_instanceId", "us-east-1", "meta_region", "us-east"])
+                .collect::<Vec<_>>(),
         ))
         .unwrap();
         assert_eq!(h.display_name(), "us-east-1 (us-east)");

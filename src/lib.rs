@@ -1,8 +1,10 @@
 //! leasectl: leases — locks with a time to live — on Redis.
 //!
 //! A lease named `NAME` is a hash at `{KeyPrefix}NAME` (`leaseId`, `acquiredAt`,
-//! `fencingToken`, `meta_*`) whose TTL is the lease's; a counter beside it makes every
-//! acquisition's fencing token larger than the last. Each operation is one Lua script.
+//! `fencingToken`, `meta_*`) whose TTL is the lease's — or, with [`LeaseFormat::Json`], the
+//! .NET DistributedLeasing.Azure.Redis package's JSON string with our `fencingToken` added; a
+//! counter beside it makes every acquisition's fencing token larger than the last. Each
+//! operation is one Lua script.
 //!
 //! One Redis deployment — a standalone instance, or a Redis Cluster whose client routes each
 //! lease to the primary owning its slot — or several independent instances in quorum mode
@@ -28,7 +30,7 @@
 //!   fencing counter, waiters' queue, channel), and the engine operations every layer above
 //!   uses (release, forced release, undo, extend, leaving the queue, round trip);
 //! - beside them: [`settings`]: the settings files, environment and flags, resolved into
-//!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra.rs` builds Entra
+//!   [`Settings`]; [`Endpoint`] parses URLs and connection strings; `entra/` builds Entra
 //!   ID credentials; [`Holder`] (`holder.rs`): who holds a lease, read from any of the key
 //!   formats in use; [`Error`] (`error.rs`): one variant per kind of failure. A held lease is
 //!   not an error.
@@ -62,6 +64,7 @@ pub mod endpoint;
 mod entra;
 mod error;
 mod fence;
+mod format;
 mod holder;
 mod inspect;
 mod lease;
@@ -77,6 +80,7 @@ pub use endpoint::{mask_password, split_list, Endpoint};
 pub use entra::EntraId;
 pub use error::{Error, LostReason, Result};
 pub use fence::FencedWrite;
+pub use format::LeaseFormat;
 pub use holder::{escape_for_terminal, Holder, InstanceView, KeyFormat, LeaseInfo};
 pub use lease::Lease;
 pub use lease_set::LeaseSet;

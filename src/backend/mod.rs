@@ -19,6 +19,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod connect;
+pub(crate) mod format;
 pub(crate) mod hub;
 pub(crate) mod keys;
 pub(crate) mod link;
@@ -59,7 +60,8 @@ impl Backend {
     /// Extends the lease on a majority. `Ok(false)`: it is no longer ours.
     pub(crate) async fn extend(&self, key: &str, id: &str, ttl: Duration) -> Result<bool> {
         let total = self.nodes.list.len();
-        let mut call = Call::new(&scripts::EXTEND).key(key);
+        let extend = format::scripts(self.settings.lease_format).extend;
+        let mut call = Call::new(extend).key(key);
         if total > 1 {
             call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
         }

@@ -10,7 +10,7 @@ pub(crate) struct Lua {
 }
 
 impl Lua {
-    fn new(code: &str) -> Lua {
+    pub(crate) fn new(code: &str) -> Lua {
         Lua {
             hash: redis::Script::new(code).get_hash().to_string(),
             code: code.to_string(),

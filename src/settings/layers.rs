@@ -216,6 +216,9 @@ pub(super) fn command_line_layer(overrides: &Overrides) -> Layer {
     if let Some(prefix) = &overrides.key_prefix {
         values.insert("keyprefix".into(), Value::from(prefix.as_str()));
     }
+    if let Some(format) = &overrides.lease_format {
+        values.insert("leaseformat".into(), Value::from(format.as_str()));
+    }
     Layer {
         name: "command line".into(),
         values,

@@ -17,6 +17,7 @@ use crate::duration;
 use crate::endpoint::{Defaults, Endpoint};
 use crate::entra::EntraId;
 use crate::error::{Error, Result};
+use crate::format::LeaseFormat;
 
 /// The settings section's name in the JSON files and the environment variables' prefix.
 pub const SECTION: &str = "RedisLeasing";
@@ -45,6 +46,8 @@ pub struct Settings {
     pub entra_id: Option<EntraId>,
     /// Where the values came from, for messages.
     pub origin: Origin,
+    /// How a lease is stored: seed 002's hash, or the .NET package's JSON string.
+    pub lease_format: LeaseFormat,
     /// `Cluster`: Redis Cluster mode forced on or off; `None`: asked of the server.
     pub cluster: Option<bool>,
 }
@@ -67,6 +70,8 @@ pub struct Overrides {
     pub endpoints: Vec<String>,
     /// `--key-prefix P`.
     pub key_prefix: Option<String>,
+    /// `--format hash|json`.
+    pub lease_format: Option<String>,
 }
 
 impl Default for Settings {
@@ -89,6 +94,7 @@ impl Default for Settings {
                 files: Vec::new(),
                 defaulted_endpoint: true,
             },
+            lease_format: LeaseFormat::Hash,
             cluster: None,
         }
     }
@@ -145,6 +151,7 @@ const FIELDS: &[&str] = &[
     "AutoRenewInterval",
     "ConnectTimeout",
     "SyncTimeout",
+    "LeaseFormat",
     "Cluster",
 ];
 
@@ -225,6 +232,9 @@ impl Settings {
             s.origin.defaulted_endpoint = false;
             s.entra_id = pick_entra_id(layers)?;
         }
+        if let Some(format) = pick(layers, "LeaseFormat", lease_format)? {
+            s.lease_format = format;
+        }
         Ok(s)
     }
 
@@ -292,22 +302,31 @@ fn pick_endpoints(layers: &[Layer], defaults: Defaults) -> Result<Option<Vec<End
 }
 
 /// The Entra ID credential, when the endpoint came from `Endpoint` (highest layer naming one):
-/// `EntraId` (default `ManagedIdentity`) and `ClientId`.
+/// `EntraId` (default `ManagedIdentity`) and `ClientId`; with `Endpoints`, only when `EntraId`
+/// is set.
 fn pick_entra_id(layers: &[Layer]) -> Result<Option<EntraId>> {
     let named_by = |layer: &Layer, field| {
-        layer
-            .get(field)
-            .and_then(|v| string(v).ok())
-            .is_some_and(|t| !t.trim().is_empty())
+        layer.get(field).is_some_and(|v| match field {
+            "Endpoints" => string_list(v).is_ok_and(|list| !list.is_empty()),
+            _ => string(v).is_ok_and(|t| !t.trim().is_empty()),
+        })
     };
-    let source = layers.iter().rev().find(|l| {
+    let Some(at) = layers.iter().rposition(|l| {
         ["Endpoints", "ConnectionString", "Endpoint"]
             .iter()
             .any(|f| named_by(l, *f))
-    });
-    if !source.is_some_and(|l| {
-        named_by(l, "Endpoint") && !named_by(l, "ConnectionString") && !named_by(l, "Endpoints")
-    }) {
+    }) else {
+        return Ok(None);
+    };
+    let source = &layers[at];
+    let by_endpoint = named_by(source, "Endpoint")
+        && !named_by(source, "ConnectionString")
+        && !named_by(source, "Endpoints");
+    // Quorum mode signs in to every instance with one credential when `EntraId` is given
+    // with the `Endpoints` or above them (not left over from a lower layer's `Endpoint`).
+    let by_endpoints =
+        named_by(source, "Endpoints") && layers[at..].iter().any(|l| l.get("EntraId").is_some());
+    if !by_endpoint && !by_endpoints {
         return Ok(None);
     }
     let client_id = pick(layers, "ClientId", string)?.filter(|c| !c.trim().is_empty());
@@ -448,6 +467,14 @@ fn positive_duration(value: &Value) -> Result<Duration, String> {
             "expected a duration like 00:00:30 or 30s, got {}",
             shown(value)
         )),
+    }
+}
+
+/// `Hash` or `Json`, in any case.
+fn lease_format(value: &Value) -> Result<LeaseFormat, String> {
+    match &value.kind {
+        config::ValueKind::String(text) => LeaseFormat::parse(text),
+        _ => Err(format!("expected Hash or Json, got {}", shown(value))),
     }
 }
 

@@ -7,6 +7,7 @@ mod cli_io;
 mod cluster;
 mod configure;
 mod demo;
+mod dotnet_format;
 mod exec;
 mod library;
 mod quorum;

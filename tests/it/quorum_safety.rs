@@ -206,22 +206,10 @@ async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
     // A bare majority's grants count only from instances older than the TTL.
     quorum.wait_older_than(ttl);
     let (_holder, _proxies, lease) = held_on_a_bare_majority(&quorum, ttl).await;
-    quorum.servers[1].restart();
-    assert!(
-        support::eventually(BOUND, || uptime(&quorum.servers[1]) >= 3),
-        "instance 1 up for 3 s"
-    );
     // The competitor hears instance 2 last: instances 0 (which remembers the 20 s TTL) and 1
     // answer first. (Were 0's answer last, 1 and 2 could decide alone: see the README's quorum
     // section on what differing TTLs do not survive.)
-    let path = paths(&quorum);
-    let second = connect_within(BOUND, settings(&urls(&path), BOUND)).await;
-    let short = options(Duration::from_secs(1));
-    // Scripts loaded first (a first call is three round trips).
-    let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
-    let _ = acquired(warm).release().await;
-    path[2].set_latency(Duration::from_millis(300));
-    refused_while_held(&second, &short, &lease).await;
+    restart_one_then_compete(&mut quorum, 2, &lease).await;
 }
 
 /// Item 3, when the instance that remembers the longer TTL is the slow one: the lease is held
@@ -253,18 +241,25 @@ async fn every_instance_the_holder_reached_remembers_its_ttl() {
         .await
         .expect("renewed on {0, 1}");
     assert!(!support::exists(second_instance, &key("bare")));
+    restart_one_then_compete(&mut quorum, 0, &lease).await;
+}
+
+/// Instance 1 restarts empty; once it is up 3 s, a competitor with a 1 s TTL that hears
+/// instance `last` 300 ms late must be told that `lease` holds "bare".
+async fn restart_one_then_compete(quorum: &mut Quorum, last: usize, lease: &Lease) {
     quorum.servers[1].restart();
     assert!(
         support::eventually(BOUND, || uptime(&quorum.servers[1]) >= 3),
         "instance 1 up for 3 s"
     );
-    let path = paths(&quorum);
+    let path = paths(quorum);
     let second = connect_within(BOUND, settings(&urls(&path), BOUND)).await;
     let short = options(Duration::from_secs(1));
+    // Scripts loaded first (a first call is three round trips).
     let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
     let _ = acquired(warm).release().await;
-    path[0].set_latency(Duration::from_millis(300));
-    refused_while_held(&second, &short, &lease).await;
+    path[last].set_latency(Duration::from_millis(300));
+    refused_while_held(&second, &short, lease).await;
 }
 
 /// `competitor` asks for "bare" with `options` and must be told it is held by `lease`.

@@ -400,19 +400,7 @@ fn run_with_several_leases_names_the_one_that_is_held() {
         5,
         Duration::from_secs(60),
     );
-    let mut command = leasectl.against(server);
-    command.args([
-        "run",
-        "--instance",
-        "eu-1",
-        "--region",
-        "eu",
-        "--lease",
-        "a",
-        "--lease",
-        "b",
-    ]);
-    let output = complete(command);
+    let output = complete(run_a_and_b(&leasectl, server, &[]));
     assert_eq!(output.code(), 3, "{output}");
     assert!(
         output
@@ -423,21 +411,17 @@ fn run_with_several_leases_names_the_one_that_is_held() {
     assert!(!exists(server, &key("a")), "nothing of the set was taken");
 
     let _: i64 = server.query(&["DEL", &key("b")]);
-    let mut command = leasectl.against(server);
-    command.args([
-        "run",
-        "--instance",
-        "eu-1",
-        "--region",
-        "eu",
-        "--lease",
-        "a",
-        "--lease",
-        "b",
-        "--work",
-        "1s",
-    ]);
-    let output = complete(command);
+    let output = complete(run_a_and_b(&leasectl, server, &["--work", "1s"]));
     output.succeeded();
     assert!(output.stdout.contains("Lock released"), "{output}");
+}
+
+/// `leasectl run` of instance eu-1 over the leases "a" and "b", with `more` arguments.
+fn run_a_and_b(leasectl: &Leasectl, server: &RedisServer, more: &[&str]) -> std::process::Command {
+    let mut command = leasectl.against(server);
+    command
+        .args(["run", "--instance", "eu-1", "--region", "eu"])
+        .args(["--lease", "a", "--lease", "b"])
+        .args(more);
+    command
 }

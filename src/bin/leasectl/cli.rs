@@ -52,6 +52,10 @@ pub struct Global {
     /// No colours (also when NO_COLOR is set or stdout is not a terminal).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// How a lease is stored: `hash` (seed 002, the default) or `json` (the .NET
+    /// DistributedLeasing.Azure.Redis package's value), overriding the LeaseFormat setting.
+    #[arg(long = "format", global = true, value_name = "FORMAT", value_parser = ["hash", "json"], ignore_case = true)]
+    pub lease_format: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,7 +320,8 @@ pub struct ConfigureArgs {
     // Split after parsing, not by clap: clap would repeat a refused value, password and all.
     #[arg(long = "endpoints", value_name = "LIST")]
     pub more_endpoints: Vec<String>,
-    /// With --auth entra-id: ManagedIdentity, AzureCli or ServicePrincipal.
+    /// With --auth entra-id: Default (a chain like .NET's DefaultAzureCredential, the
+    /// default), ManagedIdentity, AzureCli or ServicePrincipal.
     #[arg(long, value_name = "NAME")]
     pub credential: Option<String>,
     /// With --auth entra-id and a user-assigned managed identity: its client id.
@@ -331,6 +336,14 @@ pub struct ConfigureArgs {
     /// Save without testing the connection.
     #[arg(long)]
     pub no_test: bool,
+    /// What a bare Azure cache name is: managed (Azure Managed Redis,
+    /// NAME.REGION.redis.azure.net:10000) or cache (Azure Cache for Redis,
+    /// NAME.redis.cache.windows.net:6380).
+    #[arg(long, value_enum)]
+    pub kind: Option<AzureKind>,
+    /// With --kind managed: the Azure region of the cache (e.g. westeurope).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
 }
 
 /// The wizard's authentication modes.
@@ -342,6 +355,15 @@ pub enum AuthMode {
     EntraId,
     /// A local Redis with no password.
     Local,
+}
+
+/// The kinds of Azure Redis a bare cache name can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AzureKind {
+    /// Azure Managed Redis: NAME.REGION.redis.azure.net:10000.
+    Managed,
+    /// Azure Cache for Redis: NAME.redis.cache.windows.net:6380.
+    Cache,
 }
 
 /// The endpoints of a repeated flag whose values are lists (see [`leasectl::split_list`]);

@@ -2,6 +2,7 @@
 //! real `redis-server` processes, its flag-only form, the first-run offer of `run`, and
 //! `scripts/setup-resources.sh` (local servers, and its Azure path with a fake `az`).
 
+mod azure_names;
 mod flags;
 mod setup_azure;
 mod setup_local;

@@ -8,22 +8,14 @@ fn deleting_the_key_stops_the_child_and_exits_4() {
     let leasectl = Leasectl::new();
     let mut job = renewing_exec(&leasectl, &server, &[], &trapping("child"));
     job.record(&path(&leasectl, "child.pid"));
-    let _: i64 = redis::cmd("DEL")
-        .arg(KEY)
-        .query(&mut server.connection())
-        .unwrap();
+    delete_lease(&server);
     let done = job.finish();
     done.expect(4);
     assert!(
         done.stderr.contains("lost") && done.stderr.contains("deleted"),
         "says the lease was lost and why\n{done}"
     );
-    let got = read_record(&path(&leasectl, "child.term"));
-    assert_eq!(
-        got.as_deref(),
-        Some("TERM"),
-        "the child got SIGTERM\n{done}"
-    );
+    assert_got_sigterm(&leasectl, "child.term", &done);
 }
 
 #[test]
@@ -49,12 +41,7 @@ fn a_forced_release_stops_the_child_at_once_not_at_the_next_renewal() {
         done.stderr.contains("lost"),
         "says the lease was lost\n{done}"
     );
-    let got = read_record(&path(&leasectl, "child.term"));
-    assert_eq!(
-        got.as_deref(),
-        Some("TERM"),
-        "the child got SIGTERM\n{done}"
-    );
+    assert_got_sigterm(&leasectl, "child.term", &done);
 }
 
 /// `leasectl release job --force --yes`; answers its exit code.
@@ -93,11 +80,7 @@ fn a_child_that_ignores_sigterm_is_killed_and_the_new_holder_kept() {
         .unwrap();
     let done = job.finish();
     done.expect(4);
-    assert_eq!(
-        read_record(&path(&leasectl, "child.term")).as_deref(),
-        Some("TERM"),
-        "the child got SIGTERM first\n{done}"
-    );
+    assert_got_sigterm(&leasectl, "child.term", &done);
     assert!(!alive(child), "the child was killed\n{done}");
     assert_eq!(
         hgetall(&server, KEY).get("leaseId").map(String::as_str),

@@ -155,6 +155,28 @@ fn exec(
     command
 }
 
+/// [`exec`] with no arguments after the script, started.
+fn spawn_exec(leasectl: &Leasectl, server: &RedisServer, flags: &[&str], script: &str) -> Proc {
+    Proc::spawn(exec(leasectl, server, flags, script, &[]))
+}
+
+/// Someone else ends the lease: its key is deleted.
+fn delete_lease(server: &RedisServer) {
+    let _: i64 = redis::cmd("DEL")
+        .arg(KEY)
+        .query(&mut server.connection())
+        .unwrap();
+}
+
+/// Checks that the child recorded a SIGTERM in `file` (see [`trapping`]).
+fn assert_got_sigterm(leasectl: &Leasectl, file: &str, done: &Output) {
+    assert_eq!(
+        read_record(&path(leasectl, file)).as_deref(),
+        Some("TERM"),
+        "the child got SIGTERM ({file})\n{done}"
+    );
+}
+
 /// `leasectl ARGS` against `server`, run to its end.
 fn leasectl_done(leasectl: &Leasectl, server: &RedisServer, args: &[&str]) -> Output {
     let mut command = leasectl.against(server);

@@ -8,7 +8,10 @@ use std::process::Command;
 
 use rexpect::session::PtySession;
 
-use super::{alive, exec, path, read_record, renewing_exec, trapping, Proc, JOB, KEY, LIMIT};
+use super::{
+    alive, assert_got_sigterm, delete_lease, path, read_record, renewing_exec, spawn_exec,
+    trapping, Proc, JOB, KEY, LIMIT,
+};
 use crate::support::{self, eventually, exists, Leasectl, RedisServer};
 
 /// A command whose shell first starts a worker in the background — it appends a line to
@@ -113,23 +116,29 @@ fn group_alive(group: u32) -> bool {
         .any(|pid| alive(pid) && group_of(pid) == Some(group))
 }
 
+/// `exec` (with `flags`) of [`worker_script`], renewing as [`renewing_exec`] does when
+/// `renewing`, and its tree once it runs.
+fn exec_tree(
+    leasectl: &Leasectl,
+    server: &RedisServer,
+    flags: &[&str],
+    renewing: bool,
+) -> (Proc, Tree) {
+    let script = worker_script();
+    let job = if renewing {
+        renewing_exec(leasectl, server, flags, &script)
+    } else {
+        spawn_exec(leasectl, server, flags, &script)
+    };
+    worker_tree(job, leasectl)
+}
+
 #[test]
 fn a_lost_lease_stops_the_commands_whole_tree() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let (job, tree) = worker_tree(
-        renewing_exec(
-            &leasectl,
-            &server,
-            &["--kill-after", "1s"],
-            &worker_script(),
-        ),
-        &leasectl,
-    );
-    let _: i64 = redis::cmd("DEL")
-        .arg(KEY)
-        .query(&mut server.connection())
-        .unwrap();
+    let (job, tree) = exec_tree(&leasectl, &server, &["--kill-after", "1s"], true);
+    delete_lease(&server);
     let done = job.finish();
     done.expect(4);
     tree.assert_gone(&leasectl, "t", &done);
@@ -139,28 +148,13 @@ fn a_lost_lease_stops_the_commands_whole_tree() {
 fn a_stopped_command_still_gets_sigterm_first_when_the_lease_is_lost() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let (job, tree) = worker_tree(
-        renewing_exec(
-            &leasectl,
-            &server,
-            &["--kill-after", "3s"],
-            &worker_script(),
-        ),
-        &leasectl,
-    );
+    let (job, tree) = exec_tree(&leasectl, &server, &["--kill-after", "3s"], true);
     let group = nix::unistd::Pid::from_raw(tree.group as i32);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(KEY)
-        .query(&mut server.connection())
-        .unwrap();
+    delete_lease(&server);
     let done = job.finish();
     done.expect(4);
-    assert_eq!(
-        read_record(&path(&leasectl, "t.term")).as_deref(),
-        Some("TERM"),
-        "the stopped command was continued to act on SIGTERM\n{done}"
-    );
+    assert_got_sigterm(&leasectl, "t.term", &done);
     tree.assert_gone(&leasectl, "t", &done);
 }
 
@@ -168,14 +162,8 @@ fn a_stopped_command_still_gets_sigterm_first_when_the_lease_is_lost() {
 fn max_hold_stops_the_commands_whole_tree() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let job = Proc::spawn(exec(
-        &leasectl,
-        &server,
-        &["--max-hold", "3s", "--kill-after", "1s"],
-        &worker_script(),
-        &[],
-    ));
-    let (job, tree) = worker_tree(job, &leasectl);
+    let flags = ["--max-hold", "3s", "--kill-after", "1s"];
+    let (job, tree) = exec_tree(&leasectl, &server, &flags, false);
     let done = job.finish();
     done.expect(4);
     assert!(done.stderr.contains("hold-time cap"), "{done}");
@@ -186,14 +174,7 @@ fn max_hold_stops_the_commands_whole_tree() {
 fn sigterm_to_exec_stops_the_commands_whole_tree_before_the_release() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let job = Proc::spawn(exec(
-        &leasectl,
-        &server,
-        &["--kill-after", "1s"],
-        &worker_script(),
-        &[],
-    ));
-    let (job, tree) = worker_tree(job, &leasectl);
+    let (job, tree) = exec_tree(&leasectl, &server, &["--kill-after", "1s"], false);
     support::signal(job.pid(), "TERM");
     let done = job.finish();
     done.expect(42);
@@ -207,13 +188,7 @@ fn a_killed_exec_takes_the_commands_whole_tree_with_it() {
     let leasectl = Leasectl::new();
     // The shell ignores SIGTERM too: SIGKILL after --kill-after ends it.
     let script = with_worker("t", &format!("trap '' TERM; {}", super::until_go("t")));
-    let job = Proc::spawn(exec(
-        &leasectl,
-        &server,
-        &["--kill-after", "1s"],
-        &script,
-        &[],
-    ));
+    let job = spawn_exec(&leasectl, &server, &["--kill-after", "1s"], &script);
     let (mut job, tree) = worker_tree(job, &leasectl);
     let _ = job.child.kill();
     let _ = job.child.wait();
@@ -227,10 +202,7 @@ fn what_the_command_leaves_running_is_stopped_before_the_release() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
     let script = with_worker("t", &format!("{}; exit 7", super::until_go("t")));
-    let (job, tree) = worker_tree(
-        Proc::spawn(exec(&leasectl, &server, &[], &script, &[])),
-        &leasectl,
-    );
+    let (job, tree) = worker_tree(spawn_exec(&leasectl, &server, &[], &script), &leasectl);
     super::go(&leasectl, "t");
     let done = job.finish();
     done.expect(7);

@@ -3,7 +3,9 @@
 //! Microsoft Entra ID tokens rotated under a held lease (a test credential; nothing but
 //! loopback is ever contacted), Entra ID settings errors, and no secret in any output at `-vvv`.
 
+mod entra_default;
 mod entra_rotation;
+mod entra_service_principal;
 mod entra_settings;
 mod portal;
 mod secrets;

@@ -14,6 +14,18 @@ fn portal_settings(leasectl: &Leasectl, server: &TlsRedis, password: &str) {
     write_settings(leasectl, "appsettings.Local.json", section);
 }
 
+/// A TLS server with the lease user "app" (a fresh password), an admin connection to it, and
+/// a `leasectl` whose settings are the portal's connection string for that user.
+fn portal_user() -> (TlsRedis, redis::Connection, String, Leasectl) {
+    let server = TlsRedis::start();
+    let mut admin = server.connection();
+    let password = secret("portal-pw");
+    add_lease_user(&mut admin, "app", &password);
+    let leasectl = Leasectl::new();
+    portal_settings(&leasectl, &server, &password);
+    (server, admin, password, leasectl)
+}
+
 /// `leasectl -vvv run --instance ID --region R ARGS`.
 fn run(leasectl: &Leasectl, instance: &str, region: &str, args: &[&str]) -> Command {
     let mut command = verbose(leasectl);
@@ -25,12 +37,7 @@ fn run(leasectl: &Leasectl, instance: &str, region: &str, args: &[&str]) -> Comm
 
 #[test]
 fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
-    let server = TlsRedis::start();
-    let mut admin = server.connection();
-    let password = secret("portal-pw");
-    add_lease_user(&mut admin, "app", &password);
-    let leasectl = Leasectl::new();
-    portal_settings(&leasectl, &server, &password);
+    let (_server, mut admin, password, leasectl) = portal_user();
 
     let mut holder = Running::spawn(run(&leasectl, "us-east-1", "us-east", &["--work", "60s"]));
     holder.wait_for("Lock acquired");
@@ -80,12 +87,7 @@ fn an_azure_portal_connection_string_with_an_acl_user_runs_the_competition() {
 /// An ACL refusal names what was refused, and is not called an authentication failure.
 #[test]
 fn a_refused_command_is_named_and_not_called_an_authentication_failure() {
-    let server = TlsRedis::start();
-    let mut admin = server.connection();
-    let password = secret("portal-pw");
-    add_lease_user(&mut admin, "app", &password);
-    let leasectl = Leasectl::new();
-    portal_settings(&leasectl, &server, &password);
+    let (_server, mut admin, password, leasectl) = portal_user();
 
     query::<()>(&mut admin, &["ACL", "SETUSER", "app", "-evalsha"]);
     let refused = complete(run(&leasectl, "us-east-1", "us-east", &["--work", "1s"]));

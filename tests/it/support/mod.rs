@@ -4,6 +4,7 @@
 //! ([`limits`]).
 
 pub mod cluster;
+pub mod dotnet;
 pub mod json;
 pub mod leases;
 pub mod limits;

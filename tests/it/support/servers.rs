@@ -367,7 +367,8 @@ impl TlsRedis {
             .arg("--logfile")
             .arg(file("redis.log"));
         spawn_ready(command, || {
-            tls_connection(&tls_url(port), &file("ca.crt")).is_some()
+            // Probed again and again until it answers: a short wait each time.
+            tls_connection(&tls_url(port), &file("ca.crt"), Duration::from_millis(500)).is_some()
         })
     }
 
@@ -387,7 +388,9 @@ impl TlsRedis {
 
     /// A synchronous TLS connection as the default user, trusting the test CA.
     pub fn connection(&self) -> redis::Connection {
-        tls_connection(&self.url(), &self.ca_file()).expect("connect to the TLS test redis")
+        // A loaded machine may take seconds over a TLS handshake.
+        tls_connection(&self.url(), &self.ca_file(), super::BOUND)
+            .expect("connect to the TLS test redis")
     }
 
     /// A synchronous TLS connection that logs in as `user` with `password`.
@@ -413,12 +416,11 @@ fn tls_url(port: u16) -> String {
     format!("rediss://localhost:{port}")
 }
 
-/// A synchronous TLS connection to `url` that answered PING, trusting the CA in `ca_file`.
-fn tls_connection(url: &str, ca_file: &Path) -> Option<redis::Connection> {
+/// A TLS connection to `url` that answered PING, trusting `ca_file`; `None` when connecting
+/// took longer than `limit`.
+fn tls_connection(url: &str, ca_file: &Path, limit: Duration) -> Option<redis::Connection> {
     let client = redis::Client::build_with_tls(url, certificates(ca_file)).ok()?;
-    let mut connection = client
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
+    let mut connection = client.get_connection_with_timeout(limit).ok()?;
     redis::cmd("PING").query::<String>(&mut connection).ok()?;
     Some(connection)
 }

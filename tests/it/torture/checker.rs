@@ -58,6 +58,10 @@ pub struct Findings {
     pub refused_taken_over: usize,
     pub failed: usize,
     pub lost: usize,
+    /// Holders across a failover (an uncertain deletion), and those of them that lost their
+    /// lease in it (signalled at their next renewal).
+    pub across_failover: usize,
+    pub lost_in_failover: usize,
     pub hits: BTreeMap<&'static str, usize>,
     pub examples: Vec<String>,
 }
@@ -86,6 +90,8 @@ impl Findings {
         self.refused_taken_over += other.refused_taken_over;
         self.failed += other.failed;
         self.lost += other.lost;
+        self.across_failover += other.across_failover;
+        self.lost_in_failover += other.lost_in_failover;
         for (kind, count) in &other.hits {
             *self.hits.entry(kind).or_default() += count;
         }
@@ -100,13 +106,33 @@ impl Findings {
 }
 
 /// A lease key deleted under its holder, some time between `from` and `to`: by an empty
-/// restart of the single Redis (every name), or by an operator's forced release (one name).
+/// restart of the single Redis (every name), or by an operator's forced release (one name);
+/// or, when not `certain`, perhaps deleted: a failover to a replica that may not have had the
+/// latest writes.
 #[derive(Clone, Debug)]
 pub struct Deletion {
     pub from: u64,
     pub to: u64,
     pub name: Option<String>,
     pub what: &'static str,
+    pub certain: bool,
+}
+
+impl Deletion {
+    /// Whether it may have hit `section`: of its name, and, when not certain, not disproved
+    /// by a renewal the holder sent once the deletion was over (the lease was there then).
+    fn may_hit(&self, section: &Section, ttl: u64) -> bool {
+        let of_name = self.name.as_ref().is_none_or(|n| *n == section.name);
+        let drift = ttl / 100 + 2_000_000;
+        // A validity `valid` comes from a renewal sent at `valid - ttl + drift`.
+        let survived = || {
+            section
+                .validity
+                .iter()
+                .any(|&(_, valid, _)| valid + drift >= self.to + ttl)
+        };
+        of_name && (self.certain || !survived())
+    }
 }
 
 fn smaller(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -157,11 +183,23 @@ fn check_exclusion(
         // The validity the library computes: a renewal sent at `s` makes it `s + ttl - drift`.
         let drift = ttl / 100 + 2_000_000;
         let own_until = section.trusted_until();
-        let deleted = deleted_at(section, deletions);
+        let deleted = deleted_at(section, deletions, run_ttl);
         let until = deleted.map_or(own_until, |at| at.min(own_until));
+        let failovers = deletions
+            .iter()
+            .filter(|d| !d.certain && d.from < own_until && d.to >= section.asked)
+            .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name));
+        if failovers.clone().next().is_some() && section.hit.is_none() {
+            findings.across_failover += 1;
+            if deleted.is_some() && section.lost.is_some() {
+                findings.lost_in_failover += 1;
+            }
+        }
+        // A failover's possible deletion is checked through the overlaps: a holder that renewed
+        // after it is trusted on.
         for deletion in deletions
             .iter()
-            .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name))
+            .filter(|d| d.certain && d.name.as_ref().is_none_or(|n| *n == section.name))
         {
             // Surely deleted under its holder (held before, and still held after, the deletion
             // began): no renewal sent once it ended may succeed.
@@ -234,7 +272,7 @@ fn check_exclusion(
         for later in held[i + 1..].iter().take_while(|later| later.start < until) {
             // A holder hit before it even began (its key deleted between its acquire and its
             // start) was never trusted: only the fence stands between it and the resource.
-            let later_until = deleted_at(later, deletions)
+            let later_until = deleted_at(later, deletions, run_ttl)
                 .map_or(later.trusted_until(), |at| at.min(later.trusted_until()));
             if later_until <= later.start {
                 continue;
@@ -292,11 +330,12 @@ fn check_exclusion(
 
 /// When a deletion may first have hit `section`'s key while it held it (from then on it is not
 /// trusted): any deletion of its name between its acquire and its trusted end.
-fn deleted_at(section: &Section, deletions: &[Deletion]) -> Option<u64> {
+fn deleted_at(section: &Section, deletions: &[Deletion], ttl: u64) -> Option<u64> {
     let own_until = section.trusted_until();
+    let ttl = section.ttl.unwrap_or(ttl);
     deletions
         .iter()
-        .filter(|d| d.name.as_ref().is_none_or(|n| *n == section.name))
+        .filter(|d| d.may_hit(section, ttl))
         .filter(|d| d.to >= section.asked)
         .map(|d| d.from.max(section.asked))
         .filter(|&at| at < own_until)
@@ -428,6 +467,7 @@ fn the_checker_finds_overlaps_but_not_handovers() {
         to: 30,
         name: Some("n".into()),
         what: "a test",
+        certain: true,
     };
     let mut after = section(0, 1, 45, 150);
     after.asked = 40;
@@ -492,6 +532,7 @@ fn the_checker_finds_late_loss_signals_and_renewals_after_a_deletion() {
         to: from + 10,
         name: None,
         what: "a test",
+        certain: true,
     };
     let mut deleted = section(0, 1, 0, 3 * ttl);
     // Renewed at ttl / 3 and at ttl.
@@ -502,6 +543,37 @@ fn the_checker_finds_late_loss_signals_and_renewals_after_a_deletion() {
     );
     assert_eq!(
         check(&[deleted], &[deletion(ttl + 1)], &[], TTL).renewed_after_deletion,
+        0
+    );
+}
+
+#[test]
+fn a_failover_ends_trust_unless_the_holder_renewed_after_it() {
+    let ttl = TTL.as_nanos() as u64;
+    let failover = Deletion {
+        from: ttl,
+        to: ttl + 10,
+        name: None,
+        what: "a failover",
+        certain: false,
+    };
+    let failovers = std::slice::from_ref(&failover);
+    // Held from 0 to 4 TTLs; someone else holds the name from 2 TTLs.
+    let mut held = section(0, 1, 0, 4 * ttl);
+    let later = section(1, 2, 2 * ttl, 5 * ttl);
+    // No renewal seen after the failover: perhaps lost in it, so only the fence protects.
+    held.validity = vec![(10, ttl * 96 / 100, 1)];
+    let lost = check(&[held.clone(), later.clone()], failovers, &[], TTL);
+    assert_eq!((lost.overlaps, lost.across_failover), (0, 1));
+    // Renewed after the failover: the lease was there, so the holder is trusted on.
+    held.validity.push((ttl + 20, 2 * ttl, 2));
+    assert_eq!(
+        check(&[held.clone(), later], failovers, &[], TTL).overlaps,
+        1
+    );
+    // A renewal is no deletion: never counted as renewed after one.
+    assert_eq!(
+        check(&[held], failovers, &[], TTL).renewed_after_deletion,
         0
     );
 }

@@ -424,6 +424,7 @@ fn restart(ctx: &Ctx, deployment: &Deployment, i: usize, with_memory: bool) -> u
             to,
             name: None,
             what: "its Redis restarted empty",
+            certain: true,
         });
     } else {
         ctx.restarts.lock().unwrap().push((from, to));

@@ -136,6 +136,7 @@ pub(super) fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> b
             to: now(),
             name: Some(name.to_string()),
             what: "forced release",
+            certain: true,
         });
     }
     released

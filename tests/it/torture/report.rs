@@ -111,6 +111,13 @@ impl fmt::Display for Report {
             found.accepted, found.failed
         )?;
         writeln!(f, "  leases lost              {}", found.lost)?;
+        if found.across_failover > 0 {
+            writeln!(
+                f,
+                "  lost in a failover       {} of {} library holders across one",
+                found.lost_in_failover, found.across_failover
+            )?;
+        }
         let margin = |margin: Option<i64>, count: usize| match margin {
             Some(margin) => format!("{} ms ({count} measured)", ms(margin)),
             None => "none measured".into(),

@@ -86,6 +86,7 @@ async fn settings(global: &Global, printer: &Printer) -> anyhow::Result<Settings
         config_file: global.config.clone(),
         endpoints: global.endpoints.clone(),
         key_prefix: global.key_prefix.clone(),
+        lease_format: global.lease_format.clone(),
     };
     let mut settings = Settings::load(&overrides)?;
     if settings.origin.defaulted_endpoint && configure::offer_first_run(global, printer).await? {

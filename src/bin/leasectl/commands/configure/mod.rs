@@ -17,6 +17,7 @@ use leasectl::settings::{Section, LOCAL_DEFAULT, LOCAL_FILE};
 use leasectl::{mask_password, Acquire, LeaseClient, LeaseOptions, Settings};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 
+mod azure;
 mod file;
 
 use file::{ignore_in_git, keep_going_over, write_atomically};
@@ -28,13 +29,16 @@ use crate::output::{errln, exit, outln, Printer, UsageError};
 /// The lease the connection test takes and releases.
 const TEST_LEASE: &str = "leasectl-configure-test";
 
+/// The Entra ID credential offered first, and taken when `--credential` is not given.
+const DEFAULT_CREDENTIAL: &str = "Default";
+
 /// The answers, as they will be written.
 #[derive(Clone, Debug)]
 struct Answers {
     mode: AuthMode,
     /// Connection strings or URLs; several mean quorum mode. For Entra ID: `host:port`.
     endpoints: Vec<String>,
-    /// `ManagedIdentity`, `AzureCli` or `ServicePrincipal` (Entra ID only).
+    /// `Default`, `ManagedIdentity`, `AzureCli` or `ServicePrincipal` (Entra ID only).
     credential: Option<String>,
     client_id: Option<String>,
     key_prefix: String,
@@ -54,7 +58,7 @@ impl Answers {
             (AuthMode::EntraId, [endpoint, ..]) => {
                 section.endpoint = Some(shown(endpoint));
                 section.entra_id =
-                    Some(self.credential.clone().unwrap_or("ManagedIdentity".into()));
+                    Some(self.credential.clone().unwrap_or(DEFAULT_CREDENTIAL.into()));
                 section.client_id = self.client_id.clone();
             }
             (_, [one]) => section.connection_string = Some(shown(one)),
@@ -278,26 +282,32 @@ fn ask(
     let first = match mode {
         AuthMode::ConnectionString => match (&args.connection_string, previous) {
             (Some(given), None) => given.clone(),
-            _ => ask_connection_string(&theme, previous_first)?,
+            _ => ask_connection_string(&theme, args, previous_first)?,
         },
         AuthMode::EntraId => {
-            let endpoint = match (global.endpoints.first(), previous) {
-                (Some(given), None) => expand_cache_name(given),
-                _ => expand_cache_name(&text(
+            let given = match (global.endpoints.first(), previous) {
+                (Some(given), None) => given.clone(),
+                _ => text(
                     &theme,
                     "Azure cache name or host:port",
                     previous_first,
                     false,
-                )?),
+                )?,
             };
-            let credentials = ["ManagedIdentity", "AzureCli", "ServicePrincipal"];
+            let endpoint = azure::expand_asking(&theme, &given, &azure_flags(args))?;
+            let credentials = [
+                DEFAULT_CREDENTIAL,
+                "ManagedIdentity",
+                "AzureCli",
+                "ServicePrincipal",
+            ];
             let chosen = Select::with_theme(&theme)
                 .with_prompt("Which credential?")
                 .items(credentials)
                 .default(0)
                 .interact()?;
             answers.credential = Some(credentials[chosen].to_string());
-            if chosen == 0 {
+            if chosen <= 1 {
                 let client_id = text(
                     &theme,
                     "Client id of a user-assigned identity (empty: system-assigned)",
@@ -364,6 +374,7 @@ fn ask(
 /// A full connection string, or a cache name / host plus a hidden password.
 fn ask_connection_string(
     theme: &ColorfulTheme,
+    args: &ConfigureArgs,
     previous: Option<String>,
 ) -> anyhow::Result<String> {
     let given = text(
@@ -375,14 +386,14 @@ fn ask_connection_string(
     if given.contains(',') || given.contains("://") {
         return Ok(given);
     }
-    let address = expand_cache_name(&given);
+    let address = azure::expand_asking(theme, &given, &azure_flags(args))?;
     let password = Password::with_theme(theme)
         .with_prompt("Password or access key")
         .interact()?;
     let user = text(theme, "ACL user (empty for the default user)", None, true)?;
     let tls = Confirm::with_theme(theme)
         .with_prompt("Use TLS?")
-        .default(address.ends_with(":6380"))
+        .default(address.ends_with(":6380") || address.ends_with(":10000"))
         .interact()?;
     let mut string = format!(
         "{address},password={password},ssl={}",
@@ -405,12 +416,13 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
             .connection_string
             .clone()
             .ok_or_else(|| missing("--connection-string"))?],
-        AuthMode::EntraId => vec![expand_cache_name(
+        AuthMode::EntraId => vec![azure::expand(
             global
                 .endpoints
                 .first()
                 .ok_or_else(|| missing("--endpoint"))?,
-        )],
+            &azure_flags(args),
+        )?],
         AuthMode::Local => vec![local_url(
             global
                 .endpoints
@@ -423,7 +435,7 @@ fn from_flags(args: &ConfigureArgs, global: &Global) -> anyhow::Result<Answers> 
         mode,
         endpoints,
         credential: (mode == AuthMode::EntraId)
-            .then(|| args.credential.clone().unwrap_or("ManagedIdentity".into())),
+            .then(|| args.credential.clone().unwrap_or(DEFAULT_CREDENTIAL.into())),
         client_id: args.client_id.clone(),
         key_prefix: global.key_prefix.clone().unwrap_or("lease:".into()),
         database: args.database.unwrap_or(0),
@@ -476,7 +488,7 @@ async fn test_connection(answers: &Answers) -> anyhow::Result<()> {
     for endpoint in &answers.endpoints {
         let mut settings = Settings::for_endpoints(&[endpoint])?;
         if answers.mode == AuthMode::EntraId {
-            let credential = answers.credential.as_deref().unwrap_or("ManagedIdentity");
+            let credential = answers.credential.as_deref().unwrap_or(DEFAULT_CREDENTIAL);
             let entra_id = leasectl::EntraId::parse(credential, answers.client_id.clone())
                 .map_err(UsageError)?;
             settings.entra_id = Some(entra_id);
@@ -523,13 +535,11 @@ fn text(
     Ok(answer)
 }
 
-/// `mycache` → `mycache.redis.cache.windows.net:6380`; anything with a dot or port is kept.
-fn expand_cache_name(given: &str) -> String {
-    let given = given.trim();
-    if given.contains('.') || given.contains(':') {
-        given.to_string()
-    } else {
-        format!("{given}.redis.cache.windows.net:6380")
+/// The flags that say what a bare Azure cache name is.
+fn azure_flags(args: &ConfigureArgs) -> azure::Given {
+    azure::Given {
+        kind: args.kind,
+        region: args.region.clone(),
     }
 }
 

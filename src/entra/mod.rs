@@ -1,7 +1,10 @@
 //! Microsoft Entra ID authentication: builds redis-rs's credentials provider, which fetches
 //! tokens with azure_identity, refreshes them before they expire and re-authenticates live
 //! connections with the new token (the DistributedLeasing package fetched one token and let
-//! its connections die when it expired).
+//! its connections die when it expired). `chain.rs`: `EntraId: Default`, a chain of
+//! credentials like .NET's DefaultAzureCredential.
+
+mod chain;
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use azure_identity::{
 use redis::{EntraIdCredentialsProvider, RetryConfig, REDIS_SCOPE_DEFAULT};
 
 use crate::error::{Error, Result};
+use chain::first_line;
 
 /// Which Entra ID credential obtains the tokens (setting `EntraId`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +29,14 @@ pub enum EntraId {
     AzureCli,
     /// A service principal: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`.
     ServicePrincipal,
+    /// A chain like .NET's DefaultAzureCredential (environment service principal, workload
+    /// identity, managed identity, Azure CLI, Azure Developer CLI), narrowed by
+    /// `AZURE_TOKEN_CREDENTIALS`; `client_id` is a user-assigned managed identity's.
+    Default { client_id: Option<String> },
 }
 
 impl EntraId {
-    /// Reads the setting's value (`ManagedIdentity`, `AzureCli`, `ServicePrincipal`).
+    /// Reads the setting's value (`Default`, `ManagedIdentity`, `AzureCli`, `ServicePrincipal`).
     ///
     /// # Errors
     /// What was expected, for the caller to put behind the field name.
@@ -37,8 +45,9 @@ impl EntraId {
             "managedidentity" | "" => Ok(EntraId::ManagedIdentity { client_id }),
             "azurecli" => Ok(EntraId::AzureCli),
             "serviceprincipal" => Ok(EntraId::ServicePrincipal),
+            "default" => Ok(EntraId::Default { client_id }),
             _ => Err(format!(
-                "expected ManagedIdentity, AzureCli or ServicePrincipal, got '{text}'"
+                "expected Default, ManagedIdentity, AzureCli or ServicePrincipal, got '{text}'"
             )),
         }
     }
@@ -50,6 +59,7 @@ impl EntraId {
             EntraId::ManagedIdentity { client_id: Some(_) } => "ManagedIdentity (user-assigned)",
             EntraId::AzureCli => "AzureCli",
             EntraId::ServicePrincipal => "ServicePrincipal",
+            EntraId::Default { .. } => "Default",
         }
     }
 
@@ -89,6 +99,10 @@ impl EntraId {
                 ClientSecretCredential::new(&tenant, client, secret.into(), None)
                     .map_err(|e| failed(e.to_string()))?
             }
+            EntraId::Default { client_id } => {
+                let chain = chain::DefaultChain::new(client_id.clone()).map_err(Error::Settings)?;
+                Arc::new(chain)
+            }
         };
         match tokio::time::timeout(limit, credential.get_token(&[REDIS_SCOPE_DEFAULT], None)).await
         {
@@ -109,12 +123,4 @@ impl EntraId {
         provider.start(RetryConfig::default());
         Ok(provider)
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no detail")
-        .to_string()
 }
