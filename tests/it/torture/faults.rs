@@ -6,6 +6,9 @@
 //! (or hit less than two TTLs ago) are a minority. Single mode has one instance: every fault
 //! hits it, and a restart forgets its leases. Forced releases and restarts that forget leases
 //! are recorded as deletions for the checker.
+//!
+//! A Redis Cluster deployment has no servers or proxies here: see `cluster.rs` (its nodes, its
+//! failover faults and its own injector loop).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
