@@ -409,3 +409,33 @@ fn slot_owners(node: &ClusterNode) -> Vec<(i64, i64, u16)> {
     owners.sort();
     owners
 }
+
+impl RedisCluster {
+    /// Starts the killed node `index` again, on its port and from its own `nodes.conf` (empty
+    /// memory): it learns that its slots went to its replica and rejoins as that node's
+    /// replica. Waits until the cluster is ok again (its new replica synced), so that the next
+    /// failover has a replica to promote.
+    pub fn restart_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none(), "node {index} is still running");
+        let deadline = Instant::now() + BOUND;
+        // Its port was just freed by the kill: retry while the OS still holds it.
+        node.child = loop {
+            if let Some(child) = spawn(node.port, node.dir.path()) {
+                break Some(child);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {index} did not start again on port {} within {BOUND:?}",
+                node.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.wait_ok();
+    }
+
+    /// Every node's URL (seed nodes for a client that must survive any one node's death).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(ClusterNode::url).collect()
+    }
+}

@@ -197,6 +197,7 @@ pub fn exec(ctx: Arc<Ctx>, index: usize, urls: Vec<String>, dir: PathBuf, mut rn
         // the lease's validity runs out (a release subscription to a blackholed instance).
         command
             .env("RedisLeasing__SyncTimeout", &timeout_ms)
+            .envs(ctx.leasectl_env.iter().map(|(k, v)| (k, v)))
             .args(["exec", name])
             .args(["--ttl", &format!("{ttl_ms}ms")])
             .args(["--wait", &format!("{}ms", 3 * ttl_ms)])
@@ -288,7 +289,11 @@ pub fn exec_child(record: &Path) {
         for url in resource.split(' ') {
             fence.arg("--endpoint").arg(url);
         }
+        // The resource is a plain Redis (or the quorum's instances): not the cluster settings
+        // that `leasectl exec` got, and its children inherit (see `cluster::leasectl_env`).
         let status = fence
+            .env_remove("RedisLeasing__Cluster")
+            .env_remove("RedisLeasing__WaitReplicas")
             .args(["fence", "set"])
             .args([
                 &resource_key(&name),

@@ -6,6 +6,9 @@
 //! (or hit less than two TTLs ago) are a minority. Single mode has one instance: every fault
 //! hits it, and a restart forgets its leases. Forced releases and restarts that forget leases
 //! are recorded as deletions for the checker.
+//!
+//! A Redis Cluster deployment has no servers or proxies here: see `cluster.rs` (its nodes, its
+//! failover faults and its own injector loop).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -58,6 +61,11 @@ pub enum Fault {
     /// Quorum: a holding `exec` stopped past its TTL, and the fence's first instance restarted
     /// empty shortly before the `exec` wakes (after the next holder wrote, usually).
     FenceRestart,
+    /// Cluster: `CLUSTER FAILOVER` on the replica of a primary owning lease names (graceful).
+    Failover,
+    /// Cluster: SIGKILL of a primary owning lease names; its replica takes over after
+    /// `cluster-node-timeout`, then the killed node comes back as the new primary's replica.
+    PrimaryKill,
 }
 
 impl Fault {
@@ -78,6 +86,8 @@ impl Fault {
             Fault::PathCut => "cut on one client's path",
             Fault::BareMajorityRestart => "restart of a bare majority's instance",
             Fault::FenceRestart => "SIGSTOP and the fence's instance restarted",
+            Fault::Failover => "CLUSTER FAILOVER of a lease's primary",
+            Fault::PrimaryKill => "SIGKILL of a lease's primary",
         }
     }
 
@@ -88,6 +98,25 @@ impl Fault {
         // Forced releases are what shows a renewal that succeeds when it must not: more of them.
         kinds.extend([Fault::ForceRelease, Fault::ForceRelease]);
         kinds
+    }
+
+    /// The kinds a Redis Cluster suffers (no proxies there: the cluster announces its nodes'
+    /// own addresses): holder faults and failovers.
+    pub fn cluster() -> Vec<Fault> {
+        vec![
+            Fault::Kill,
+            Fault::Stop,
+            Fault::ForceRelease,
+            Fault::ForceRelease,
+            Fault::ForceRelease,
+            Fault::Failover,
+            Fault::PrimaryKill,
+        ]
+    }
+
+    /// Whether it is a cluster failover (it keeps the injector busy until the cluster is ok).
+    pub(super) fn fails_over(self) -> bool {
+        matches!(self, Fault::Failover | Fault::PrimaryKill)
     }
 
     /// Every kind once.
@@ -129,6 +158,7 @@ impl Fault {
                 | Fault::ForceRelease
                 | Fault::FenceRestart
         ) && !self.hits_a_path()
+            && !self.fails_over()
     }
 
     /// Whether it hits one client's path to an instance only.
@@ -147,6 +177,8 @@ pub struct Deployment {
     /// library competitor N (so that one client's connections can be slowed alone).
     pub proxies: Vec<Vec<Proxy>>,
     pub resource: RedisServer,
+    /// Cluster mode: the cluster (and no `servers`, no proxies).
+    pub cluster: Option<super::cluster::Nodes>,
 }
 
 impl Deployment {
@@ -159,17 +191,33 @@ impl Deployment {
             servers: Mutex::new(servers),
             proxies,
             resource: RedisServer::start(),
+            cluster: None,
         }
     }
 
-    /// Where the protected resource lives: its own Redis in single mode (whose restarts would
-    /// otherwise forget the fence); in quorum mode the deployment's instances, reached
-    /// directly, so that their restarts hit the fence too.
+    /// Where the protected resource lives: its own Redis in single and cluster mode (whose
+    /// restarts and failovers would otherwise forget the fence); in quorum mode the
+    /// deployment's instances, reached directly, so that their restarts hit the fence too.
     pub fn resource_urls(&self) -> Vec<String> {
         let servers = self.servers.lock().unwrap();
         match servers.len() {
-            1 => vec![self.resource.url()],
+            0 | 1 => vec![self.resource.url()],
             _ => servers.iter().map(RedisServer::url).collect(),
+        }
+    }
+
+    /// The endpoints that reach the lease servers directly, past the proxies (an operator's
+    /// `leasectl`): every instance, or every cluster node.
+    pub fn direct_urls(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(cluster) => cluster.urls.clone(),
+            None => self
+                .servers
+                .lock()
+                .unwrap()
+                .iter()
+                .map(RedisServer::url)
+                .collect(),
         }
     }
 
@@ -179,6 +227,9 @@ impl Deployment {
 
     /// The endpoints a client of `group` connects to.
     pub fn urls(&self, group: usize) -> Vec<String> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.urls_for(group);
+        }
         self.proxies[group].iter().map(Proxy::url).collect()
     }
 
@@ -218,6 +269,9 @@ pub(super) enum Undo {
 
 /// Injects faults until the run stops, then undoes what is still in force.
 pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
+    if let Some(cluster) = &deployment.cluster {
+        return super::cluster::inject(ctx, deployment, cluster, rng);
+    }
     let ttl = ctx.config.ttl;
     let kinds = Fault::all(deployment.instances(), ctx.config.single_restarts);
     let mut cycle: Vec<Fault> = Vec::new();
@@ -465,7 +519,7 @@ fn hit_path(
     }
 }
 
-fn undo_fault(ctx: &Ctx, deployment: &Deployment, undo: &Undo) {
+pub(super) fn undo_fault(ctx: &Ctx, deployment: &Deployment, undo: &Undo) {
     match undo {
         Undo::PathRefuse(group, i) => deployment.proxies[*group][*i].set_refuse(false),
         Undo::PathBlackhole(group, i) => deployment.proxies[*group][*i].set_blackhole(false),

@@ -8,7 +8,7 @@ use super::checker::Deletion;
 use super::faults::*;
 use super::history::now;
 use super::*;
-use crate::support::{Leasectl, RedisServer};
+use crate::support::Leasectl;
 
 /// Hits a holder: an `exec` in its critical section (kill, stop), a library competitor in a
 /// long hold (slowed renewal), or either (forced release). `None` when there is none right now.
@@ -110,13 +110,7 @@ pub(super) fn hit_holder(
 /// `leasectl release NAME --force --yes` straight to the servers (past the proxies); answers
 /// whether it released a lease.
 pub(super) fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> bool {
-    let urls: Vec<String> = deployment
-        .servers
-        .lock()
-        .unwrap()
-        .iter()
-        .map(RedisServer::url)
-        .collect();
+    let urls = deployment.direct_urls();
     let leasectl = Leasectl::new();
     let mut command = leasectl.command();
     for url in urls {
@@ -125,6 +119,7 @@ pub(super) fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> b
     let timeout = ctx.config.timeout().as_millis().to_string();
     command
         .env("RedisLeasing__SyncTimeout", &timeout)
+        .envs(ctx.leasectl_env.iter().map(|(k, v)| (k, v)))
         .args(["release", name, "--force", "--yes"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

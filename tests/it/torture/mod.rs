@@ -1,21 +1,25 @@
 //! The torture test: library clients and `leasectl exec` processes compete for a few lease
-//! names on real `redis-server`s (single, and quorum of 3 and 5) while a seeded fault injector
-//! kills and freezes holders, force-releases their leases, slows their renewals, restarts
-//! instances and cuts, delays, drops and blackholes their connections through a proxy; every
-//! holder writes to a protected resource through the fence. Then the checker reads the whole
-//! history (see `checker.rs`).
+//! names on real `redis-server`s (single, quorum of 3 and 5, and a Redis Cluster) while a
+//! seeded fault injector kills and freezes holders, force-releases their leases, slows their
+//! renewals, restarts instances and cuts, delays, drops and blackholes their connections
+//! through a proxy, and fails cluster primaries over (`cluster.rs`); every holder writes to a
+//! protected resource through the fence. Then the checker reads the whole history (see
+//! `checker.rs`).
 //!
 //! The CI-sized runs are ordinary tests (`torture::single`, `torture::quorum_3`,
-//! `torture::quorum_5`). The long run is `torture::long`, ignored unless asked for:
-//! `scripts/torture.sh` (or `cargo test --release --test it -- --ignored --nocapture torture`),
-//! sized by `LEASECTL_TORTURE_ACQUISITIONS`, replayed with `LEASECTL_TORTURE_SEED`.
+//! `torture::quorum_5`, `torture::cluster`). The long run is `torture::long`, ignored unless
+//! asked for: `scripts/torture.sh` (or `cargo test --release --test it -- --ignored
+//! --nocapture torture`), sized by `LEASECTL_TORTURE_ACQUISITIONS`, replayed with
+//! `LEASECTL_TORTURE_SEED`, limited to some deployments with `LEASECTL_TORTURE_DEPLOYMENTS`.
 
 mod checker;
+mod cluster;
 mod competitors;
 mod faults;
 mod history;
 mod holders;
 mod report;
+mod topology;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -30,6 +34,7 @@ use checker::{ms, Findings};
 use faults::{Deployment, Fault};
 use history::{Hit, Section};
 use report::Report;
+use topology::{long_deployments, Topology};
 
 /// The size and pace of a run.
 #[derive(Clone, Debug)]
@@ -75,8 +80,11 @@ impl Config {
         }
     }
 
-    fn kinds(&self, instances: usize) -> Vec<Fault> {
-        Fault::all(instances, self.single_restarts)
+    fn kinds(&self, topology: Topology) -> Vec<Fault> {
+        match topology {
+            Topology::Instances(n) => Fault::all(n, self.single_restarts),
+            Topology::Cluster => Fault::cluster(),
+        }
     }
 
     /// Per-request timeouts of every client: a blackholed instance fails fast.
@@ -173,6 +181,8 @@ pub struct Ctx {
     /// Quorum mode: when an instance restarted (from, to).
     restarts: Mutex<Vec<(u64, u64)>>,
     faults: Mutex<faults::Counts>,
+    /// Settings every `leasectl` process gets through its environment (cluster mode).
+    leasectl_env: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -190,18 +200,25 @@ impl Ctx {
     }
 }
 
-/// One run against `instances` servers (1: single mode).
-fn run(instances: usize, config: Config) -> Report {
+/// One run against `topology`.
+fn run(topology: Topology, config: Config) -> Report {
     let started = Instant::now();
-    let label = match instances {
-        1 => "single".to_string(),
-        n => format!("quorum of {n}"),
-    };
+    let label = topology.label();
     eprintln!("torture {label}: seed {}", config.seed);
-    let deployment = Arc::new(Deployment::start(instances, config.library_clients));
+    let deployment = Arc::new(match topology {
+        Topology::Instances(n) => Deployment::start(n, config.library_clients),
+        Topology::Cluster => Deployment::start_cluster(config.library_clients),
+    });
     let dir = tempfile::tempdir().expect("temp dir");
     let ctx = Arc::new(Ctx {
-        names: (0..config.names).map(|i| format!("torture-{i}")).collect(),
+        names: match &deployment.cluster {
+            Some(nodes) => cluster::lease_names(nodes, config.names),
+            None => (0..config.names).map(|i| format!("torture-{i}")).collect(),
+        },
+        leasectl_env: match topology {
+            Topology::Cluster => cluster::leasectl_env(),
+            Topology::Instances(_) => Vec::new(),
+        },
         resource_url: deployment.resource_urls().join(" "),
         stop: AtomicBool::new(false),
         sections: Mutex::new(Vec::new()),
@@ -232,6 +249,9 @@ fn run(instances: usize, config: Config) -> Report {
                 leasectl::Settings::for_endpoints(&deployment.urls(index + 1)).expect("URLs");
             settings.connect_timeout = config.timeout();
             settings.sync_timeout = config.timeout();
+            if let (Topology::Cluster, Some(replicas)) = (topology, cluster::wait_replicas()) {
+                settings.wait_replicas = replicas;
+            }
             let mut resource =
                 leasectl::Settings::for_endpoints(&deployment.resource_urls()).expect("URLs");
             resource.connect_timeout = config.timeout();
@@ -268,7 +288,7 @@ fn run(instances: usize, config: Config) -> Report {
         let (ctx, deployment, rng) = (ctx.clone(), deployment.clone(), rng(1));
         std::thread::spawn(move || faults::inject(&ctx, &deployment, rng))
     };
-    let kinds = config.kinds(instances);
+    let kinds = config.kinds(topology);
     let mut progress_at = Duration::from_secs(60);
     while started.elapsed() < config.limit {
         if started.elapsed() >= progress_at {
@@ -335,6 +355,11 @@ fn run(instances: usize, config: Config) -> Report {
 /// Once every competitor stopped: the lease keys still there after their TTL could have run
 /// out (a killed holder's key lives until then), on any instance.
 fn keys_left_after(deployment: &Deployment, ctx: &Ctx) -> Vec<String> {
+    let bound = ctx.config.ttl * 3 + Duration::from_secs(10);
+    if let Some(nodes) = &deployment.cluster {
+        crate::support::eventually(bound, || cluster::keys_left(nodes, &ctx.names).is_empty());
+        return cluster::keys_left(nodes, &ctx.names);
+    }
     let servers = deployment.servers.lock().unwrap();
     let left = || {
         let mut left = Vec::new();
@@ -351,7 +376,6 @@ fn keys_left_after(deployment: &Deployment, ctx: &Ctx) -> Vec<String> {
         }
         left
     };
-    let bound = ctx.config.ttl * 3 + Duration::from_secs(10);
     crate::support::eventually(bound, || left().is_empty());
     left()
 }
@@ -375,29 +399,41 @@ fn assert_sound(report: &Report, config: &Config, kinds: &[Fault]) {
     }
 }
 
-fn ci(instances: usize) {
-    let config = Config::ci(seed());
+fn ci(topology: Topology) {
+    let mut config = Config::ci(seed());
+    if topology == Topology::Cluster {
+        // Each failover takes seconds (a killed primary's replica waits cluster-node-timeout).
+        config.limit = Duration::from_secs(180);
+    }
     eprintln!("replay with LEASECTL_TORTURE_SEED={}", config.seed);
-    let report = run(instances, config.clone());
-    assert_sound(&report, &config, &config.kinds(instances));
+    let report = run(topology, config.clone());
+    assert_sound(&report, &config, &config.kinds(topology));
 }
 
 #[test]
 fn single() {
-    ci(1);
+    ci(Topology::Instances(1));
 }
 
 #[test]
 fn quorum_3() {
-    ci(3);
+    ci(Topology::Instances(3));
 }
 
 #[test]
 fn quorum_5() {
-    ci(5);
+    ci(Topology::Instances(5));
 }
 
-/// The long run: single, quorum of 3 and quorum of 5 at once, until together they made
+/// A Redis Cluster under holder faults and failovers (`LEASECTL_TORTURE_WAIT_REPLICAS` sets
+/// `WaitReplicas`).
+#[test]
+fn cluster() {
+    ci(Topology::Cluster);
+}
+
+/// The long run: single, quorum of 3, quorum of 5 and a cluster at once (or those
+/// `LEASECTL_TORTURE_DEPLOYMENTS` names), until together they made
 /// `LEASECTL_TORTURE_ACQUISITIONS` acquisitions (default 100,000) and each injected every
 /// fault kind `LEASECTL_TORTURE_FAULTS_EACH` times (default 100).
 #[test]
@@ -405,11 +441,12 @@ fn quorum_5() {
 fn long() {
     let seed = seed();
     let total = env_number("LEASECTL_TORTURE_ACQUISITIONS", 100_000);
+    let deployments = long_deployments();
     let config = Config {
         seed,
         ttl: Duration::from_millis(env_number("LEASECTL_TORTURE_TTL_MS", 1000)),
         hold: Duration::from_millis(env_number("LEASECTL_TORTURE_HOLD_MS", 5)),
-        acquisitions: total.div_ceil(3),
+        acquisitions: total.div_ceil(deployments.len() as u64),
         faults_each: env_number("LEASECTL_TORTURE_FAULTS_EACH", 100),
         long_holds_released: 0,
         long_hold_every: 20,
@@ -423,21 +460,25 @@ fn long() {
         "torture long run: seed {seed} (replay with LEASECTL_TORTURE_SEED={seed}), {total} \
          acquisitions, {config:?}"
     );
-    let runs: Vec<_> = [1, 3, 5]
-        .into_iter()
-        .map(|instances| {
+    let runs: Vec<_> = deployments
+        .iter()
+        .map(|&topology| {
+            let offset = match topology {
+                Topology::Instances(n) => n as u64,
+                Topology::Cluster => 7,
+            };
             let config = Config {
-                seed: seed.wrapping_add(instances as u64),
+                seed: seed.wrapping_add(offset),
                 ..config.clone()
             };
-            std::thread::spawn(move || run(instances, config))
+            std::thread::spawn(move || run(topology, config))
         })
         .collect();
     let reports: Vec<Report> = runs.into_iter().map(|r| r.join().expect("a run")).collect();
     let total_report = Report::merge(&reports);
     println!("{total_report}");
-    for (report, instances) in reports.iter().zip([1, 3, 5]) {
-        assert_sound(report, &config, &config.kinds(instances));
+    for (report, &topology) in reports.iter().zip(&deployments) {
+        assert_sound(report, &config, &config.kinds(topology));
     }
 }
 
