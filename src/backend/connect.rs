@@ -63,7 +63,7 @@ impl Nodes {
                     let (host, port) = (&endpoint.host, endpoint.port);
                     Link::Named(Arc::new(Named::new(client.clone(), named, host, port)))
                 }
-                _ => Link::Managed(
+                _ => Link::managed(
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .map_err(|e| {
                             Error::from_redis(&endpoint.address(), &e, settings.sync_timeout)
@@ -78,6 +78,7 @@ impl Nodes {
                 response_timeout,
                 tls: endpoint.tls,
                 hub: Arc::default(),
+                start: Arc::default(),
             });
         }
         let nodes = Nodes {
@@ -87,7 +88,8 @@ impl Nodes {
             credentials,
         };
         let limit = settings.connect_timeout;
-        // Each instance's memory policy is read alongside the PING (no extra round trip).
+        // Each instance's memory policy (and in quorum mode its uptime) is read alongside the
+        // PING (no extra round trip).
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
         let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -99,8 +101,16 @@ impl Nodes {
                     let ping = node.command::<String>(redis::cmd("PING"));
                     let policy = node.memory_policy();
                     let policies = policies.clone();
+                    // Quorum mode: how long it has been up, for the first acquire (start.rs).
+                    let uptime = (total > 1).then(|| node.uptime());
                     Box::pin(async move {
-                        let (ping, policy) = futures_util::future::join(ping, policy).await;
+                        let uptime = async move {
+                            if let Some(uptime) = uptime {
+                                uptime.await;
+                            }
+                        };
+                        let (ping, policy, ()) =
+                            futures_util::future::join3(ping, policy, uptime).await;
                         if let Some(policy) = policy {
                             policies.lock().expect("policies").push(policy);
                         }

@@ -11,6 +11,8 @@
 //! - `nodes.rs`: a call sent to every instance at once, each under its own timeout, read as
 //!   the answers arrive; [`Nodes::no_quorum`] is the one "no quorum" error;
 //! - `quorum.rs`: the tally of the votes (single mode is the case of one instance);
+//! - `start.rs`: how long each instance has been up, learned once per connection (quorum
+//!   mode's restart check);
 //! - `scripts.rs`: one Lua script per operation (`src/scripts/*.lua`); `keys.rs`: the names
 //!   beside a lease key (fencing counter, waiters' queue, release channel).
 //!
@@ -23,6 +25,7 @@ pub(crate) mod link;
 pub(crate) mod nodes;
 pub(crate) mod quorum;
 pub(crate) mod scripts;
+pub(crate) mod start;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,7 @@ use tokio::time::timeout;
 
 use super::hub::Hub;
 use super::link::{push_connection, Link};
+use super::start::Start;
 use crate::error::{Error, Result};
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -34,6 +35,8 @@ pub(crate) struct Node {
     pub(super) tls: bool,
     /// Its release notifications, for every waiter.
     pub(super) hub: Arc<Hub>,
+    /// How long it has been up, as this connection learned (quorum mode).
+    pub(super) start: Arc<Start>,
 }
 
 /// One script call, sent alike to every instance.
@@ -65,7 +68,7 @@ impl Call {
         self
     }
 
-    fn command(&self) -> &Cmd {
+    pub(super) fn command(&self) -> &Cmd {
         self.command.get_or_init(|| {
             let mut command = redis::cmd("EVALSHA");
             command
@@ -235,7 +238,7 @@ impl Nodes {
                     let client = self.subscriber(node).await?;
                     let config = match &node.connection {
                         Link::Named(named) => named.config().clone(),
-                        Link::Managed(_) => AsyncConnectionConfig::new()
+                        Link::Managed(..) => AsyncConnectionConfig::new()
                             .set_connection_timeout(Some(self.connect_timeout))
                             .set_response_timeout(Some(self.call_timeout)),
                     };
@@ -245,13 +248,13 @@ impl Nodes {
                     (Ok(stream), _) => Ok(stream),
                     (Err(error), Link::Named(_)) => Err(error),
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
-                    (Err(error), Link::Managed(_)) if !error.is_io_error() => {
+                    (Err(error), Link::Managed(..)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
                         let mut pubsub = self.subscriber(node).await?.get_async_pubsub().await?;
                         pubsub.subscribe(channel).await?;
                         Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
                     }
-                    (Err(error), Link::Managed(_)) => Err(error),
+                    (Err(error), Link::Managed(..)) => Err(error),
                 }
             };
             match timeout(self.connect_timeout, subscribe).await {
@@ -382,7 +385,7 @@ impl Node {
     }
 
     /// A copy that shares the connection, for work that outlives a borrow.
-    fn clone_handle(&self) -> Node {
+    pub(super) fn clone_handle(&self) -> Node {
         Node {
             address: self.address.clone(),
             connection: self.connection.clone(),
@@ -390,6 +393,7 @@ impl Node {
             response_timeout: self.response_timeout,
             tls: self.tls,
             hub: self.hub.clone(),
+            start: self.start.clone(),
         }
     }
 

@@ -7,6 +7,7 @@ mod cli_io;
 mod configure;
 mod demo;
 mod exec;
+mod lean;
 mod library;
 mod quorum;
 mod quorum_safety;
