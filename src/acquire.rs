@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, Either};
+use futures_util::{StreamExt, TryFutureExt};
 use redis::Value;
 use tokio::time::Instant;
 
@@ -52,16 +52,18 @@ pub(crate) async fn attempt(
     let acquired_at = format.acquired_at(SystemTime::now());
     let mut call = Call::new(backend::format::scripts(format).acquire);
     let prefix = &backend.settings.key_prefix;
+    let total = backend.nodes.list.len();
     for key in &keys {
         let (queue, deadlines) = queue_keys(prefix, key);
         call = call
             .key(key)
             .key(fence_key(prefix, key))
             .key(queue)
-            .key(deadlines)
-            .key(longest_ttl_key(prefix, key));
+            .key(deadlines);
+        if total > 1 {
+            call = call.key(longest_ttl_key(prefix, key));
+        }
     }
-    let total = backend.nodes.list.len();
     // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
     // they agree; in single mode the server's own clock is the floor.
     let floor = match total {
@@ -78,12 +80,15 @@ pub(crate) async fn attempt(
     call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
     // Retries of a transient error stop where the lease could no longer be valid.
     let sent_at = Instant::now();
-    let call = call.acknowledged(&backend.settings);
+    // WaitReplicas: one deployment with replicas (quorum instances are independent).
+    if total == 1 {
+        call = call.acknowledged(&backend.settings);
+    }
     let call = Arc::new(call.until(validity_end(sent_at, options.ttl)));
     let (votes, pending) = backend
         .nodes
         .gather(
-            |node| grant(node, &call),
+            |node| grant(node, &call, total > 1),
             |votes| Tally::of(votes, options.ttl).decides(total),
         )
         .await;
@@ -299,17 +304,28 @@ fn unix_micros(time: SystemTime) -> u64 {
         .map_or(0, |since| since.as_micros() as u64)
 }
 
-/// Runs the acquire script on one instance and reads its answer.
-fn grant(node: &Node, call: &Arc<Call>) -> BoxFuture<'static, Result<Grant>> {
+/// Runs the acquire script on one instance and reads its answer; in quorum mode with how
+/// long the instance has been up, learned on the connection the call goes out on (start.rs).
+fn grant(node: &Node, call: &Arc<Call>, quorum: bool) -> BoxFuture<'static, Result<Grant>> {
     let wrote = |reply: &Value| matches!(Grant::parse(reply), Some(Grant::Granted { .. }));
-    let request = node.script_acknowledged::<Value>(call, wrote);
     let address = node.address.clone();
+    let request = match quorum {
+        true => Either::Left(node.script_with_uptime(call).map_ok(|(v, u)| (v, Some(u)))),
+        false => Either::Right(
+            node.script_acknowledged::<Value>(call, wrote)
+                .map_ok(|v| (v, None)),
+        ),
+    };
     Box::pin(async move {
-        let reply = request.await?;
-        Grant::parse(&reply).ok_or_else(|| Error::Redis {
+        let (reply, uptime) = request.await?;
+        let mut grant = Grant::parse(&reply).ok_or_else(|| Error::Redis {
             endpoint: address,
             detail: "unexpected answer to the acquire script".into(),
-        })
+        })?;
+        if let (Grant::Granted { uptime: at, .. }, Some(uptime)) = (&mut grant, uptime) {
+            *at = uptime.now();
+        }
+        Ok(grant)
     })
 }
 

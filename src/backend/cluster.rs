@@ -105,6 +105,7 @@ impl Nodes {
             hub: Arc::default(),
             // Set by connect.rs once connected.
             retry: super::retry::Retry::NONE,
+            start: Arc::default(),
         };
         let nodes = Nodes {
             list: vec![node],

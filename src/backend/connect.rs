@@ -68,7 +68,7 @@ impl Nodes {
                     let (host, port) = (&endpoint.host, endpoint.port);
                     Link::Named(Arc::new(Named::new(client.clone(), named, host, port)))
                 }
-                _ => Link::Managed(
+                _ => Link::managed(
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .map_err(|e| {
                             Error::from_redis(&endpoint.address(), &e, settings.sync_timeout)
@@ -89,6 +89,7 @@ impl Nodes {
                 // The first PINGs are not retried: a start that fails, fails at once
                 // (AbortOnConnectFail); the calls after them are.
                 retry: Retry::NONE,
+                start: Arc::default(),
             });
         }
         let mut nodes = Nodes {
@@ -98,7 +99,8 @@ impl Nodes {
             credentials,
         };
         let limit = settings.connect_timeout;
-        // Each instance's memory policy is read alongside the PING (no extra round trip).
+        // Each instance's memory policy (and in quorum mode its uptime) is read alongside the
+        // PING (no extra round trip).
         // Decided at the first majority either way: an instance that does not answer must not
         // add its whole timeout to every command's start (it is retried as it is used).
         let policies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -115,14 +117,21 @@ impl Nodes {
                     let probe = (settings.cluster.is_none() && node.address == first)
                         .then(|| super::cluster::probe(node, first_is_cluster.clone()));
                     let policies = policies.clone();
+                    // Quorum mode: how long it has been up, for the first acquire (start.rs).
+                    let uptime = (total > 1).then(|| node.uptime());
                     Box::pin(async move {
                         let probe = async move {
                             if let Some(probe) = probe {
                                 probe.await;
                             }
                         };
-                        let (ping, policy, ()) =
-                            futures_util::future::join3(ping, policy, probe).await;
+                        let uptime = async move {
+                            if let Some(uptime) = uptime {
+                                uptime.await;
+                            }
+                        };
+                        let (ping, policy, (), ()) =
+                            futures_util::future::join4(ping, policy, probe, uptime).await;
                         if let Some(policy) = policy {
                             policies.lock().expect("policies").push(policy);
                         }

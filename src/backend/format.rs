@@ -1,7 +1,7 @@
 //! Which Lua script reads and writes a lease in each [`LeaseFormat`]: seed 002's hash
-//! (`acquire.lua`, `extend.lua`, `raise.lua`) or the .NET package's JSON string
-//! (`json_*.lua`). The keys and arguments are the same for both, except the acquire's values
-//! (see [`acquire_values`]). Release needs no second script: `release.lua` already matches
+//! (`acquire_hash.lua` + `acquire.lua`, `extend.lua`, `raise.lua`) or the .NET package's JSON
+//! string (`acquire_json.lua` + the same `acquire.lua`, `json_*.lua`). The keys and arguments
+//! are the same for both, except the acquire's values (see [`acquire_values`]). Release needs no second script: `release.lua` already matches
 //! the lease id in any format (the hash's field, the JSON value's `leaseId`, a plain token),
 //! as the operator's `release --lease-id` needs.
 
@@ -14,7 +14,8 @@ use crate::format::{json_value_head, LeaseFormat};
 static JSON_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         include_str!("../scripts/holder.lua"),
-        include_str!("../scripts/json_acquire.lua")
+        include_str!("../scripts/acquire_json.lua"),
+        include_str!("../scripts/acquire.lua")
     ))
 });
 static JSON_EXTEND: LazyLock<Lua> =

@@ -4,13 +4,19 @@
 //! and checks the certificate against that name. redis-rs checks the certificate against the
 //! host it resolves, and its manager takes no resolver, so the second kind resolves the name
 //! to the endpoint's address itself and reconnects after a dropped connection on its own.
+//!
+//! Each link counts its connections (its epoch, see [`Link::epoch`]): what was learned on one
+//! connection — how long the instance has been up (start.rs) — holds only while it lives.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::io::AsyncDNSResolver;
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value,
+};
 use tokio::sync::Mutex;
 
 use super::cluster_link::{self, Cluster};
@@ -20,7 +26,8 @@ use super::sentinel::SentinelLink;
 /// share it.
 #[derive(Clone)]
 pub(crate) enum Link {
-    Managed(ConnectionManager),
+    /// The manager, and its epoch.
+    Managed(ConnectionManager, Arc<AtomicU64>),
     Named(Arc<Named>),
     /// A Sentinel-managed primary, looked up again after a failover (sentinel.rs).
     Sentinel(Arc<SentinelLink>),
@@ -32,6 +39,8 @@ pub(crate) struct Named {
     client: Client,
     config: AsyncConnectionConfig,
     current: Mutex<Option<MultiplexedConnection>>,
+    /// Counts the connections made.
+    epoch: Arc<AtomicU64>,
 }
 
 impl Named {
@@ -51,6 +60,7 @@ impl Named {
             client,
             config: config.set_dns_resolver(at),
             current: Mutex::new(None),
+            epoch: Arc::default(),
         }
     }
 
@@ -59,6 +69,8 @@ impl Named {
         if let Some(connection) = current.as_ref() {
             return Ok(connection.clone());
         }
+        // Before the connection exists, so that no call on it can see the old epoch.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let connection = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
@@ -99,15 +111,65 @@ pub(crate) async fn push_connection(
         .await
 }
 
+impl Link {
+    /// A link that keeps its connection with redis-rs's connection manager.
+    pub(crate) fn managed(manager: ConnectionManager) -> Link {
+        Link::Managed(manager, Arc::default())
+    }
+
+    /// Which connection of this link's calls go out on: a call that answered, and whose link
+    /// shows the same epoch before it was sent and after it answered, went out on the same
+    /// connection as every other call between those two readings.
+    ///
+    /// The manager replaces its connection only after a call on it failed with an I/O error
+    /// or a dropped connection (RESP2 connections, as these are: no disconnection pushes), and
+    /// hands that error to its caller — here — in the same poll; every such error moves the
+    /// epoch on, before any call can have been answered on the new connection. The other kind
+    /// moves it on when it connects anew.
+    pub(crate) fn epoch(&self) -> &Arc<AtomicU64> {
+        match self {
+            Link::Managed(_, epoch) => epoch,
+            Link::Named(named) => &named.epoch,
+            // Their connections change behind the link (a failover, a slot's new primary):
+            // nothing learned on one is trusted, as every reading is a new epoch. (Only
+            // quorum mode asks, and it is made of standalone instances.)
+            Link::Sentinel(_) | Link::Cluster(_) => {
+                UNTRACKED.fetch_add(1, Ordering::SeqCst);
+                &UNTRACKED
+            }
+        }
+    }
+}
+
+/// The epoch of links that do not track their connections.
+static UNTRACKED: std::sync::LazyLock<Arc<AtomicU64>> = std::sync::LazyLock::new(Arc::default);
+
+/// Moves the epoch on after an error that may have made the manager reconnect (anything but an
+/// answer from the server).
+fn note<T>(epoch: &AtomicU64, answer: &redis::RedisResult<T>) {
+    if answer.as_ref().is_err_and(may_reconnect) {
+        epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn may_reconnect(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_unrecoverable_error()
+        || !matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+}
+
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Link::Managed(manager) => Box::pin(async move {
+            Link::Managed(manager, epoch) => Box::pin(async move {
                 let answer = manager.req_packed_command(cmd).await;
+                note(epoch, &answer);
                 if !answer.as_ref().is_err_and(is_stale_refusal) {
                     return answer;
                 }
-                manager.req_packed_command(cmd).await
+                let answer = manager.req_packed_command(cmd).await;
+                note(epoch, &answer);
+                answer
             }),
             Link::Named(named) => Box::pin(async move {
                 let answer = named.connection().await?.req_packed_command(cmd).await;
@@ -126,12 +188,15 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Link::Managed(manager) => Box::pin(async move {
+            Link::Managed(manager, epoch) => Box::pin(async move {
                 let answer = manager.req_packed_commands(pipeline, offset, count).await;
+                note(epoch, &answer);
                 if !answer.as_ref().is_err_and(is_stale_refusal) {
                     return answer;
                 }
-                manager.req_packed_commands(pipeline, offset, count).await
+                let answer = manager.req_packed_commands(pipeline, offset, count).await;
+                note(epoch, &answer);
+                answer
             }),
             Link::Named(named) => Box::pin(async move {
                 let mut connection = named.connection().await?;
@@ -150,7 +215,7 @@ impl ConnectionLike for Link {
 
     fn get_db(&self) -> i64 {
         match self {
-            Link::Managed(manager) => manager.get_db(),
+            Link::Managed(manager, _) => manager.get_db(),
             Link::Named(named) => named.client.get_connection_info().redis_settings().db(),
             Link::Sentinel(primary) => primary.database(),
             Link::Cluster(_) => 0,

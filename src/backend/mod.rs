@@ -12,6 +12,8 @@
 //! - `nodes.rs`: a call sent to every instance at once, each under its own timeout, read as
 //!   the answers arrive; [`Nodes::no_quorum`] is the one "no quorum" error;
 //! - `quorum.rs`: the tally of the votes (single mode is the case of one instance);
+//! - `start.rs`: how long each instance has been up, learned once per connection (quorum
+//!   mode's restart check);
 //! - `scripts.rs`: one Lua script per operation (`src/scripts/*.lua`); `keys.rs`: the names
 //!   beside a lease key (fencing counter, waiters' queue, release channel).
 //!
@@ -30,6 +32,7 @@ pub(crate) mod replicas;
 pub(crate) mod retry;
 pub(crate) mod scripts;
 pub(crate) mod sentinel;
+pub(crate) mod start;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,7 +82,11 @@ impl Backend {
         let ttl_ms = check_ttl(ttl)?;
         // Retries stop where the validity this TTL gives (from now) would end.
         let until = crate::renew::validity_end(Instant::now(), ttl);
-        let call = call.arg(id).arg(ttl_ms).acknowledged(&self.settings);
+        let mut call = call.arg(id).arg(ttl_ms);
+        // WaitReplicas: one deployment with replicas (quorum instances are independent).
+        if total == 1 {
+            call = call.acknowledged(&self.settings);
+        }
         let call = Arc::new(call.until(until));
         let (votes, pending) = self
             .nodes

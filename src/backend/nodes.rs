@@ -20,6 +20,7 @@ use super::hub::Hub;
 use super::link::{push_connection, Link};
 use super::retry::Retry;
 use super::scripts::Lua;
+use super::start::Start;
 use crate::error::{Error, Result};
 
 /// Redis's answer to EVALSHA for a script it does not have.
@@ -39,6 +40,8 @@ pub(crate) struct Node {
     pub(super) hub: Arc<Hub>,
     /// How a call here is retried after a transient error.
     pub(super) retry: Retry,
+    /// How long it has been up, as this connection learned (quorum mode).
+    pub(super) start: Arc<Start>,
 }
 
 /// One script call, sent alike to every instance.
@@ -278,7 +281,7 @@ impl Nodes {
                         Link::Named(named) => named.config().clone(),
                         Link::Sentinel(primary) => primary.config().clone(),
                         Link::Cluster(cluster) => return cluster.push_connection(pushes).await,
-                        Link::Managed(_) => AsyncConnectionConfig::new()
+                        Link::Managed(..) => AsyncConnectionConfig::new()
                             .set_connection_timeout(Some(self.connect_timeout))
                             .set_response_timeout(Some(self.call_timeout)),
                     };
@@ -292,13 +295,13 @@ impl Nodes {
                         Err(error)
                     }
                     // A server without RESP3 (before Redis 6): a RESP2 connection of its own.
-                    (Err(error), Link::Managed(_)) if !error.is_io_error() => {
+                    (Err(error), Link::Managed(..)) if !error.is_io_error() => {
                         tracing::debug!(node = %node.address, %error, "no shared subscription");
                         let mut pubsub = self.subscriber(node).await?.get_async_pubsub().await?;
                         pubsub.subscribe(channel).await?;
                         Ok::<_, redis::RedisError>(pubsub.into_on_message().boxed())
                     }
-                    (Err(error), Link::Managed(_)) => Err(error),
+                    (Err(error), Link::Managed(..)) => Err(error),
                 }
             };
             match timeout(self.connect_timeout, subscribe).await {
@@ -418,7 +421,7 @@ impl Node {
     }
 
     /// A copy that shares the connection, for work that outlives a borrow.
-    fn clone_handle(&self) -> Node {
+    pub(super) fn clone_handle(&self) -> Node {
         Node {
             address: self.address.clone(),
             connection: self.connection.clone(),
@@ -427,6 +430,7 @@ impl Node {
             tls: self.tls,
             hub: self.hub.clone(),
             retry: self.retry,
+            start: self.start.clone(),
         }
     }
 

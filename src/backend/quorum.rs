@@ -18,7 +18,8 @@ pub(crate) fn majority(total: usize) -> usize {
 pub(crate) enum Grant {
     /// Taken here, with this instance's count of each lease as its token; in quorum mode
     /// `uptime`: the whole seconds since the instance started (`None`: unknown, it counts as
-    /// old), and `longest`: the longest TTL (ms) the leases were asked for here.
+    /// old; learned once per connection, see start.rs), and `longest`: the longest TTL (ms)
+    /// the leases were asked for here.
     Granted {
         tokens: Vec<u64>,
         uptime: Option<u64>,
@@ -36,7 +37,8 @@ pub(crate) enum Grant {
 }
 
 impl Grant {
-    /// Reads `{1, token...}`, `{3, uptime, longest, token...}`,
+    /// Reads `{1, token...}`, `{3, longest, token...}` (`uptime` is then filled in by the
+    /// caller),
     /// `{0, {type, pttl, fields}, counter, i, longest}` or `{2, waiters, counter, i, longest}`
     /// (`i` counts from 1).
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
@@ -65,9 +67,8 @@ impl Grant {
         };
         match (parts.first(), parts.get(1), parts.get(2)) {
             (Some(Value::Int(1)), Some(Value::Int(_)), _) => granted(None, 0, &parts[1..]),
-            (Some(Value::Int(3)), Some(Value::Int(uptime)), Some(Value::Int(longest))) => {
-                let uptime = u64::try_from(*uptime).ok();
-                granted(uptime, (*longest).max(0) as u64, parts.get(3..)?)
+            (Some(Value::Int(3)), Some(Value::Int(longest)), Some(Value::Int(_))) => {
+                granted(None, (*longest).max(0) as u64, &parts[2..])
             }
             (Some(Value::Int(0)), Some(holder), Some(Value::Int(counter))) => Some(Grant::Held {
                 holder: Holder::from_reply(holder),

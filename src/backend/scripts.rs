@@ -18,10 +18,13 @@ impl Lua {
     }
 }
 
-/// Take a free lease, or answer its holder. `holder.lua` is prepended for `read_holder`.
+/// Take a free lease, or answer its holder. `holder.lua` is prepended for `read_holder`, and
+/// the hash format's reading and writing of a lease (`acquire_hash.lua`; see format.rs for
+/// the JSON one).
 pub(crate) static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         include_str!("../scripts/holder.lua"),
+        include_str!("../scripts/acquire_hash.lua"),
         include_str!("../scripts/acquire.lua")
     ))
 });

@@ -195,6 +195,35 @@ async fn a_young_grant_needs_every_other_instance_to_answer() {
     assert_eq!(holder.lease_id.as_deref(), Some(lease.id()));
 }
 
+/// Item 2 for a competitor that was connected before the restart (issue 17: each instance's
+/// uptime is learned once per connection, not in every acquire): it had learned instance 1 to
+/// be old. Instance 1 restarts empty, and instance 0 goes silent on the competitor's path: the
+/// restart cost the competitor its connection, so its next grant from instance 1 is judged
+/// anew (young), and with instance 2's does not make a majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connected_before_a_restart_judges_the_instance_anew() {
+    let mut quorum = Quorum::start(3);
+    let ttl = Duration::from_secs(8);
+    quorum.wait_older_than(ttl);
+    let path = paths(&quorum);
+    let second = connect_within(BOUND, settings(&urls(&path), Duration::from_secs(1))).await;
+    let warm = within(BOUND, "acquire", second.try_acquire("warm", &options(ttl))).await;
+    within(BOUND, "release", acquired(warm).release())
+        .await
+        .expect("released");
+    let (_holder, _proxies, lease) = held_on_a_bare_majority(&quorum, ttl).await;
+    quorum.servers[1].restart();
+    path[0].set_blackhole(true);
+    let answer = within(BOUND, "acquire", second.try_acquire("bare", &options(ttl))).await;
+    match answer {
+        Err(Error::NoQuorum { .. }) => {}
+        Ok(Acquire::Acquired(taken)) => {
+            panic!("granted {} while {} still holds it", taken.id(), lease.id())
+        }
+        other => panic!("expected no quorum, got {other:?}"),
+    }
+}
+
 /// Item 3: a lease held for 20 s on a bare majority {0, 1}; instance 1 restarts empty. A
 /// competitor with a 1 s TTL, once the instance is up longer than its own TTL, must still not
 /// be granted the lease: "restarted recently" is judged against the longest TTL the name was

@@ -1,0 +1,83 @@
+//! What the scripts cost the server (issue 17), counted by Redis itself (`INFO commandstats`)
+//! while `leasectl bench` cycles a free lease: the free path calls each command it needs once,
+//! and quorum mode asks an instance for its uptime once per connection, not in every acquire.
+
+use std::collections::BTreeMap;
+
+use crate::process::complete;
+use crate::support::{Leasectl, Quorum, RedisServer};
+
+/// How many times each command ran on `server` since its statistics were reset, by name.
+fn calls(server: &RedisServer) -> BTreeMap<String, u64> {
+    let text: String = server.query(&["INFO", "commandstats"]);
+    text.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
+        .map(|(name, stats)| {
+            let count = stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (name.to_string(), count)
+        })
+        .collect()
+}
+
+/// `leasectl bench --scenario SCENARIO` of `cycles` cycles (no warm-up) against `urls`.
+fn bench(urls: &[String], scenario: &str, cycles: u64) {
+    let leasectl = Leasectl::new();
+    let mut command = leasectl.command();
+    let cycles = cycles.to_string();
+    command.args(["bench", "--json", "--redis", &urls.join(",")]);
+    command.args(["--scenario", scenario, "--cycles", &cycles, "--warmup", "0"]);
+    complete(command).expect(0);
+}
+
+/// How many times `name` ran (0 when it never did).
+fn count(calls: &BTreeMap<String, u64>, name: &str) -> u64 {
+    calls.get(name).copied().unwrap_or(0)
+}
+
+#[test]
+fn the_free_path_calls_each_command_once() {
+    let server = RedisServer::start();
+    let cycles = 200;
+    server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    bench(&[server.url()], "S1", cycles);
+    let calls = calls(&server);
+    // Acquire: EXISTS, TIME, SET ... GET (the fencing counter, read and written at once),
+    // HSET, PEXPIRE. Release: HGET, DEL, ZRANGE, PUBLISH.
+    for name in ["exists", "time", "set", "hset", "pexpire", "hget", "del"] {
+        assert_eq!(count(&calls, name), cycles, "{name}: {calls:?}");
+    }
+    for name in ["get", "type", "zrem", "zscore"] {
+        assert_eq!(count(&calls, name), 0, "{name} on the free path: {calls:?}");
+    }
+    assert!(
+        count(&calls, "info") <= 2,
+        "INFO memory and INFO cluster at connect only: {calls:?}"
+    );
+}
+
+#[test]
+fn a_quorum_instance_tells_its_uptime_once_per_connection() {
+    let quorum = Quorum::start(3);
+    let cycles = 200;
+    for server in &quorum.servers {
+        server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    }
+    bench(&quorum.urls(), "S4", cycles);
+    // Instance 0 also serves S4's interleaved single-instance cycles; 1 and 2 only quorum ones.
+    for server in &quorum.servers[1..] {
+        let calls = calls(server);
+        // INFO memory (the eviction check) and INFO server at connect; INFO server again with
+        // the first acquire when that went out before the first answer came.
+        assert!(count(&calls, "info") <= 3, "INFO per acquire: {calls:?}");
+        // The longest TTL asked for, and the fencing counter (SET ... GET), once each.
+        assert!(count(&calls, "get") <= cycles + 2, "{calls:?}");
+        assert!(count(&calls, "set") <= cycles + 3, "{calls:?}");
+        for name in ["type", "zrem", "time"] {
+            assert_eq!(count(&calls, name), 0, "{name} on the free path: {calls:?}");
+        }
+    }
+}
