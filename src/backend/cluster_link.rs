@@ -154,25 +154,11 @@ impl Cluster {
     /// missing.
     pub(crate) async fn scan(&self, pattern: &str) -> redis::RedisResult<Vec<String>> {
         let primaries = self.primaries().await?;
-        let scans = primaries.iter().map(|(host, port)| async move {
-            let mut keys = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let mut command = redis::cmd("SCAN");
-                command
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let answer = self.on_node(host, *port, command).await?;
-                let (next, batch): (u64, Vec<Vec<u8>>) = redis::from_redis_value(answer)?;
-                keys.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
-                cursor = next;
-                if cursor == 0 {
-                    return Ok::<_, redis::RedisError>(keys);
-                }
-            }
+        let scans = primaries.iter().map(|(host, port)| {
+            super::nodes::scan_pages(pattern, move |page| async move {
+                let answer = self.on_node(host, *port, page).await?;
+                Ok::<_, redis::RedisError>(redis::from_redis_value(answer)?)
+            })
         });
         let mut keys: Vec<String> = futures_util::future::try_join_all(scans)
             .await?

@@ -394,30 +394,8 @@ impl Node {
 
     /// Every key matching `pattern` here (SCAN), skipping names that are not UTF-8.
     pub(crate) fn scan(&self, pattern: &str) -> BoxFuture<'static, Result<Vec<String>>> {
-        let (node_command, pattern) = (self.clone_handle(), pattern.to_string());
-        Box::pin(async move {
-            let mut keys = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let mut command = redis::cmd("SCAN");
-                command
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let (next, batch): (u64, Vec<Vec<u8>>) = node_command.command(command).await?;
-                keys.extend(
-                    batch
-                        .into_iter()
-                        .filter_map(|key| String::from_utf8(key).ok()),
-                );
-                cursor = next;
-                if cursor == 0 {
-                    return Ok(keys);
-                }
-            }
-        })
+        let (node, pattern) = (self.clone_handle(), pattern.to_string());
+        Box::pin(async move { scan_pages(&pattern, |page| node.command(page)).await })
     }
 
     /// A copy that shares the connection, for work that outlives a borrow.
@@ -491,6 +469,39 @@ async fn run_script<T: FromRedisValue>(call: &Call, mut connection: Link) -> red
         answer = call.send(&call.eval(), &mut connection).await;
     }
     answer
+}
+
+/// Every key matching `pattern` that SCAN finds, page by page (`page` runs one SCAN command
+/// where it must go), skipping names that are not UTF-8.
+pub(super) async fn scan_pages<E, F, Fut>(
+    pattern: &str,
+    mut page: F,
+) -> std::result::Result<Vec<String>, E>
+where
+    F: FnMut(Cmd) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(u64, Vec<Vec<u8>>), E>>,
+{
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let mut command = redis::cmd("SCAN");
+        command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, batch) = page(command).await?;
+        keys.extend(
+            batch
+                .into_iter()
+                .filter_map(|key| String::from_utf8(key).ok()),
+        );
+        cursor = next;
+        if cursor == 0 {
+            return Ok(keys);
+        }
+    }
 }
 
 /// True when a command failed because its connection had died (not refused, not timed out):

@@ -176,19 +176,27 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub work: Duration,
+    #[command(flatten)]
+    pub taking: Taking,
+    /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
+    /// lost, interrupted, released, completed) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a lease is taken: the options `run` and `acquire` share.
+#[derive(Args, Debug)]
+pub struct Taking {
     /// The lease's time to live (default: the settings' DefaultLeaseDuration).
     #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
-    /// Wait up to this long for the lease instead of failing fast.
+    /// Wait up to this long for the lease instead of failing fast (default: the settings'
+    /// DefaultWaitTime, else none).
     #[arg(long, value_parser = duration, allow_hyphen_values = true)]
     pub wait: Option<Duration>,
     /// More metadata, stored as meta_<key>.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     pub meta: Vec<(String, String)>,
-    /// One JSON object per line for each event (attempting, waiting, held, acquired, renewed,
-    /// lost, interrupted, released, completed) instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -327,15 +335,8 @@ pub enum FenceAction {
 pub struct AcquireArgs {
     /// The lease to take.
     pub name: String,
-    /// The lease's time to live (default: the settings' DefaultLeaseDuration).
-    #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
-    pub ttl: Option<Duration>,
-    /// Wait up to this long for the lease (default: the settings' DefaultWaitTime, else none).
-    #[arg(long, value_parser = duration, allow_hyphen_values = true)]
-    pub wait: Option<Duration>,
-    /// More metadata, stored as meta_<key>.
-    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
-    pub meta: Vec<(String, String)>,
+    #[command(flatten)]
+    pub taking: Taking,
     /// One JSON object: lease, key, leaseId, fencingToken, ttlMs, acquiredAt (or, when held,
     /// the holder in `inspect --json`'s shape).
     #[arg(long)]

@@ -23,7 +23,7 @@ pub async fn run(
     let mut options = LeaseOptions::from_settings(settings);
     // Kept after exit: nothing may renew it.
     options.auto_renew = None;
-    if let Some(ttl) = args.ttl {
+    if let Some(ttl) = args.taking.ttl {
         options.ttl = ttl;
     }
     let host = super::host_name();
@@ -33,10 +33,10 @@ pub async fn run(
         options = options.meta("instanceId", &host);
     }
     options = options.meta("hostname", host);
-    for (key, value) in &args.meta {
+    for (key, value) in &args.taking.meta {
         options = options.meta(key, value);
     }
-    let outcome = if let Some(wait) = super::wait_or_default(args.wait, settings) {
+    let outcome = if let Some(wait) = super::wait_or_default(args.taking.wait, settings) {
         let mut interrupts = Interrupts::install()?;
         let mut said = false;
         let waiting = client.acquire_observed(&args.name, &options, wait, |holder| {

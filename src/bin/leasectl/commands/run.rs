@@ -31,7 +31,7 @@ pub async fn run(
     mut args: RunArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    args.wait = super::wait_or_default(args.wait, client.settings());
+    args.taking.wait = super::wait_or_default(args.taking.wait, client.settings());
     let mut interrupts = Interrupts::install()?;
     let events = Events::new(args.json);
     let tag = format!("[{}]", args.instance).bold();
@@ -50,10 +50,10 @@ pub async fn run(
         ("instanceId", args.instance.clone()),
         ("region", args.region.clone()),
     ];
-    let options = super::working_options(&client, args.ttl, &identity, &args.meta);
+    let options = super::working_options(&client, args.taking.ttl, &identity, &args.taking.meta);
     super::warn_if_ttl_is_short(&client, options.ttl, printer).await;
     let asked_at = Instant::now();
-    let outcome = match args.wait {
+    let outcome = match args.taking.wait {
         None => client.try_acquire_set(&args.leases, &options).await?,
         Some(wait) => {
             let progress = WaitProgress::new(printer, &tag, wait, &events);
@@ -175,7 +175,7 @@ async fn hold(
 ) -> Result<Ended, StdoutFailed> {
     let short_id: String = lease.id().chars().take(8).collect();
     // With --wait, say how long the wait was (the sample's line otherwise).
-    let waited = match args.wait {
+    let waited = match args.taking.wait {
         Some(_) => format!(" | Waited: {}", human(asked_at.elapsed())),
         None => String::new(),
     };
