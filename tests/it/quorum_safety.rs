@@ -291,7 +291,12 @@ async fn restart_one_then_compete(quorum: &mut Quorum, last: usize, lease: &Leas
 /// `competitor` asks for "bare" with `ttl` and must be told there is no quorum (not granted it
 /// while `lease` holds it).
 async fn no_quorum_for(competitor: &LeaseClient, ttl: Duration, lease: &Lease) {
-    let answer = within(BOUND, "acquire", competitor.try_acquire("bare", &options(ttl))).await;
+    let answer = within(
+        BOUND,
+        "acquire",
+        competitor.try_acquire("bare", &options(ttl)),
+    )
+    .await;
     match answer {
         Err(Error::NoQuorum { .. }) => {}
         Ok(Acquire::Acquired(taken)) => {
