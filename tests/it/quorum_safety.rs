@@ -38,6 +38,29 @@ fn settings(urls: &[String], timeout: Duration) -> Settings {
     settings
 }
 
+/// Three instances, each up longer than `ttl`: a bare majority's grants count only from
+/// instances older than the longest TTL.
+fn older_quorum(ttl: Duration) -> Quorum {
+    let quorum = Quorum::start(3);
+    quorum.wait_older_than(ttl);
+    quorum
+}
+
+/// A client that reaches every instance of `quorum` through its own proxy (returned, to hit
+/// that client's path only), with both timeouts set to `timeout`.
+async fn client_on_paths(quorum: &Quorum, timeout: Duration) -> (Vec<Proxy>, LeaseClient) {
+    let proxies = paths(quorum);
+    let client = connect_within(BOUND, settings(&urls(&proxies), timeout)).await;
+    (proxies, client)
+}
+
+/// Acquires and releases "warm" with `options`, so that `client`'s first real call is not its
+/// first (scripts loaded, each instance's uptime learned). Answers the release's outcome.
+async fn warm_up(client: &LeaseClient, options: &LeaseOptions) -> leasectl::Result<bool> {
+    let warm = within(BOUND, "acquire", client.try_acquire("warm", options)).await;
+    within(BOUND, "release", acquired(warm).release()).await
+}
+
 /// Wall-clock nanoseconds written by a `date +%s%N` in `file`, once it is there.
 fn stamp(file: &Path) -> Option<u128> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
@@ -104,8 +127,7 @@ fn exec_renews_while_one_instance_is_blackholed_on_its_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_are_timed_from_the_acquire_not_the_watchdog() {
     let quorum = Quorum::start(3);
-    let proxies = paths(&quorum);
-    let client = connect_within(BOUND, settings(&urls(&proxies), BOUND)).await;
+    let (proxies, client) = client_on_paths(&quorum, BOUND).await;
     // Scripts loaded first (a first call of each is three round trips).
     let warm = options(Duration::from_secs(1));
     let warm = within(BOUND, "acquire", client.try_acquire("warm", &warm)).await;
@@ -142,8 +164,7 @@ async fn held_on_a_bare_majority(
     quorum: &Quorum,
     ttl: Duration,
 ) -> (LeaseClient, Vec<Proxy>, leasectl::Lease) {
-    let proxies = paths(quorum);
-    let client = connect_within(BOUND, settings(&urls(&proxies), Duration::from_secs(1))).await;
+    let (proxies, client) = client_on_paths(quorum, Duration::from_secs(1)).await;
     proxies[2].set_blackhole(true);
     let lease = acquired(within(BOUND, "acquire", client.try_acquire("bare", &options(ttl))).await);
     assert!(!support::exists(&quorum.servers[2], &key("bare")));
@@ -167,14 +188,7 @@ async fn a_young_grant_needs_every_other_instance_to_answer() {
     endpoints.extend(quorum.servers[1..].iter().map(RedisServer::url));
     let second = connect_within(BOUND, settings(&endpoints, Duration::from_secs(1))).await;
     silent.set_blackhole(true);
-    let answer = within(BOUND, "acquire", second.try_acquire("bare", &options(ttl))).await;
-    match answer {
-        Err(Error::NoQuorum { .. }) => {}
-        Ok(Acquire::Acquired(taken)) => {
-            panic!("granted {} while {} still holds it", taken.id(), lease.id())
-        }
-        other => panic!("expected no quorum, got {other:?}"),
-    }
+    no_quorum_for(&second, ttl, &lease).await;
     assert!(
         support::eventually(BOUND, || !support::exists(&quorum.servers[2], &key("bare"))),
         "the refused attempt is undone"
@@ -202,26 +216,14 @@ async fn a_young_grant_needs_every_other_instance_to_answer() {
 /// anew (young), and with instance 2's does not make a majority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connected_before_a_restart_judges_the_instance_anew() {
-    let mut quorum = Quorum::start(3);
     let ttl = Duration::from_secs(8);
-    quorum.wait_older_than(ttl);
-    let path = paths(&quorum);
-    let second = connect_within(BOUND, settings(&urls(&path), Duration::from_secs(1))).await;
-    let warm = within(BOUND, "acquire", second.try_acquire("warm", &options(ttl))).await;
-    within(BOUND, "release", acquired(warm).release())
-        .await
-        .expect("released");
+    let mut quorum = older_quorum(ttl);
+    let (path, second) = client_on_paths(&quorum, Duration::from_secs(1)).await;
+    warm_up(&second, &options(ttl)).await.expect("released");
     let (_holder, _proxies, lease) = held_on_a_bare_majority(&quorum, ttl).await;
     quorum.servers[1].restart();
     path[0].set_blackhole(true);
-    let answer = within(BOUND, "acquire", second.try_acquire("bare", &options(ttl))).await;
-    match answer {
-        Err(Error::NoQuorum { .. }) => {}
-        Ok(Acquire::Acquired(taken)) => {
-            panic!("granted {} while {} still holds it", taken.id(), lease.id())
-        }
-        other => panic!("expected no quorum, got {other:?}"),
-    }
+    no_quorum_for(&second, ttl, &lease).await;
 }
 
 /// Item 3: a lease held for 20 s on a bare majority {0, 1}; instance 1 restarts empty. A
@@ -230,10 +232,9 @@ async fn a_client_connected_before_a_restart_judges_the_instance_anew() {
 /// held with, which instance 0 remembers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
-    let mut quorum = Quorum::start(3);
     let ttl = Duration::from_secs(20);
     // A bare majority's grants count only from instances older than the TTL.
-    quorum.wait_older_than(ttl);
+    let mut quorum = older_quorum(ttl);
     let (_holder, _proxies, lease) = held_on_a_bare_majority(&quorum, ttl).await;
     // The competitor hears instance 2 last: instances 0 (which remembers the 20 s TTL) and 1
     // answer first. (Were 0's answer last, 1 and 2 could decide alone: see the README's quorum
@@ -248,12 +249,10 @@ async fn a_shorter_ttl_does_not_make_a_restarted_instance_old() {
 /// restarted instance 1 is young, and its grant waits for instance 0, which reports the holder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_instance_the_holder_reached_remembers_its_ttl() {
-    let mut quorum = Quorum::start(3);
     let ttl = Duration::from_secs(8);
-    quorum.wait_older_than(ttl);
+    let mut quorum = older_quorum(ttl);
     // The holder's path to instance 2 refuses connections while it acquires.
-    let proxies = paths(&quorum);
-    let holder = connect_within(BOUND, settings(&urls(&proxies), Duration::from_secs(1))).await;
+    let (proxies, holder) = client_on_paths(&quorum, Duration::from_secs(1)).await;
     proxies[2].set_refuse(true);
     proxies[2].cut();
     let lease = acquired(within(BOUND, "acquire", holder.try_acquire("bare", &options(ttl))).await);
@@ -281,14 +280,30 @@ async fn restart_one_then_compete(quorum: &mut Quorum, last: usize, lease: &Leas
         support::eventually(BOUND, || uptime(&quorum.servers[1]) >= 3),
         "instance 1 up for 3 s"
     );
-    let path = paths(quorum);
-    let second = connect_within(BOUND, settings(&urls(&path), BOUND)).await;
+    let (path, second) = client_on_paths(quorum, BOUND).await;
     let short = options(Duration::from_secs(1));
     // Scripts loaded first (a first call is three round trips).
-    let warm = within(BOUND, "acquire", second.try_acquire("warm", &short)).await;
-    let _ = acquired(warm).release().await;
+    let _ = warm_up(&second, &short).await;
     path[last].set_latency(Duration::from_millis(300));
     refused_while_held(&second, &short, lease).await;
+}
+
+/// `competitor` asks for "bare" with `ttl` and must be told there is no quorum (not granted it
+/// while `lease` holds it).
+async fn no_quorum_for(competitor: &LeaseClient, ttl: Duration, lease: &Lease) {
+    let answer = within(
+        BOUND,
+        "acquire",
+        competitor.try_acquire("bare", &options(ttl)),
+    )
+    .await;
+    match answer {
+        Err(Error::NoQuorum { .. }) => {}
+        Ok(Acquire::Acquired(taken)) => {
+            panic!("granted {} while {} still holds it", taken.id(), lease.id())
+        }
+        other => panic!("expected no quorum, got {other:?}"),
+    }
 }
 
 /// `competitor` asks for "bare" with `options` and must be told it is held by `lease`.

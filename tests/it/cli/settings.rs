@@ -1,6 +1,7 @@
 //! Settings (SPEC 3)
 
 use super::*;
+use crate::process::run_job;
 
 /// A settings file naming `server` with key prefix `prefix`.
 fn write_settings(path: &Path, server: &RedisServer, prefix: &str) {
@@ -49,17 +50,7 @@ fn a_settings_file_in_the_working_folder_is_used_by_run() {
         "t:",
     );
     let mut command = leasectl.command();
-    command.args([
-        "run",
-        "--instance",
-        "a",
-        "--region",
-        "r",
-        "--lease",
-        "job",
-        "--work",
-        "60s",
-    ]);
+    command.args(run_job("60s"));
     let mut run = Running::spawn(command);
     run.wait_for("Lock acquired");
     assert_eq!(hgetall(&server, "t:job")["meta_instanceId"], "a");

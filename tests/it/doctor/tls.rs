@@ -1,10 +1,9 @@
 //! The TLS check: the certificate's chain, name and days left, and an expired one found.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::{against, doctor};
-use crate::support::{query, Leasectl, TlsRedis};
+use crate::support::{openssl, query, Leasectl, TlsRedis};
 
 /// Trusts the server's CA through `appsettings.json` in the command's folder.
 fn trusting(server: &TlsRedis) -> Leasectl {
@@ -37,20 +36,6 @@ fn make_expired_certificate(dir: &Path) {
         "ca -batch -config expired-ca.cnf -cert ca.crt -keyfile ca.key -in expired.csr \
          -out expired.crt -startdate 20200101000000Z -enddate 20200102000000Z \
          -extensions server -notext",
-    );
-}
-
-fn openssl(dir: &Path, args: &str) {
-    let output = Command::new("openssl")
-        .args(args.split_whitespace())
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        output.status.success(),
-        "openssl {args}: {}",
-        String::from_utf8_lossy(&output.stderr)
     );
 }
 

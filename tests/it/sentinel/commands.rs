@@ -98,20 +98,7 @@ fn every_command_works_through_service_name() {
         "tokens rise: {exec_token} after {token}"
     );
 
-    let set = |value: &str, token: u64| {
-        leasectl_done(
-            &deployment,
-            &leasectl,
-            &[
-                "fence",
-                "set",
-                "report",
-                value,
-                "--token",
-                &token.to_string(),
-            ],
-        )
-    };
+    let set = |value: &str, token: u64| fence_report(&deployment, &leasectl, value, token);
     set("new", exec_token).expect(0);
     set("old", token).expect(3);
     let report: Option<String> = primary.query(&["GET", "report"]);

@@ -27,15 +27,7 @@ fn read_token(leasectl: &Leasectl, file: &str) -> Option<u64> {
 fn across(fail_over: impl FnOnce(&mut SentinelDeployment) -> u16) {
     let mut deployment = SentinelDeployment::start();
     let leasectl = Leasectl::new();
-    let mut holder = {
-        let mut command = deployment.leasectl(&leasectl);
-        command
-            .env("RedisLeasing__AutoRenewInterval", "300ms")
-            .args([
-                "exec", JOB, "--ttl", "10s", "--json", "--", "sh", "-c", HOLDER,
-            ]);
-        Running::spawn(command)
-    };
+    let mut holder = start_holder(&deployment, &leasectl, HOLDER);
     let acquired = holder.wait_for("\"acquired\"");
     let holder_token = field(&acquired, "fencingToken").as_u64().expect("a token");
     let holder_id = lease_id(deployment.primary(), JOB).expect("held on the primary");

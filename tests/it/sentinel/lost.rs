@@ -23,15 +23,7 @@ fn a_lease_lost_in_a_failover_is_signalled_at_the_next_renewal_and_fenced() {
     let script = "echo $LEASECTL_FENCING_TOKEN > old.token; \
                   trap 'echo TERM > old.term; exit 42' TERM; \
                   while true; do sleep 0.05; done";
-    let mut holder = {
-        let mut command = deployment.leasectl(&leasectl);
-        command
-            .env("RedisLeasing__AutoRenewInterval", "300ms")
-            .args([
-                "exec", JOB, "--ttl", "10s", "--json", "--", "sh", "-c", script,
-            ]);
-        Running::spawn(command)
-    };
+    let mut holder = start_holder(&deployment, &leasectl, script);
     let acquired = holder.wait_for("\"acquired\"");
     let old_token = field(&acquired, "fencingToken").as_u64().expect("a token");
     assert!(holds(deployment.primary(), JOB));
@@ -73,20 +65,7 @@ fn a_lease_lost_in_a_failover_is_signalled_at_the_next_renewal_and_fenced() {
     .as_u64()
     .unwrap_or_else(|| panic!("a token\n{done}"));
     assert!(new_token > old_token, "{new_token} after {old_token}");
-    let set = |value: &str, token: u64| {
-        leasectl_done(
-            &deployment,
-            &leasectl,
-            &[
-                "fence",
-                "set",
-                "report",
-                value,
-                "--token",
-                &token.to_string(),
-            ],
-        )
-    };
+    let set = |value: &str, token: u64| fence_report(&deployment, &leasectl, value, token);
     set("new", new_token).expect(0);
     let late = set("late", old_token);
     late.expect(3);

@@ -67,3 +67,37 @@ fn exec_json(
         .args(["--", "sh", "-c", script]);
     Running::spawn(command)
 }
+
+/// The lease holder of the failover tests: `leasectl exec JOB --ttl 10s --json -- sh -c SCRIPT`
+/// renewed every 300 ms (so a renewal soon meets what a failover did), started.
+fn start_holder(deployment: &SentinelDeployment, leasectl: &Leasectl, script: &str) -> Running {
+    let mut command = deployment.leasectl(leasectl);
+    command
+        .env("RedisLeasing__AutoRenewInterval", "300ms")
+        .args([
+            "exec", JOB, "--ttl", "10s", "--json", "--", "sh", "-c", script,
+        ]);
+    Running::spawn(command)
+}
+
+/// `leasectl fence set report VALUE --token TOKEN`, run to its end: a fenced write of the
+/// protected resource `report` (exit 0 when written, 3 when the token is refused).
+fn fence_report(
+    deployment: &SentinelDeployment,
+    leasectl: &Leasectl,
+    value: &str,
+    token: u64,
+) -> Output {
+    leasectl_done(
+        deployment,
+        leasectl,
+        &[
+            "fence",
+            "set",
+            "report",
+            value,
+            "--token",
+            &token.to_string(),
+        ],
+    )
+}

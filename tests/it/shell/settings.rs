@@ -7,7 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 
 use super::*;
-use crate::process::{Running, LIMIT};
+use crate::process::{run_job, Running, LIMIT};
 
 /// Writes `appsettings.json` in the commands' working folder with this `RedisLeasing` section.
 fn settings_file(tool: &Leasectl, section: serde_json::Value) {
@@ -29,17 +29,7 @@ fn default_wait_time_is_the_wait_of_acquire_run_and_exec() {
     assert_eq!(waited.lease, "job");
     leasectl(&tool, &quorum, &["exec", "job", "--", "true"]).expect(0);
     acquire(&tool, &quorum, "job", &["--ttl", "1s"]);
-    let run = [
-        "run",
-        "--instance",
-        "a",
-        "--region",
-        "r",
-        "--lease",
-        "job",
-        "--work",
-        "1s",
-    ];
+    let run = run_job("1s");
     leasectl(&tool, &quorum, &run).expect(0);
     // `--wait 0s` still fails fast.
     acquire(&tool, &quorum, "job", &["--ttl", "1m"]);

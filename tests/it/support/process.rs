@@ -124,6 +124,22 @@ impl Drop for Running {
 }
 
 /// Runs `command` to its end (killed past [`LIMIT`]).
+/// `leasectl run` as one worker (instance `a`, region `r`) on lease `job`, working `work`: the
+/// arguments after the program.
+pub fn run_job(work: &str) -> [&str; 9] {
+    [
+        "run",
+        "--instance",
+        "a",
+        "--region",
+        "r",
+        "--lease",
+        "job",
+        "--work",
+        work,
+    ]
+}
+
 /// `leasectl run`'s winner as the competition demo runs it, working one second.
 pub const SHORT_RUN: &[&str] = &[
     "run",

@@ -466,8 +466,8 @@ pub fn make_certificates(dir: &Path, host: &str) {
     );
 }
 
-/// Runs `openssl ARGS` (split at whitespace) in `dir`; fails the test when it fails.
-fn openssl(dir: &Path, args: &str) {
+/// Runs `openssl ARGS` (split at whitespace) in `dir` for certificates; fails the test if it fails
+pub fn openssl(dir: &Path, args: &str) {
     let output = Command::new("openssl")
         .args(args.split_whitespace())
         .current_dir(dir)

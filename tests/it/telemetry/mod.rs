@@ -27,6 +27,13 @@ fn exec(
     exec
 }
 
+/// Fails the test unless `receiver` got a point of metric `name` that `wanted` accepts (the
+/// message shows every point of that metric).
+fn assert_any_point(receiver: &Receiver, name: &str, wanted: impl Fn(&receiver::Point) -> bool) {
+    let points = receiver.points(name);
+    assert!(points.iter().any(wanted), "{points:?}");
+}
+
 #[test]
 fn exec_delivers_the_acquisition_renewal_and_hold_metrics_and_spans() {
     let server = RedisServer::start();
@@ -45,13 +52,9 @@ fn exec_delivers_the_acquisition_renewal_and_hold_metrics_and_spans() {
     std::fs::write(leasectl.dir().join("go"), "").expect("write go");
     running.finish().expect(0);
 
-    let acquisitions = receiver.points("leasing.acquisitions.total");
-    assert!(
-        acquisitions
-            .iter()
-            .any(|p| p.attribute("lease.result") == Some("acquired") && p.value >= 1.0),
-        "{acquisitions:?}"
-    );
+    assert_any_point(&receiver, "leasing.acquisitions.total", |p| {
+        p.attribute("lease.result") == Some("acquired") && p.value >= 1.0
+    });
     for name in [
         "leasing.acquisition.duration",
         "leasing.renewals.total",
@@ -69,13 +72,9 @@ fn exec_delivers_the_acquisition_renewal_and_hold_metrics_and_spans() {
             );
         }
     }
-    let renewals = receiver.points("leasing.renewals.total");
-    assert!(
-        renewals
-            .iter()
-            .any(|p| p.attribute("lease.result") == Some("renewed") && p.value >= 1.0),
-        "{renewals:?}"
-    );
+    assert_any_point(&receiver, "leasing.renewals.total", |p| {
+        p.attribute("lease.result") == Some("renewed") && p.value >= 1.0
+    });
     let holds = receiver.points("leasing.hold.duration");
     assert!(
         holds.iter().any(|p| p.value >= 1.0),
@@ -124,12 +123,9 @@ fn a_lost_lease_delivers_leases_lost_with_its_reason_before_exit_4() {
     running.wait_for("\"acquired\"");
     let _: i64 = server.query(&["DEL", &support::key("otel-lost")]);
     running.finish().expect(4);
-    let lost = receiver.points("leasing.leases_lost.total");
-    assert!(
-        lost.iter()
-            .any(|p| p.attribute("lease.loss_reason") == Some("not_owner") && p.value >= 1.0),
-        "{lost:?}"
-    );
+    assert_any_point(&receiver, "leasing.leases_lost.total", |p| {
+        p.attribute("lease.loss_reason") == Some("not_owner") && p.value >= 1.0
+    });
 }
 
 #[test]
@@ -147,14 +143,10 @@ fn a_held_lease_counts_as_contention_with_the_lease_name_when_asked() {
     let mut held = exec(&leasectl, &server, &receiver, "otel-held", &["true"]);
     held.env("LEASECTL_METRICS_LEASE_NAME", "1");
     complete(held).expect(3);
-    let acquisitions = receiver.points("leasing.acquisitions.total");
-    assert!(
-        acquisitions
-            .iter()
-            .any(|p| p.attribute("lease.result") == Some("held")
-                && p.attribute("lease.name") == Some("otel-held")),
-        "{acquisitions:?}"
-    );
+    assert_any_point(&receiver, "leasing.acquisitions.total", |p| {
+        p.attribute("lease.result") == Some("held")
+            && p.attribute("lease.name") == Some("otel-held")
+    });
     assert!(!receiver.points("leasing.contention.total").is_empty());
 }
 
@@ -168,13 +160,9 @@ fn ctrl_c_flushes_what_was_recorded_before_exit() {
     running.wait_for("\"acquired\"");
     support::signal(running.pid(), "INT");
     running.finish().expect(130);
-    let acquisitions = receiver.points("leasing.acquisitions.total");
-    assert!(
-        acquisitions
-            .iter()
-            .any(|p| p.attribute("lease.result") == Some("acquired")),
-        "{acquisitions:?}"
-    );
+    assert_any_point(&receiver, "leasing.acquisitions.total", |p| {
+        p.attribute("lease.result") == Some("acquired")
+    });
     assert!(!receiver.points("leasing.hold.duration").is_empty());
 }
 
@@ -186,13 +174,9 @@ fn grpc_delivers_the_metrics_and_spans_when_the_protocol_says_so() {
     let mut command = exec(&leasectl, &server, &receiver, "otel-grpc", &["true"]);
     command.env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
     complete(command).expect(0);
-    let acquisitions = receiver.points("leasing.acquisitions.total");
-    assert!(
-        acquisitions
-            .iter()
-            .any(|p| p.attribute("lease.result") == Some("acquired")),
-        "{acquisitions:?}"
-    );
+    assert_any_point(&receiver, "leasing.acquisitions.total", |p| {
+        p.attribute("lease.result") == Some("acquired")
+    });
     let spans = receiver.spans();
     assert!(spans.iter().any(|s| s.name == "lease.acquire"), "{spans:?}");
     assert!(spans.iter().any(|s| s.name == "lease.release"), "{spans:?}");

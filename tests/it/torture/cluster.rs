@@ -8,10 +8,9 @@
 //! fault's start until the new primary answers (see `checker::Deletion`).
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::checker::Deletion;
-use super::faults::{scaled, undo_fault, Deployment, Fault, Undo};
+use super::faults::{inject_cycles, Deployment, Fault, Undo};
 use super::history::now;
 use super::holders::hit_holder;
 use super::Ctx;
@@ -101,53 +100,25 @@ pub fn leasectl_env() -> Vec<(String, String)> {
 
 /// Injects the cluster's faults until the run stops, then undoes what is still in force.
 pub fn inject(ctx: &Ctx, deployment: &Deployment, nodes: &Nodes, mut rng: fastrand::Rng) {
-    let ttl = ctx.config.ttl;
-    let kinds = Fault::cluster();
-    let mut cycle: Vec<Fault> = Vec::new();
-    let mut pending: Vec<(u64, Undo)> = Vec::new();
-    let mut next_at = now() + scaled(ttl, &mut rng, 30, 100);
-    while !ctx.stopping() {
-        let at = now();
-        pending.retain(|(due, undo)| {
-            let due_now = *due <= at;
-            if due_now {
-                undo_fault(ctx, deployment, undo);
-            }
-            !due_now
-        });
-        if at >= next_at {
-            if cycle.is_empty() {
-                cycle = kinds.clone();
-                rng.shuffle(&mut cycle);
-            }
+    inject_cycles(
+        ctx,
+        deployment,
+        Fault::cluster(),
+        &mut rng,
+        |cycle, _, undoing, rng| {
             // A failover keeps the injector busy for seconds: only when nothing waits to be
             // undone (a stopped holder's SIGCONT must come on time).
             let position = cycle
                 .iter()
-                .rposition(|kind| pending.is_empty() || !kind.fails_over());
-            let injected = position.and_then(|position| {
-                let kind = cycle[position];
-                let undo = match kind.fails_over() {
-                    true => fail_over(ctx, nodes, kind, &mut rng)?,
-                    false => hit_holder(ctx, deployment, kind, &mut rng)?,
-                };
-                Some((position, kind, undo))
-            });
-            match injected {
-                Some((position, kind, undo)) => {
-                    cycle.remove(position);
-                    *ctx.faults.lock().unwrap().entry(kind).or_default() += 1;
-                    pending.extend(undo);
-                    next_at = now() + scaled(ttl, &mut rng, 30, 100);
-                }
-                None => next_at = now() + 20_000_000,
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for (_, undo) in pending {
-        undo_fault(ctx, deployment, &undo);
-    }
+                .rposition(|kind| !undoing || !kind.fails_over())?;
+            let kind = cycle[position];
+            let undo = match kind.fails_over() {
+                true => fail_over(ctx, nodes, kind, rng)?,
+                false => hit_holder(ctx, deployment, kind, rng)?,
+            };
+            Some((position, undo))
+        },
+    );
 }
 
 /// Fails over the primary owning a name a library competitor holds (one in a long hold, which

@@ -274,12 +274,72 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
     }
     let ttl = ctx.config.ttl;
     let kinds = Fault::all(deployment.instances(), ctx.config.single_restarts);
-    let mut cycle: Vec<Fault> = Vec::new();
-    let mut pending: Vec<(u64, Undo)> = Vec::new();
     // Per instance: until when it counts as hit (quorum mode keeps those a minority).
     let mut hit_until = vec![0u64; deployment.instances()];
     let mut group_faults = 0;
-    let mut next_at = now() + scaled(ttl, &mut rng, 30, 100);
+    inject_cycles(ctx, deployment, kinds, &mut rng, |cycle, at, _, rng| {
+        // Quorum mode: after a few faults on the same minority, let it heal for two TTLs so
+        // that the next faults pick other instances.
+        let hit_now = hit_until.iter().any(|&until| until > at);
+        if !hit_now {
+            group_faults = 0;
+        }
+        let draining = deployment.instances() > 1 && group_faults >= GROUP_FAULTS;
+        let position = cycle
+            .iter()
+            .rposition(|kind| !(draining && kind.hits_an_instance()))?;
+        let kind = cycle[position];
+        let undo = if kind == Fault::BareMajorityRestart {
+            let i = target(&hit_until, at, rng);
+            let (until, undo) = bare_majority_restart(ctx, deployment, i, rng)?;
+            hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
+            group_faults += 1;
+            undo
+        } else if kind.hits_an_instance() {
+            let i = target(&hit_until, at, rng);
+            let (until, undo) = hit_instance(ctx, deployment, kind, i, rng);
+            hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
+            group_faults += 1;
+            undo
+        } else if kind.hits_a_path() {
+            hit_path(ctx, deployment, kind, rng)
+        } else if kind == Fault::FenceRestart {
+            // Instance 0 (the fence's first) joins the minority hit: only when it may.
+            let others = (1..hit_until.len()).filter(|&i| hit_until[i] > at).count();
+            if others >= (hit_until.len() - 1) / 2 {
+                return None;
+            }
+            let undo = hit_holder(ctx, deployment, kind, rng)?;
+            let until = undo.iter().map(|(due, _)| *due).max().unwrap_or(at);
+            hit_until[0] = hit_until[0].max(until + 2 * ttl.as_nanos() as u64);
+            undo
+        } else {
+            hit_holder(ctx, deployment, kind, rng)?
+        };
+        Some((position, undo))
+    });
+    deployment.heal();
+}
+
+/// The loop every injector runs (the instances' and the cluster's): until the run stops, it
+/// undoes the faults whose time has come and, each time a fault is due (30-100% of a TTL after
+/// the last), lets `pick` inject one kind from `cycle`, a shuffled copy of `kinds` (each kind
+/// once a cycle). `pick` gets the kinds left in the cycle, the time, whether any fault waits to
+/// be undone, and the generator; it
+/// answers the position in `cycle` of the kind it injected, with when and what to undo, or
+/// `None` when it can hit nothing now (then it is asked again 20 ms later). At the end it
+/// undoes what is still in force.
+pub(super) fn inject_cycles(
+    ctx: &Ctx,
+    deployment: &Deployment,
+    kinds: Vec<Fault>,
+    rng: &mut fastrand::Rng,
+    mut pick: impl FnMut(&[Fault], u64, bool, &mut fastrand::Rng) -> Option<(usize, Vec<(u64, Undo)>)>,
+) {
+    let ttl = ctx.config.ttl;
+    let mut cycle: Vec<Fault> = Vec::new();
+    let mut pending: Vec<(u64, Undo)> = Vec::new();
+    let mut next_at = now() + scaled(ttl, rng, 30, 100);
     while !ctx.stopping() {
         let at = now();
         pending.retain(|(due, undo)| {
@@ -289,58 +349,17 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
             }
             !due_now
         });
-        // Quorum mode: after a few faults on the same minority, let it heal for two TTLs so
-        // that the next faults pick other instances.
-        let hit_now = hit_until.iter().any(|&until| until > at);
-        if !hit_now {
-            group_faults = 0;
-        }
-        let draining = deployment.instances() > 1 && group_faults >= GROUP_FAULTS;
         if at >= next_at {
             if cycle.is_empty() {
                 cycle = kinds.clone();
                 rng.shuffle(&mut cycle);
             }
-            let position = cycle
-                .iter()
-                .rposition(|kind| !(draining && kind.hits_an_instance()));
-            let injected = position.and_then(|position| {
-                let kind = cycle[position];
-                let undo = if kind == Fault::BareMajorityRestart {
-                    let i = target(&hit_until, at, &mut rng);
-                    let (until, undo) = bare_majority_restart(ctx, deployment, i, &mut rng)?;
-                    hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
-                    group_faults += 1;
-                    undo
-                } else if kind.hits_an_instance() {
-                    let i = target(&hit_until, at, &mut rng);
-                    let (until, undo) = hit_instance(ctx, deployment, kind, i, &mut rng);
-                    hit_until[i] = hit_until[i].max(until + 2 * ttl.as_nanos() as u64);
-                    group_faults += 1;
-                    undo
-                } else if kind.hits_a_path() {
-                    hit_path(ctx, deployment, kind, &mut rng)
-                } else if kind == Fault::FenceRestart {
-                    // Instance 0 (the fence's first) joins the minority hit: only when it may.
-                    let others = (1..hit_until.len()).filter(|&i| hit_until[i] > at).count();
-                    if others >= (hit_until.len() - 1) / 2 {
-                        return None;
-                    }
-                    let undo = hit_holder(ctx, deployment, kind, &mut rng)?;
-                    let until = undo.iter().map(|(due, _)| *due).max().unwrap_or(at);
-                    hit_until[0] = hit_until[0].max(until + 2 * ttl.as_nanos() as u64);
-                    undo
-                } else {
-                    hit_holder(ctx, deployment, kind, &mut rng)?
-                };
-                Some((position, kind, undo))
-            });
-            match injected {
-                Some((position, kind, undo)) => {
-                    cycle.remove(position);
+            match pick(&cycle, at, !pending.is_empty(), rng) {
+                Some((position, undo)) => {
+                    let kind = cycle.remove(position);
                     *ctx.faults.lock().unwrap().entry(kind).or_default() += 1;
                     pending.extend(undo);
-                    next_at = now() + scaled(ttl, &mut rng, 30, 100);
+                    next_at = now() + scaled(ttl, rng, 30, 100);
                 }
                 // Nobody to hit right now (no holder, or the instances are healing): soon again.
                 None => next_at = now() + 20_000_000,
@@ -351,7 +370,6 @@ pub fn inject(ctx: &Ctx, deployment: &Deployment, mut rng: fastrand::Rng) {
     for (_, undo) in pending {
         undo_fault(ctx, deployment, &undo);
     }
-    deployment.heal();
 }
 
 /// An instance that may be hit now: any while fewer than a minority are hit (or were, less
