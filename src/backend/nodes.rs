@@ -87,25 +87,24 @@ impl Call {
 
     /// The EVAL command: the script's text instead of its hash (after a NOSCRIPT).
     pub(super) fn eval(&self) -> Cmd {
-        let mut command = redis::cmd("EVAL");
+        self.run("EVAL", &self.script.code)
+    }
+
+    /// The EVALSHA command, encoded once.
+    pub(super) fn command(&self) -> &Cmd {
+        self.command
+            .get_or_init(|| self.run("EVALSHA", &self.script.hash))
+    }
+
+    /// `name script numkeys keys... args...`.
+    fn run(&self, name: &str, script: &str) -> Cmd {
+        let mut command = redis::cmd(name);
         command
-            .arg(&self.script.code)
+            .arg(script)
             .arg(self.keys.len())
             .arg(&self.keys)
             .arg(&self.args);
         command
-    }
-
-    pub(super) fn command(&self) -> &Cmd {
-        self.command.get_or_init(|| {
-            let mut command = redis::cmd("EVALSHA");
-            command
-                .arg(&self.script.hash)
-                .arg(self.keys.len())
-                .arg(&self.keys)
-                .arg(&self.args);
-            command
-        })
     }
 }
 
