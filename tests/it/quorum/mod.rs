@@ -73,6 +73,17 @@ fn exists_on(server: &RedisServer, name: &str) -> bool {
     support::exists(server, &key(name))
 }
 
+/// Whether `name`'s key is gone from `server` within the time limit: a release or an undo
+/// returns once a majority answered, and finishes on the other instances in the background.
+/// (From a multi-threaded runtime's task: it blocks in place.)
+fn gone_soon(server: &RedisServer, name: &str) -> bool {
+    let gone = || support::eventually(LIMIT, || !exists_on(server, name));
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(gone),
+        Err(_) => gone(),
+    }
+}
+
 /// The fencing counter on `server` (0 when missing).
 fn counter_on(server: &RedisServer, name: &str) -> u64 {
     server
