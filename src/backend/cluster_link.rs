@@ -48,7 +48,11 @@ impl Recipe {
             .overall_response_timeout(Some(self.sync_timeout))
             .retries(RETRIES)
             .min_retry_wait(20)
-            .max_retry_wait(250);
+            .max_retry_wait(250)
+            // Each wait between 20 and 250 ms, not growing: redis-rs computes the growth as
+            // base^retry × factor in u64, which overflows (a panic in a debug build) long
+            // before the thousandth retry with the default base of 2.
+            .retry_wait_formula(250, 1);
         if let Some(roots) = &self.roots {
             builder = builder.certs(redis::TlsCertificates {
                 client_tls: None,
