@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 /// Redis's answer to EVALSHA for a script it does not have.
 const NO_SCRIPT: redis::ErrorKind = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
 
-/// One Redis instance.
+/// One Redis instance; clones share its connection.
+#[derive(Clone)]
 pub(crate) struct Node {
     /// `host:port`, for messages.
     pub(crate) address: String,
@@ -376,39 +377,20 @@ impl Node {
         &self,
         call: &Arc<Call>,
     ) -> BoxFuture<'static, Result<T>> {
-        let (call, connection, address, after, retry) = (
-            call.clone(),
-            self.connection.clone(),
-            self.address.clone(),
-            self.response_timeout,
-            self.retry,
-        );
+        let (node, call) = (self.clone(), call.clone());
         Box::pin(async move {
-            let answer = retry
-                .run(call.deadline, || run_script(&call, connection.clone()))
+            let answer = node
+                .retry
+                .run(call.deadline, || run_script(&call, node.connection.clone()))
                 .await;
-            answer.map_err(|e| Error::from_redis(&address, &e, after))
+            answer.map_err(|e| Error::from_redis(&node.address, &e, node.response_timeout))
         })
     }
 
     /// Every key matching `pattern` here (SCAN), skipping names that are not UTF-8.
     pub(crate) fn scan(&self, pattern: &str) -> BoxFuture<'static, Result<Vec<String>>> {
-        let (node, pattern) = (self.clone_handle(), pattern.to_string());
+        let (node, pattern) = (self.clone(), pattern.to_string());
         Box::pin(async move { scan_pages(&pattern, |page| node.command(page)).await })
-    }
-
-    /// A copy that shares the connection, for work that outlives a borrow.
-    pub(super) fn clone_handle(&self) -> Node {
-        Node {
-            address: self.address.clone(),
-            connection: self.connection.clone(),
-            client: self.client.clone(),
-            response_timeout: self.response_timeout,
-            tls: self.tls,
-            hub: self.hub.clone(),
-            retry: self.retry,
-            start: self.start.clone(),
-        }
     }
 
     /// A client like this node's that signs in with `token` (user and password).
@@ -452,7 +434,7 @@ impl Node {
 }
 
 /// One attempt at a script call: EVALSHA; once more at once when the connection had died;
-/// on NOSCRIPT, SCRIPT LOAD and EVALSHA again.
+/// on NOSCRIPT, EVAL.
 async fn run_script<T: FromRedisValue>(call: &Call, mut connection: Link) -> redis::RedisResult<T> {
     let mut answer = call.query(&mut connection).await;
     if answer.as_ref().is_err_and(was_dropped) {

@@ -61,7 +61,7 @@ impl Node {
         let epoch = link.load(Ordering::SeqCst);
         let known = self.start.known.lock().expect("start").clone();
         let known = known.filter(|known| known.epoch == epoch);
-        let (node, call) = (self.clone_handle(), call.clone());
+        let (node, call) = (self.clone(), call.clone());
         Box::pin(async move {
             let (answer, uptime) = match known {
                 Some(known) => (node.script::<Value>(&call).await?, known),
@@ -125,7 +125,7 @@ impl Node {
     /// after a call that went out on a new connection).
     pub(crate) fn uptime(&self) -> BoxFuture<'static, Uptime> {
         let link = self.connection.epoch().clone();
-        let node = self.clone_handle();
+        let node = self.clone();
         Box::pin(async move {
             // Twice at most: the first INFO may itself open the connection.
             let mut uptime = None;
