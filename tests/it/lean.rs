@@ -76,8 +76,14 @@ fn a_quorum_instance_tells_its_uptime_once_per_connection() {
         // The longest TTL asked for, and the fencing counter (SET ... GET), once each.
         assert!(count(&calls, "get") <= cycles + 2, "{calls:?}");
         assert!(count(&calls, "set") <= cycles + 3, "{calls:?}");
-        for name in ["type", "zrem", "time"] {
+        for name in ["zrem", "time"] {
             assert_eq!(count(&calls, name), 0, "{name} on the free path: {calls:?}");
         }
+        // A release returns at a majority and finishes here in the background, so the next
+        // acquire may now and then still find the last holder here and read it whole (TYPE,
+        // HGETALL, PTTL): that is the held path, rare, never the free one.
+        let held = count(&calls, "type");
+        assert_eq!(count(&calls, "hgetall"), held, "{calls:?}");
+        assert!(held <= cycles / 10, "TYPE on the free path: {calls:?}");
     }
 }
