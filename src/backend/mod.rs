@@ -182,12 +182,12 @@ impl Backend {
         let votes = match undoing {
             Some(granted) => self.on_a_majority(call, granted, |_| true).await,
             None => {
-                let released = |answer: &(i64, String)| answer.0 > 0;
+                let released = |answer: &Released| answer.count > 0;
                 self.on_a_majority(call, &[], released).await
             }
         };
         for vote in &votes {
-            if let Ok((_, refused)) = vote.answer.as_ref() {
+            if let Ok(Released { refused, .. }) = vote.answer.as_ref() {
                 if refused.is_empty() {
                     continue;
                 }
@@ -197,7 +197,7 @@ impl Backend {
         }
         largest(votes.into_iter().map(|v| Vote {
             node: v.node,
-            answer: v.answer.map(|(released, _)| released),
+            answer: v.answer.map(|released| released.count),
         }))
     }
 
@@ -339,6 +339,23 @@ impl Backend {
             endpoint,
             detail: format!("unexpected answer to the {what} script"),
         }
+    }
+}
+
+/// A release script's answer: how many keys it released, and why its notification was refused
+/// (empty when it was not). A number alone in the usual case (release.lua), else `{count, why}`.
+pub(crate) struct Released {
+    count: i64,
+    refused: String,
+}
+
+impl redis::FromRedisValue for Released {
+    fn from_redis_value(value: redis::Value) -> std::result::Result<Self, redis::ParsingError> {
+        let (count, refused) = match value {
+            redis::Value::Int(count) => (count, String::new()),
+            value => redis::FromRedisValue::from_redis_value(value)?,
+        };
+        Ok(Released { count, refused })
     }
 }
 

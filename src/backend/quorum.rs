@@ -37,11 +37,18 @@ pub(crate) enum Grant {
 }
 
 impl Grant {
-    /// Reads `{1, token...}`, `{3, longest, token...}` (`uptime` is then filled in by the
-    /// caller),
+    /// Reads a token alone (one lease taken), `{1, token...}`, `{3, longest, token...}`
+    /// (`uptime` is then filled in by the caller),
     /// `{0, {type, pttl, fields}, counter, i, longest}` or `{2, waiters, counter, i, longest}`
     /// (`i` counts from 1).
     pub(crate) fn parse(reply: &Value) -> Option<Grant> {
+        if let Value::Int(token) = reply {
+            return Some(Grant::Granted {
+                tokens: vec![u64::try_from(*token).ok()?],
+                uptime: None,
+                longest: 0,
+            });
+        }
         let Value::Array(parts) = reply else {
             return None;
         };

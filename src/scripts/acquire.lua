@@ -11,61 +11,52 @@
 -- server's clock in microseconds: single mode), ARGV[7..] the lease's values (the format's:
 -- acquire_hash.lua or acquire_json.lua, prepended, says how an owner is read and a grant
 -- written)
--- Returns {1, token1, token2, ...} when taken (in quorum mode {3, longest, token1, ...}: the
--- longest TTL the leases were granted with here before; the client knows how long this
--- instance has been up), {0, {type, pttl, fields}, counter, i, longest} when lease i is held,
--- or {2, waiters, counter, i, longest} when lease i is free but promised to the first waiter in
--- its queue.
+-- Returns the token when one lease is taken and nothing else is to be told; else {1, token1,
+-- token2, ...} when taken (in quorum mode {3, longest, token1, ...}, when the leases were
+-- asked for here with a longer TTL before: `longest`, the longest; the client knows how long
+-- this instance has been up), {0, {type, pttl, fields}, counter, i, longest} when lease i is
+-- held, or {2, waiters, counter, i, longest} when lease i is free but promised to the first
+-- waiter in its queue.
 -- The free path — the usual case — calls EXISTS, (TIME,) SET ... GET and the format's write
--- (HSET and PEXPIRE, or SET NX PX), and in quorum mode one GET of the longest TTL: nothing else.
-local id, ttl, waiter = ARGV[1], ARGV[2], ARGV[4]
-local quorum = ARGV[6] ~= ''
+-- (HSET and PEXPIRE, or SET NX PX), and in quorum mode one GET of the longest TTL: nothing
+-- else. Its Lua costs the server about as much as those commands, so it is kept lean too:
+-- no function made for the other paths (each is a closure made on every call), no table
+-- answered when a number will do (Redis looks up every special field a table may have),
+-- numbers parsed only where needed (tonumber is strtod), none passed to redis.call (each is
+-- formatted with snprintf).
+local id, ttl, waiter, floor = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+local quorum = floor ~= ''
 local stride = quorum and 5 or 4
 local leases = #KEYS / stride
-
-local function now_ms()
-  local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-end
-
--- Takes (or keeps) the waiter's place in line, and notes that it is still waiting.
-local function join_queue(queue, deadlines, now)
-  local grace = tonumber(ARGV[5])
-  if not redis.call('ZSCORE', queue, waiter) then
-    local last = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')
-    local ticket = 1
-    if last[2] then
-      ticket = tonumber(last[2]) + 1
-    end
-    redis.call('ZADD', queue, ticket, waiter)
-  end
-  redis.call('ZADD', deadlines, now + grace, waiter)
-  redis.call('PEXPIRE', queue, 2 * grace)
-  redis.call('PEXPIRE', deadlines, 2 * grace)
-end
 
 -- Quorum mode: every instance an acquirer reaches remembers its TTL, whether or not it grants,
 -- so that an instance that restarts later is judged young against it by any instance the
 -- holder reached (its acquire, or its renewals: see extend.lua). `longest`: the longest TTL
 -- the set's leases were asked for here, ours included.
-local longest = 0
+local longest, asked = 0, nil
 if quorum then
-  local asked = tonumber(ttl)
+  asked = tonumber(ttl)
+  longest = asked
   for i = 1, leases do
     local key = KEYS[5 * i]
-    local remembered = tonumber(redis.call('GET', key) or 0) or 0
-    if remembered < asked then
-      redis.call('SET', key, ttl)
-      remembered = asked
+    local remembered = redis.call('GET', key)
+    -- Usually the TTL asked for last time: equal as text, nothing to parse.
+    if remembered ~= ttl then
+      remembered = tonumber(remembered or 0) or 0
+      if remembered < asked then
+        redis.call('SET', key, ttl)
+      elseif remembered > longest then
+        longest = remembered
+      end
     end
-    longest = math.max(longest, remembered)
   end
 end
 
 -- First every lease is checked; nothing is written unless all of them can be taken.
--- ours[i]: lease i is ours already (a retry whose first answer was lost with its connection);
--- queued[i]: lease i is free with a queue, which we may be in.
-local ours, queued = {}, {}
+-- found[i], made only when a lease is present: 'ours' (lease i is ours already: a retry whose
+-- first answer was lost with its connection) or 'queued' (free with a queue, which we may be
+-- in).
+local found
 for i = 1, leases do
   local at = stride * (i - 1)
   local key, fence, queue, deadlines = KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4]
@@ -76,13 +67,33 @@ for i = 1, leases do
   end
   local present = redis.call('EXISTS', key, queue)
   if present > 0 then
+    local function now_ms()
+      local time = redis.call('TIME')
+      return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    end
+    -- Takes (or keeps) the waiter's place in line, and notes that it is still waiting.
+    local function join_queue(now)
+      local grace = tonumber(ARGV[5])
+      if not redis.call('ZSCORE', queue, waiter) then
+        local last = redis.call('ZRANGE', queue, '-1', '-1', 'WITHSCORES')
+        local ticket = 1
+        if last[2] then
+          ticket = tonumber(last[2]) + 1
+        end
+        redis.call('ZADD', queue, ticket, waiter)
+      end
+      redis.call('ZADD', deadlines, now + grace, waiter)
+      redis.call('PEXPIRE', queue, 2 * grace)
+      redis.call('PEXPIRE', deadlines, 2 * grace)
+    end
+    found = found or {}
     -- Anything but our id (a key of another format answers true or an error) is held.
     local holder = lease_owner(key)
     if holder == id then
-      ours[i] = true
+      found[i] = 'ours'
     elseif holder or present == 2 or redis.call('EXISTS', key) == 1 then
       if waiter ~= '' then
-        join_queue(queue, deadlines, now_ms())
+        join_queue(now_ms())
       end
       return {0, read_holder(key), read_counter(fence), i, longest}
     else
@@ -91,68 +102,73 @@ for i = 1, leases do
         redis.call('ZREM', queue, gone)
         redis.call('ZREM', deadlines, gone)
       end
-      local first = redis.call('ZRANGE', queue, 0, 0)[1]
+      local first = redis.call('ZRANGE', queue, '0', '0')[1]
       if first and first ~= waiter then
-        join_queue(queue, deadlines, now)
+        join_queue(now)
         return {2, redis.call('ZCARD', queue), read_counter(fence), i, longest}
       end
-      queued[i] = true
+      found[i] = 'queued'
     end
   end
 end
 
--- The next fencing token: one more than the counter, but never less than a clock in
+-- Then each is taken: its token is one more than the counter, but never less than a clock in
 -- microseconds (`floor`), so that tokens keep increasing even when the counter is lost (a
 -- restart with empty memory, a failover to a replica that missed the last writes): a token
--- taken after such a loss is still larger than any taken before it. The clock is this
--- server's in single mode; in quorum mode the client sends its own, so that the instances hand
--- out the same token. One call in the usual case (the clock is ahead of the counter): SET ...
--- GET writes the floor and answers the counter it replaced (before Redis 6.2: GET, then SET).
--- Tokens are kept as strings: a Lua number passed to redis.call would get 14 significant digits.
-local function next_token(fence, floor)
-  local old = redis.pcall('SET', fence, floor, 'GET')
-  if type(old) == 'table' and old.err then
-    old = redis.call('GET', fence)
-    redis.call('SET', fence, floor)
-  end
-  local counter = tonumber(old or 0)
-  if not counter then
-    redis.call('SET', fence, old)
-    return nil, redis.error_reply('ERR the fencing counter ' .. fence .. ' is not an integer')
-  end
-  if counter < tonumber(floor) then
-    return floor
-  end
-  local token = string.format('%d', counter + 1)
-  redis.call('SET', fence, token)
-  return token
-end
-
-local floor = ARGV[6]
+-- taken after such a loss is still larger than any taken before it. The clock is this server's
+-- in single mode; in quorum mode the client sends its own, so that the instances hand out the
+-- same token. One call in the usual case (the clock is ahead of the counter): SET ... GET
+-- writes the floor and answers the counter it replaced (before Redis 6.2: GET, then SET).
+-- Tokens are written as text (Lua's own number-to-text, as `..` uses, keeps 14 significant
+-- digits) and answered as numbers (exact: they are below 2^53).
 if not quorum then
   local time = redis.call('TIME')
-  floor = time[1] .. string.format('%06d', tonumber(time[2]))
+  floor = time[1] .. string.sub('00000' .. time[2], -6)
 end
-local taken = {1}
-if quorum then
-  taken = {3, longest}
+local least = tonumber(floor)
+-- The usual case, one lease taken (in quorum mode, none asked for longer here before), is
+-- answered with its token alone: a table costs the server about as much to answer as a
+-- command (Redis looks up each of the special fields a table may have).
+local taken
+if leases > 1 or (quorum and longest ~= asked) then
+  taken = quorum and {3, longest} or {1}
 end
 for i = 1, leases do
   local at = stride * (i - 1)
-  local key, fence, queue, deadlines = KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4]
-  if ours[i] then
-    taken[#taken + 1] = our_token(key)
+  local key, fence = KEYS[at + 1], KEYS[at + 2]
+  local mark = found and found[i]
+  local number
+  if mark == 'ours' then
+    number = our_token(key)
   else
-    if queued[i] and waiter ~= '' then
-      redis.call('ZREM', queue, waiter)
-      redis.call('ZREM', deadlines, waiter)
+    if mark == 'queued' and waiter ~= '' then
+      redis.call('ZREM', KEYS[at + 3], waiter)
+      redis.call('ZREM', KEYS[at + 4], waiter)
     end
-    local token, corrupt = next_token(fence, floor)
-    if corrupt then
-      return corrupt
+    local old = redis.pcall('SET', fence, floor, 'GET')
+    if type(old) == 'table' and old.err then
+      old = redis.call('GET', fence)
+      redis.call('SET', fence, floor)
+    end
+    local token
+    token, number = floor, least
+    if old then
+      local counter = tonumber(old)
+      if not counter then
+        redis.call('SET', fence, old)
+        return redis.error_reply('ERR the fencing counter ' .. fence .. ' is not an integer')
+      end
+      if counter >= least then
+        number = counter + 1
+        token = string.format('%d', number)
+        redis.call('SET', fence, token)
+      end
     end
     write_lease(key, token)
-    taken[#taken + 1] = tonumber(token)
   end
+  if not taken then
+    return number
+  end
+  taken[#taken + 1] = number
 end
 return taken

@@ -13,10 +13,6 @@ end
 
 -- Writes our lease into the free `key` with `token`.
 local function write_lease(key, token)
-  local fields = {key, 'leaseId', ARGV[1], 'acquiredAt', ARGV[3], 'fencingToken', token}
-  for f = 7, #ARGV do
-    fields[#fields + 1] = ARGV[f]
-  end
-  redis.call('HSET', unpack(fields))
+  redis.call('HSET', key, 'leaseId', ARGV[1], 'acquiredAt', ARGV[3], 'fencingToken', token, unpack(ARGV, 7))
   redis.call('PEXPIRE', key, ARGV[2])
 end

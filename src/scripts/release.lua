@@ -7,9 +7,11 @@
 -- over and over)
 -- The notification names the first queued waiter (only it needs to try now), or is empty
 -- when no one is queued (then every waiter tries).
--- Returns {how many were released (0 when every key is gone or holds another lease), why a
--- notification was refused ('' when none was)}: a refused PUBLISH (an ACL user without it)
--- does not undo the release, which stands; the waiters then notice it by polling.
+-- Returns how many were released (0 when every key is gone or holds another lease), or, when a
+-- notification was refused, {how many, why}: a refused PUBLISH (an ACL user without it) does
+-- not undo the release, which stands; the waiters then notice it by polling.
+-- The usual case calls HGET, DEL, ZRANGE and PUBLISH, each once, and answers a number (a table
+-- costs the server about as much to answer as a command).
 
 -- Whether `key` holds lease `id`, in any format inspect reads: our hash's `leaseId`, the .NET
 -- package's JSON string's `leaseId`, or a plain token string that is the id itself.
@@ -36,7 +38,9 @@ for i = 1, #KEYS / 2 do
   if holds(key, ARGV[2]) then
     redis.call('DEL', key)
     if channel ~= '' then
-      local published = redis.pcall(ARGV[1], channel, redis.call('ZRANGE', queue, 0, 0)[1] or '')
+      -- '0' as text: a number passed to redis.call is formatted (snprintf) on every call.
+      local first = redis.call('ZRANGE', queue, '0', '0')[1] or ''
+      local published = redis.pcall(ARGV[1], channel, first)
       if type(published) == 'table' and published.err then
         refused = published.err
       end
@@ -44,4 +48,7 @@ for i = 1, #KEYS / 2 do
     released = released + 1
   end
 end
-return {released, refused}
+if refused ~= '' then
+  return {released, refused}
+end
+return released

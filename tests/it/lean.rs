@@ -1,6 +1,8 @@
 //! What the scripts cost the server (issue 17), counted by Redis itself (`INFO commandstats`)
 //! while `leasectl bench` cycles a free lease: the free path calls each command it needs once,
 //! and quorum mode asks an instance for its uptime once per connection, not in every acquire.
+//! The usual answers are numbers, not tables (a table costs the server about as much to answer
+//! as a command): the calls the server logged are run again as they were sent.
 
 use std::collections::BTreeMap;
 
@@ -86,4 +88,89 @@ fn a_quorum_instance_tells_its_uptime_once_per_connection() {
         assert_eq!(count(&calls, "hgetall"), held, "{calls:?}");
         assert!(held <= cycles / 10, "TYPE on the free path: {calls:?}");
     }
+}
+
+#[test]
+fn a_quorum_acquire_and_release_call_each_command_once() {
+    let quorum = Quorum::start(3);
+    let cycles = 200;
+    for server in &quorum.servers {
+        server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    }
+    bench(&quorum.urls(), "S4", cycles);
+    for server in &quorum.servers[1..] {
+        let calls = calls(server);
+        // A release that finished here in the background after the next acquire (rare): that
+        // acquire found the lease held and wrote nothing, and its release found nothing.
+        let held = count(&calls, "type");
+        assert!(held <= cycles / 10, "TYPE on the free path: {calls:?}");
+        // Acquire: EXISTS (on either path), then GET of the longest TTL, SET ... GET of the
+        // counter, HSET, PEXPIRE. Release: HGET, then DEL, ZRANGE and PUBLISH where it held.
+        let once = cycles..=cycles + 2;
+        for name in ["exists", "hget"] {
+            assert!(once.contains(&count(&calls, name)), "{name}: {calls:?}");
+        }
+        let taken = cycles - held..=cycles + 2;
+        for name in ["hset", "pexpire", "del", "zrange", "publish"] {
+            assert!(taken.contains(&count(&calls, name)), "{name}: {calls:?}");
+        }
+        for name in ["zrem", "zscore", "zadd", "time"] {
+            assert_eq!(count(&calls, name), 0, "{name} on the free path: {calls:?}");
+        }
+    }
+}
+
+/// The last script call with `keys` keys the server logged (`EVALSHA sha numkeys key...
+/// arg...`), if any.
+fn last_logged(server: &RedisServer, keys: usize) -> Option<Vec<String>> {
+    type Entry = (i64, i64, i64, Vec<String>, String, String);
+    let entries: Vec<Entry> = server.query(&["SLOWLOG", "GET", "-1"]);
+    let numkeys = keys.to_string();
+    entries
+        .into_iter()
+        .map(|(_, _, _, call, _, _)| call)
+        .find(|call| call[0].eq_ignore_ascii_case("evalsha") && call[2] == numkeys)
+}
+
+/// Logs every command `server` runs from now on (the slow log at 0 µs).
+fn log_every_call(server: &RedisServer) {
+    server.query::<()>(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    server.query::<()>(&["CONFIG", "SET", "slowlog-max-len", "10000"]);
+    server.query::<()>(&["SLOWLOG", "RESET"]);
+}
+
+/// Runs a logged call again, as it was sent.
+fn again(server: &RedisServer, call: &[String]) -> redis::Value {
+    let args: Vec<&str> = call.iter().map(String::as_str).collect();
+    server.query(&args)
+}
+
+/// Takes the last cycle's lease again with its own acquire call (its key is free now), and
+/// releases it with the cycle's release: each answers a number.
+fn answers_are_numbers(server: &RedisServer, acquire_keys: usize) {
+    let acquire = last_logged(server, acquire_keys).expect("an acquire was logged");
+    let release = last_logged(server, 2).expect("a release was logged");
+    let answer = again(server, &acquire);
+    assert!(
+        matches!(answer, redis::Value::Int(token) if token > 0),
+        "the acquire answered {answer:?}"
+    );
+    let answer = again(server, &release);
+    assert_eq!(answer, redis::Value::Int(1), "the release answered");
+}
+
+#[test]
+fn the_usual_acquire_and_release_answer_a_number() {
+    let server = RedisServer::start();
+    log_every_call(&server);
+    bench(&[server.url()], "S1", 3);
+    answers_are_numbers(&server, 4);
+
+    let quorum = Quorum::start(3);
+    for server in &quorum.servers {
+        log_every_call(server);
+    }
+    bench(&quorum.urls(), "S4", 3);
+    // Instance 0 also serves S4's interleaved single-instance cycles.
+    answers_are_numbers(&quorum.servers[1], 5);
 }
