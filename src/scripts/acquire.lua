@@ -12,11 +12,11 @@
 -- acquire_hash.lua or acquire_json.lua, prepended, says how an owner is read and a grant
 -- written)
 -- Returns the token when one lease is taken and nothing else is to be told; else {1, token1,
--- token2, ...} when taken (in quorum mode {3, longest, token1, ...}, when the leases were
--- asked for here with a longer TTL before: `longest`, the longest; the client knows how long
+-- token2, ...} when taken (in quorum mode {3, longest, token1, ...}; the client knows how long
 -- this instance has been up), {0, {type, pttl, fields}, counter, i, longest} when lease i is
 -- held, or {2, waiters, counter, i, longest} when lease i is free but promised to the first
--- waiter in its queue.
+-- waiter in its queue. `longest`: the longest TTL in ms the leases were asked for here when
+-- that is longer than ours, else 0 (always 0 in single mode).
 -- The free path — the usual case — calls EXISTS, (TIME,) SET ... GET and the format's write
 -- (HSET and PEXPIRE, or SET NX PX), and in quorum mode one GET of the longest TTL: nothing
 -- else. Its Lua costs the server about as much as those commands, so it is kept lean too:
@@ -32,20 +32,20 @@ local leases = #KEYS / stride
 -- Quorum mode: every instance an acquirer reaches remembers its TTL, whether or not it grants,
 -- so that an instance that restarts later is judged young against it by any instance the
 -- holder reached (its acquire, or its renewals: see extend.lua). `longest`: the longest TTL
--- the set's leases were asked for here, ours included.
+-- the set's leases were asked for here when that is longer than ours, else 0 (the client
+-- judges by ours then).
 local longest, asked = 0, nil
 if quorum then
-  asked = tonumber(ttl)
-  longest = asked
   for i = 1, leases do
     local key = KEYS[5 * i]
     local remembered = redis.call('GET', key)
     -- Usually the TTL asked for last time: equal as text, nothing to parse.
     if remembered ~= ttl then
+      asked = asked or tonumber(ttl)
       remembered = tonumber(remembered or 0) or 0
       if remembered < asked then
         redis.call('SET', key, ttl)
-      elseif remembered > longest then
+      elseif remembered > asked and remembered > longest then
         longest = remembered
       end
     end
@@ -126,11 +126,11 @@ if not quorum then
   floor = time[1] .. string.sub('00000' .. time[2], -6)
 end
 local least = tonumber(floor)
--- The usual case, one lease taken (in quorum mode, none asked for longer here before), is
+-- The usual case, one lease taken (and in quorum mode none asked for longer here before), is
 -- answered with its token alone: a table costs the server about as much to answer as a
 -- command (Redis looks up each of the special fields a table may have).
 local taken
-if leases > 1 or (quorum and longest ~= asked) then
+if leases > 1 or longest > 0 then
   taken = quorum and {3, longest} or {1}
 end
 for i = 1, leases do
