@@ -8,10 +8,14 @@ usec_per_call and the commands the script called (calls per script call, and the
 Two yardsticks run in the same round: a bare SET NX PX in a script, and node-redlock's
 acquire script (EXISTS, SET PX). Rounds alternate the calls; the medians are printed.
 
-    scripts/script-cost.py [--rounds 5] [--n 20000] [--depth 1] [--src DIR]
+    scripts/script-cost.py [--rounds 5] [--n 20000] [--depth 1] [--src DIR] [--compare DIR]
+    scripts/script-cost.py --callgrind [--n 1000] [--compare DIR]
+    scripts/script-cost.py --bench target/release/leasectl [--rounds 5] [--cycles 3000]
 
 --depth 1 sends one call at a time (as S1 does); a larger depth pipelines (as S2's 50
 acquirers do). The machine's noise moves every figure together: compare within one run.
+With --bench, the figures are taken during `leasectl bench` S1 (one server) and S4 (three):
+EVALSHA's average from INFO commandstats, and each script's median from the slow log.
 """
 
 import argparse
@@ -277,6 +281,56 @@ def bench(args):
             server.wait()
 
 
+def selected(args):
+    """The calls to measure: ours, those of --compare's scripts, as --only narrows them."""
+    table = calls(args.src)
+    if args.compare:
+        table.update({f"{name} ({os.path.basename(os.path.normpath(args.compare))})": call
+                      for name, call in calls(args.compare).items()
+                      if "yardstick" not in name and "node-redlock" not in name})
+    if args.only:
+        table = {k: v for k, v in table.items() if any(o in k for o in args.only)}
+    return table
+
+
+def instructions(script, make, n):
+    """Instructions per call inside evalShaCommand, counted by callgrind on a server of its
+    own (exact where the µs move with the machine's load; about 50× slower)."""
+    work = tempfile.mkdtemp(prefix="script-cost-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = os.path.join(work, "callgrind.out")
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--toggle-collect=evalShaCommand",
+         f"--callgrind-out-file={out}", "redis-server", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", work],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        try:
+            conn = Conn(port)
+            conn.call("PING")
+            break
+        except OSError:
+            time.sleep(0.05)
+    sha = conn.call("SCRIPT", "LOAD", script)
+    commands = []
+    for i in range(n):
+        prepare, k, a = make(i)
+        commands.extend(prepare)
+        commands.append(encode("EVALSHA", sha, len(k), *k, *a))
+    conn.pipeline(commands, 50)
+    try:
+        conn.call("SHUTDOWN", "NOSAVE")
+    except (ConnectionError, OSError):
+        pass
+    server.wait()
+    for line in open(out):
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1]) / n
+    raise RuntimeError("callgrind wrote no totals")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -284,12 +338,23 @@ def main():
     parser.add_argument("--depth", type=int, default=1)
     parser.add_argument("--src", default=os.path.join(os.path.dirname(__file__), "..", "src", "scripts"))
     parser.add_argument("--only", action="append", help="measure only calls whose name contains this")
+    parser.add_argument("--compare", metavar="DIR",
+                        help="also measure the scripts in DIR (e.g. another commit's src/scripts), "
+                             "in the same rounds")
     parser.add_argument("--bench", metavar="LEASECTL",
                         help="measure during `LEASECTL bench` S1 and S4 instead")
     parser.add_argument("--cycles", type=int, default=3000, help="with --bench: cycles per run")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count instructions per call with valgrind instead (--n calls)")
     args = parser.parse_args()
     if args.bench:
         return bench(args)
+    if args.callgrind:
+        table = selected(args)
+        print(f"instructions per call inside evalShaCommand, {args.n} calls each")
+        for name, (script, make) in table.items():
+            print(f"{name:<40} {instructions(script, make, args.n):8.0f}")
+        return 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -305,9 +370,7 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        table = calls(args.src)
-        if args.only:
-            table = {k: v for k, v in table.items() if any(o in k for o in args.only)}
+        table = selected(args)
         results = {name: [] for name in table}
         inners = {name: [] for name in table}
         for name, (script, make) in table.items():
@@ -319,11 +382,11 @@ def main():
                 inners[name].append(inner)
         print(f"redis-server {conn.call('INFO', 'server').split('redis_version:')[1].split()[0]}, "
               f"{args.rounds} rounds of {args.n} calls each, depth {args.depth}")
-        print(f"{'call':<26} {'µs/call':>8}  {'range':>11}  commands it calls (per call × µs each)")
+        print(f"{'call':<40} {'µs/call':>8}  {'range':>11}  commands it calls (per call × µs each)")
         for name, values in results.items():
             last = inners[name][len(inners[name]) // 2]
             called = ", ".join(f"{c} {k:.2g}×{u:.2f}" for c, (k, u) in sorted(last.items()))
-            print(f"{name:<26} {statistics.median(values):8.2f}  "
+            print(f"{name:<40} {statistics.median(values):8.2f}  "
                   f"{min(values):5.2f}-{max(values):5.2f}  {called}")
     finally:
         server.terminate()
