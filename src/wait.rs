@@ -59,8 +59,21 @@ pub(crate) async fn wait_for(
             Place::new(leave, background.clone())
         }
     };
-    // The waiter for the lease that stood in the way last time.
+    // The waiter for the lease that stood in the way last time. When this client already
+    // listens to the lease's releases (for another waiter), it listens before the first try:
+    // a release after that try then reaches it, and it need not try again before it waits.
     let mut waiter: Option<(usize, Waiter)> = None;
+    if let [name] = names {
+        let key = backend.settings.key_for(name);
+        let channel = release_channel(&backend.settings.key_prefix, &key);
+        let mine = Some(place.as_str()).filter(|place| !place.is_empty());
+        if let Some(streams) = backend.nodes.listen_subscribed(&channel, mine).await {
+            let mine = mine.map(str::to_string);
+            let prefix = &backend.settings.key_prefix;
+            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, mine);
+            waiter = Some((0, fresh.listening(streams)));
+        }
+    }
     let mut backoff = Backoff::until(deadline);
     let (started, mut attempts) = (Instant::now(), 0u64);
     loop {
@@ -190,6 +203,13 @@ impl Waiter {
             resubscribe_at: None,
             resubscribe_delay: RESUBSCRIBE.0,
         }
+    }
+
+    /// Already subscribed on every instance, to `streams`.
+    fn listening(mut self, streams: Vec<Notifications>) -> Waiter {
+        self.subscribed = true;
+        streams.into_iter().for_each(|s| self.notifications.push(s));
+        self
     }
 
     pub(crate) fn is_over(&self) -> bool {

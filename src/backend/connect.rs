@@ -334,9 +334,13 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
             endpoint.address()
         );
     }
+    // TCP_NODELAY (redis-rs leaves Nagle on): a call written while another is unanswered on
+    // the shared connection — waiters, the quorum's background calls, a renewal — goes out
+    // at once instead of after the other's reply.
     let info = endpoint
         .connection_info(settings.database)
-        .map_err(|e| Error::Settings(e.to_string()))?;
+        .map_err(|e| Error::Settings(e.to_string()))?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let client = match (&settings.tls_ca_certificate, endpoint.tls) {
         (Some(path), true) => {
             let root_cert = Some(trusted_roots(path)?);

@@ -110,12 +110,38 @@ impl Hub {
                 return Err(error);
             }
         }
-        let messages = stream::unfold(receiver, |mut receiver| async move {
-            let message = receiver.recv().await?;
-            Some((message, receiver))
-        });
-        Ok(messages.boxed())
+        Ok(messages(receiver))
     }
+
+    /// As [`Hub::listen`], but only when `channel` is subscribed already (no round trip, and
+    /// `None` otherwise): every release announced after this returns reaches the listener.
+    pub(crate) async fn listen_subscribed(
+        &self,
+        channel: &str,
+        place: Option<&str>,
+    ) -> Option<BoxStream<'static, Msg>> {
+        // Under the lock that (un)subscribing holds: a channel in the map is subscribed.
+        let live = self.live.lock().await;
+        let live = live
+            .as_ref()
+            .filter(|l| !l.closed.load(Ordering::Acquire))?;
+        let mut channels = live.channels.lock().expect("channels");
+        let (sender, receiver) = mpsc::unbounded_channel();
+        channels.get_mut(channel)?.push(Listener {
+            place: place.map(str::to_string),
+            sender,
+        });
+        Some(messages(receiver))
+    }
+}
+
+/// A listener's messages as a stream.
+fn messages(receiver: mpsc::UnboundedReceiver<Msg>) -> BoxStream<'static, Msg> {
+    let messages = stream::unfold(receiver, |mut receiver| async move {
+        let message = receiver.recv().await?;
+        Some((message, receiver))
+    });
+    messages.boxed()
 }
 
 /// Hands each message to its listeners, in the connection's own task (no hop through another

@@ -326,6 +326,22 @@ impl Nodes {
         (streams, failed)
     }
 
+    /// As [`Nodes::listen`] on every instance, but only when each of them is subscribed to
+    /// `channel` already (for another waiter): no round trip, and `None` otherwise.
+    pub(crate) async fn listen_subscribed(
+        &self,
+        channel: &str,
+        place: Option<&str>,
+    ) -> Option<Vec<Notifications>> {
+        let mut streams = Vec::with_capacity(self.list.len());
+        for (index, node) in self.list.iter().enumerate() {
+            let stream = node.hub.listen_subscribed(channel, place).await?;
+            let messages = stream.map(move |m| (index, Some(m)));
+            streams.push(messages.chain(stream::iter([(index, None)])).boxed());
+        }
+        Some(streams)
+    }
+
     /// The client a pub/sub connection to `node` opens with: under Entra ID (which the
     /// connection manager's provider does not cover there) signed in with the current token.
     async fn subscriber(&self, node: &Node) -> redis::RedisResult<Client> {

@@ -10,8 +10,8 @@ use leasectl::Acquire;
 use crate::leases::{acquired, connect_within, options, within, woken_only};
 use crate::process::{complete, Running};
 use crate::support::{
-    eventually, exists, hgetall, key, query, release_channel, signal, subscribers, write_lease,
-    Leasectl, Quorum, RedisServer, BOUND,
+    command_calls, deadlines_key, eventually, exists, hgetall, key, query, queue_key,
+    release_channel, signal, subscribers, write_lease, Leasectl, Quorum, RedisServer, BOUND,
 };
 
 /// Writes a lease held by someone else (`id-of-other`) for a minute.
@@ -477,4 +477,63 @@ fn inspect_all_names_the_instances_that_did_not_answer() {
     output.expect(0);
     assert!(output.stdout.contains("listed"), "{output}");
     assert!(output.stderr.contains(&down), "names {down}\n{output}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17 (S3): a waiter whose client already listens to the lease's releases tries once
+
+/// When the waiter at `place` in `name`'s queue last confirmed it (its deadline).
+fn deadline(server: &RedisServer, name: &str, place: &str) -> Option<f64> {
+    server.query(&["ZSCORE", &deadlines_key(name), place])
+}
+
+/// A second waiter of a lease this client already listens to (for the first waiter) listens
+/// before its first try, so a release after that try reaches it: it tries once and waits,
+/// instead of trying a second time after subscribing (a script call more per handoff, in the
+/// middle of it). The first waiter, which had to subscribe, still tries twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_waiter_of_a_lease_already_listened_to_tries_once_before_it_waits() {
+    let server = RedisServer::start();
+    let name = "listened";
+    let owner = connect_within(BOUND, server.settings()).await;
+    let held = acquired(
+        owner
+            .try_acquire(name, &options(Duration::from_secs(30)))
+            .await,
+    );
+    let client = connect_within(BOUND, server.settings()).await;
+    let wait = |client: &leasectl::LeaseClient| {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire(name, &woken_only(), BOUND).await })
+    };
+    server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    let first = wait(&client);
+    // Each failed try reads the holder (HGETALL): the first waiter tried, subscribed, tried.
+    tokio::task::block_in_place(|| {
+        subscribed(&server, name);
+        assert!(eventually(BOUND, || command_calls(&server, "hgetall") >= 2));
+    });
+    server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    let second = wait(&client);
+    tokio::task::block_in_place(|| {
+        let queued = || server.query::<Vec<String>>(&["ZRANGE", &queue_key(name), "0", "-1"]);
+        assert!(eventually(BOUND, || queued().len() == 2), "{:?}", queued());
+        // Once the second waiter's deadline moves (a try or a confirmation of its place), it
+        // has made every try it makes before it waits.
+        let place = queued()[1].clone();
+        let at = deadline(&server, name, &place);
+        assert!(eventually(BOUND, || deadline(&server, name, &place) != at));
+    });
+    assert!(within(BOUND, "the release", held.release()).await.unwrap());
+    let first = acquired(within(BOUND, "the first waiter", first).await.unwrap());
+    assert!(within(BOUND, "its release", first.release()).await.unwrap());
+    let second = acquired(within(BOUND, "the second waiter", second).await.unwrap());
+    assert_eq!(
+        command_calls(&server, "hgetall"),
+        1,
+        "the second waiter found the lease held once"
+    );
+    assert!(within(BOUND, "the last release", second.release())
+        .await
+        .unwrap());
 }

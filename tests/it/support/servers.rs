@@ -544,6 +544,22 @@ pub fn queue_key(name: &str) -> String {
     format!("lease:@queue{{lease:{name}}}")
 }
 
+/// When each waiter of lease `name` last confirmed its place (under the default prefix).
+pub fn deadlines_key(name: &str) -> String {
+    format!("lease:@deadlines{{lease:{name}}}")
+}
+
+/// How many times Redis ran `command` since its statistics were last reset (`INFO
+/// commandstats`; 0 when it never did).
+pub fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let text: String = server.query(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Sets the `acquiredAt` of the lease hash at `key` to now: a lease taken after the instances
 /// started. (In quorum mode one taken before a young instance started — like those of
 /// [`write_lease`], from 2025 — keeps that instance's grant from counting for a TTL.) First
