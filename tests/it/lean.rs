@@ -7,23 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::process::complete;
-use crate::support::{Leasectl, Quorum, RedisServer};
-
-/// How many times each command ran on `server` since its statistics were reset, by name.
-fn calls(server: &RedisServer) -> BTreeMap<String, u64> {
-    let text: String = server.query(&["INFO", "commandstats"]);
-    text.lines()
-        .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
-        .map(|(name, stats)| {
-            let count = stats
-                .split(',')
-                .find_map(|field| field.strip_prefix("calls="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            (name.to_string(), count)
-        })
-        .collect()
-}
+use crate::support::{command_stats as calls, Leasectl, Quorum, RedisServer};
 
 /// `leasectl bench --scenario SCENARIO` of `cycles` cycles (no warm-up) against `urls`.
 fn bench(urls: &[String], scenario: &str, cycles: u64) {

@@ -4,6 +4,7 @@
 //! ([`limits`]).
 
 pub mod cluster;
+mod data;
 pub mod dotnet;
 pub mod json;
 pub mod leases;
@@ -13,6 +14,7 @@ pub mod proxy;
 pub mod sentinel;
 mod servers;
 
+pub use data::*;
 pub use limits::{BOUND, LIMIT};
 pub use servers::*;
 
