@@ -196,14 +196,17 @@ def measure(conn, script, make, n, depth, tag):
     return evalsha[1] / evalsha[0], inner
 
 
-def start_server(work):
+def start_server(work, wrapper=(), tries=100):
+    """A redis-server of its own on a free port (under `wrapper`, e.g. valgrind), and a
+    connection to it once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", work],
-        stdout=subprocess.DEVNULL)
-    for _ in range(100):
+        [*wrapper, "redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", work],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(tries):
         try:
             conn = Conn(port)
             conn.call("PING")
@@ -297,22 +300,10 @@ def instructions(script, make, n):
     """Instructions per call inside evalShaCommand, counted by callgrind on a server of its
     own (exact where the µs move with the machine's load; about 50× slower)."""
     work = tempfile.mkdtemp(prefix="script-cost-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = os.path.join(work, "callgrind.out")
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--toggle-collect=evalShaCommand",
-         f"--callgrind-out-file={out}", "redis-server", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", work],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(400):
-        try:
-            conn = Conn(port)
-            conn.call("PING")
-            break
-        except OSError:
-            time.sleep(0.05)
+    wrapper = ("valgrind", "--tool=callgrind", "--toggle-collect=evalShaCommand",
+               f"--callgrind-out-file={out}")
+    server, _, conn = start_server(work, wrapper, tries=400)
     sha = conn.call("SCRIPT", "LOAD", script)
     commands = []
     for i in range(n):
@@ -355,21 +346,8 @@ def main():
         for name, (script, make) in table.items():
             print(f"{name:<40} {instructions(script, make, args.n):8.0f}")
         return 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    work = tempfile.mkdtemp(prefix="script-cost-")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", work],
-        stdout=subprocess.DEVNULL)
+    server, _, conn = start_server(tempfile.mkdtemp(prefix="script-cost-"))
     try:
-        for _ in range(100):
-            try:
-                conn = Conn(port)
-                conn.call("PING")
-                break
-            except OSError:
-                time.sleep(0.05)
         table = selected(args)
         results = {name: [] for name in table}
         inners = {name: [] for name in table}

@@ -19,6 +19,18 @@ fn bench(urls: &[String], scenario: &str, cycles: u64) {
     complete(command).expect(0);
 }
 
+/// The commands that `cycles` of bench S4 ran on each instance that served only its quorum
+/// cycles (instance 0 also serves S4's interleaved single-instance cycles; 1 and 2 only quorum
+/// ones).
+fn quorum_cycles(cycles: u64) -> Vec<BTreeMap<String, u64>> {
+    let quorum = Quorum::start(3);
+    for server in &quorum.servers {
+        server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    }
+    bench(&quorum.urls(), "S4", cycles);
+    quorum.servers[1..].iter().map(calls).collect()
+}
+
 /// How many times `name` ran (0 when it never did).
 fn count(calls: &BTreeMap<String, u64>, name: &str) -> u64 {
     calls.get(name).copied().unwrap_or(0)
@@ -47,15 +59,8 @@ fn the_free_path_calls_each_command_once() {
 
 #[test]
 fn a_quorum_instance_tells_its_uptime_once_per_connection() {
-    let quorum = Quorum::start(3);
     let cycles = 200;
-    for server in &quorum.servers {
-        server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    }
-    bench(&quorum.urls(), "S4", cycles);
-    // Instance 0 also serves S4's interleaved single-instance cycles; 1 and 2 only quorum ones.
-    for server in &quorum.servers[1..] {
-        let calls = calls(server);
+    for calls in quorum_cycles(cycles) {
         // INFO memory (the eviction check) and INFO server at connect; INFO server again with
         // the first acquire when that went out before the first answer came.
         assert!(count(&calls, "info") <= 3, "INFO per acquire: {calls:?}");
@@ -76,14 +81,8 @@ fn a_quorum_instance_tells_its_uptime_once_per_connection() {
 
 #[test]
 fn a_quorum_acquire_and_release_call_each_command_once() {
-    let quorum = Quorum::start(3);
     let cycles = 200;
-    for server in &quorum.servers {
-        server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    }
-    bench(&quorum.urls(), "S4", cycles);
-    for server in &quorum.servers[1..] {
-        let calls = calls(server);
+    for calls in quorum_cycles(cycles) {
         // A release that finished here in the background after the next acquire (rare): that
         // acquire found the lease held and wrote nothing, and its release found nothing.
         let held = count(&calls, "type");
