@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::{Pipeline, Value};
 use tokio::time::Instant;
 
@@ -43,22 +44,30 @@ struct Batch {
 type Answers = Vec<Result<i64>>;
 
 impl Backend {
-    /// Extends each of `leases` as [`Backend::extend`] does, all in one pipeline per instance;
-    /// answers one result per lease, in their order. Retries after a transient error stop at
-    /// `until`.
+    /// Extends each of `leases` as [`Backend::extend`] does, all in one pipeline per instance,
+    /// and hands each lease's result to `answered` (by its index in `leases`) as soon as it is
+    /// decided: a lease that waits for a slow instance holds up none of the others. Retries
+    /// after a transient error stop at `until`.
     pub(crate) async fn extend_many(
         &self,
         leases: &[Extension<'_>],
         until: Instant,
-    ) -> Vec<Result<bool>> {
+        mut answered: impl FnMut(Vec<(usize, Result<bool>)>),
+    ) {
         let clustered = (self.nodes.list.iter()).any(|n| matches!(n.connection, Link::Cluster(_)));
         let ttls: Result<Vec<u64>> = leases.iter().map(|l| check_ttl(l.ttl)).collect();
         let ttls = match ttls {
             Ok(ttls) if !clustered && leases.len() > 1 => ttls,
             // One lease, a cluster, or a TTL out of range (which `extend` answers): one call each.
             _ => {
-                let each = leases.iter().map(|l| self.extend(l.key, l.id, l.ttl));
-                return futures_util::future::join_all(each).await;
+                let each = leases.iter().enumerate().map(|(i, lease)| async move {
+                    (i, self.extend(lease.key, lease.id, lease.ttl).await)
+                });
+                let mut each: FuturesUnordered<_> = each.collect();
+                while let Some(answer) = each.next().await {
+                    answered(vec![answer]);
+                }
+                return;
             }
         };
         let total = self.nodes.list.len();
@@ -87,18 +96,36 @@ impl Backend {
             wait,
             until,
         });
+        let mut open = vec![true; batch.count];
         let (votes, pending) = self
             .nodes
             .gather(
                 |node| run(node, &batch),
-                |votes| (0..batch.count).all(|i| quorum::extension(&of(votes, i), total).is_some()),
+                |votes| {
+                    let mut decided = Vec::new();
+                    for (i, open) in open.iter_mut().enumerate().filter(|(_, open)| **open) {
+                        let lease = of(votes, i);
+                        if quorum::extension(&lease, total).is_some() {
+                            *open = false;
+                            decided.push((i, self.extension_outcome(lease)));
+                        }
+                    }
+                    if !decided.is_empty() {
+                        answered(decided);
+                    }
+                    open.iter().all(|open| !open)
+                },
             )
             .await;
         // The instances still answering are extended all the same: let their calls finish.
         self.finish_in_background(pending);
-        (0..batch.count)
-            .map(|i| self.extension_outcome(of(&votes, i)))
-            .collect()
+        let rest: Vec<_> = (0..batch.count)
+            .filter(|i| open[*i])
+            .map(|i| (i, self.extension_outcome(of(&votes, i))))
+            .collect();
+        if !rest.is_empty() {
+            answered(rest);
+        }
     }
 }
 

@@ -350,29 +350,25 @@ impl Watchdog {
             span.record("lease.id", one.state.id.as_str());
         }
         let until = until.unwrap_or_else(Instant::now);
-        let renewal = backend.extend_many(&extensions, until);
-        let answers = tracing::Instrument::instrument(renewal, span).await;
-        drop(extensions);
-        self.settle(batch, answers);
+        let renewal = backend.extend_many(&extensions, until, |answers| {
+            self.settle(&batch, answers);
+        });
+        tracing::Instrument::instrument(renewal, span).await;
     }
 
-    /// Records each lease's answer and when it is due next.
-    fn settle(&self, batch: Vec<Due>, answers: Vec<Result<bool>>) {
+    /// Records the answers of the leases of `batch` (by index) and when each is due next.
+    fn settle(&self, batch: &[Due], answers: Vec<(usize, Result<bool>)>) {
         let answered = Instant::now();
         let mut lost = Vec::new();
         let mut registry = self.lock();
         let mut earliest: Option<Instant> = None;
-        for (due, answer) in batch.into_iter().zip(answers) {
+        for (index, answer) in answers {
+            let due = &batch[index];
+            let (slot, state, ttl, sent_at) = (due.slot, &due.state, due.ttl, due.sent_at);
             // Released meanwhile, or lost when its validity ran out before this answer.
-            if !registry.holds(due.slot, &due.state) {
+            if !registry.holds(slot, state) {
                 continue;
             }
-            let Due {
-                slot,
-                state,
-                ttl,
-                sent_at,
-            } = due;
             let valid_until = state.valid_until();
             let in_time = answered < valid_until;
             let took = answered - sent_at;

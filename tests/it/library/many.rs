@@ -5,6 +5,7 @@
 use futures_util::future::join_all;
 
 use super::*;
+use crate::proxy::Proxy;
 use crate::support::Quorum;
 
 /// What a server has counted: `extend` script calls (EVALSHA) and requests read.
@@ -156,4 +157,35 @@ async fn a_quorum_renews_many_leases_in_batches_on_every_instance() {
     }
     let released = join_all(leases.into_iter().map(Lease::release)).await;
     assert!(released.iter().all(|r| matches!(r, Ok(true))));
+}
+
+/// A lease whose answer waits for a silent instance holds up none of the others renewed with
+/// it: "many-100" is gone on instance 0, so with instance 2 silent on our path (and calls that
+/// time out only long after the test) it is undecided; the others are decided by instances 0
+/// and 1, and go on being renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_waiting_for_a_silent_instance_holds_up_none_of_its_batch() {
+    let quorum = Quorum::start(3);
+    let proxies: Vec<Proxy> = quorum
+        .servers
+        .iter()
+        .map(|s| Proxy::start(s.port))
+        .collect();
+    let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
+    let mut settings = Settings::for_endpoints(&urls).expect("valid URLs");
+    settings.sync_timeout = Duration::from_secs(300);
+    let client = connect_with(settings).await;
+    let leases = take_many(&client, 200).await;
+    let _: i64 = quorum.servers[0].query(&["DEL", &key("many-100")]);
+    proxies[2].set_blackhole(true);
+    let others: Vec<&Lease> = (leases.iter()).filter(|l| l.name() != "many-100").collect();
+    let from: Vec<u64> = others.iter().map(|l| l.renewals()).collect();
+    within(BOUND, "the others renewed twice more", async {
+        while others.iter().zip(&from).any(|(l, n)| l.renewals() < n + 2) {
+            let lost = others.iter().find_map(|l| l.lost_error());
+            assert!(lost.is_none(), "{}", lost.unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
