@@ -1,17 +1,15 @@
 //! A held lease: its id, fencing token and validity, with extend, release and the lost signal.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::error::{Error, LostReason, Result};
-use crate::renew::{validity_end, LeaseState, Schedule};
+use crate::renew::{validity_end, LeaseState, Registration, Schedule};
 
 /// A lease we hold. Dropping it stops renewal and releases it in the background.
 ///
@@ -20,15 +18,14 @@ use crate::renew::{validity_end, LeaseState, Schedule};
 pub struct Lease {
     backend: Arc<Backend>,
     state: Arc<LeaseState>,
-    key: String,
-    id: String,
     fencing_token: u64,
     acquired_at: String,
     ttl: Duration,
     /// When the acquire that took it was sent (for the hold time in metrics).
     held_since: Instant,
-    /// Renews the lease and watches its cap; `None` when it does neither.
-    watchdog: Option<JoinHandle<()>>,
+    /// Its place in the client's watchdog, which renews it and watches its cap; `None` when
+    /// it does neither.
+    watchdog: Option<Registration>,
 }
 
 impl Lease {
@@ -44,31 +41,12 @@ impl Lease {
         schedule: Schedule,
     ) -> Lease {
         let ttl = schedule.ttl;
-        let state = Arc::new(LeaseState {
-            name: name.to_string(),
-            valid_until: Mutex::new(validity_end(sent_at, ttl)),
-            renewals: AtomicU64::new(0),
-            lost: watch::channel(None).0,
-            released: AtomicBool::new(false),
-            held: crate::telemetry::Held::start(name, sent_at),
-        });
-        // A lease that is neither renewed nor capped needs no task: its lost signal is a timer
-        // in `lost()` (or a check in `lost_error()`), which keeps a plain acquire cheap.
-        let needs_watchdog = schedule.renew_every.is_some() || schedule.hold_until.is_some();
-        let watchdog = needs_watchdog.then(|| {
-            crate::renew::spawn(
-                backend.clone(),
-                state.clone(),
-                key.clone(),
-                id.clone(),
-                schedule,
-            )
-        });
+        let state = Arc::new(LeaseState::new(name, key, id, sent_at, ttl));
+        let watched = schedule.watched();
+        let watchdog = watched.then(|| Registration::new(&backend, &state, schedule));
         Lease {
             backend,
             state,
-            key,
-            id,
             fencing_token,
             acquired_at,
             ttl,
@@ -79,7 +57,7 @@ impl Lease {
 
     fn stop_watchdog(&self) {
         if let Some(watchdog) = &self.watchdog {
-            watchdog.abort();
+            watchdog.stop(&self.state);
         }
     }
 
@@ -106,12 +84,12 @@ impl Lease {
 
     /// The Redis key that holds it.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.state.key
     }
 
     /// This acquisition's id (a UUID v4).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.state.id
     }
 
     /// Strictly greater than the token of every earlier acquisition of this name.
@@ -151,38 +129,8 @@ impl Lease {
     ///
     /// The future owns what it needs, so it can be moved into another task.
     pub fn lost(&self) -> impl Future<Output = Error> + Send + 'static {
-        let mut receiver = self.state.lost.subscribe();
         let (state, watched) = (self.state.clone(), self.watchdog.is_some());
-        async move {
-            loop {
-                if let Some(error) = receiver.borrow_and_update().clone() {
-                    return error;
-                }
-                // Without a watchdog, the validity's end is watched here (it only moves
-                // later, when `extend` succeeds).
-                let expiry = async {
-                    match watched {
-                        true => std::future::pending().await,
-                        false => tokio::time::sleep_until(state.valid_until()).await,
-                    }
-                };
-                tokio::select! {
-                    changed = receiver.changed() => {
-                        if changed.is_err() {
-                            return std::future::pending().await;
-                        }
-                    }
-                    _ = expiry => {
-                        if state.released.load(Ordering::Relaxed) {
-                            return std::future::pending().await;
-                        }
-                        if Instant::now() >= state.valid_until() {
-                            return state.mark_lost(LostReason::Expired);
-                        }
-                    }
-                }
-            }
-        }
+        async move { state.until_lost(!watched).await }
     }
 
     /// Extends the lease by its TTL, now.
@@ -210,7 +158,11 @@ impl Lease {
         if sent_at >= self.state.valid_until() {
             return Err(self.state.mark_lost(LostReason::Expired));
         }
-        if !self.backend.extend(&self.key, &self.id, ttl).await? {
+        if !self
+            .backend
+            .extend(&self.state.key, &self.state.id, ttl)
+            .await?
+        {
             return Err(self.state.mark_lost(LostReason::NotOwner));
         }
         // A majority that answered after the new validity ended holds nothing we may count on.
@@ -218,6 +170,9 @@ impl Lease {
             return Err(self.state.mark_lost(LostReason::Expired));
         }
         self.state.extended(sent_at, ttl);
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.validity_changed(&self.state);
+        }
         Ok(())
     }
 
@@ -229,8 +184,8 @@ impl Lease {
         self.disarm();
         KeptLease {
             name: self.state.name.clone(),
-            key: self.key.clone(),
-            id: self.id.clone(),
+            key: self.state.key.clone(),
+            id: self.state.id.clone(),
             fencing_token: self.fencing_token,
             acquired_at: self.acquired_at.clone(),
             ttl: self.ttl,
@@ -252,14 +207,14 @@ impl Lease {
             renewals = self.renewals(),
             "releasing"
         );
-        let keys = [self.key.clone()];
+        let keys = [self.state.key.clone()];
         let span = tracing::info_span!(
             "lease.release",
             lease.name = %self.state.name,
-            lease.id = %self.id,
+            lease.id = %self.state.id,
             lease.fencing_token = self.fencing_token
         );
-        let released = self.backend.release(&keys, &self.id);
+        let released = self.backend.release(&keys, &self.state.id);
         Ok(tracing::Instrument::instrument(released, span).await? > 0)
     }
 }
@@ -273,7 +228,8 @@ impl Drop for Lease {
         }
         // Never block in drop: release in the background when a runtime is still there.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (backend, keys, id) = (self.backend.clone(), [self.key.clone()], self.id.clone());
+            let (backend, keys) = (self.backend.clone(), [self.state.key.clone()]);
+            let id = self.state.id.clone();
             runtime.spawn(async move {
                 let _ = backend.release(&keys, &id).await;
             });
@@ -303,7 +259,7 @@ impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
             .field("name", &self.state.name)
-            .field("id", &self.id)
+            .field("id", &self.state.id)
             .field("fencing_token", &self.fencing_token)
             .field("ttl", &self.ttl)
             .finish()

@@ -19,7 +19,8 @@
 //!   queue place, backoff), `inspect.rs` (who holds a lease, per instance too), `fence.rs`
 //!   ([`FencedWrite`]s);
 //! - the lease layer: [`Lease`] (`lease.rs`): a held lease — extend, release, and the lost
-//!   signal, fed by the watchdog in `renew.rs` that renews it and notices loss before the TTL
+//!   signal, fed by its client's watchdog in `renew/` that renews it (in batches with the
+//!   client's other leases) and notices loss before the TTL
 //!   can run out; [`LeaseSet`] (`lease_set.rs`): several leases taken together (all or none);
 //!   [`LeaseOptions`] (`options.rs`);
 //! - the backend (`backend/`): the instances and a connection to each (`connect.rs`,

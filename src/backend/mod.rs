@@ -14,11 +14,13 @@
 //! - `quorum.rs`: the tally of the votes (single mode is the case of one instance);
 //! - `start.rs`: how long each instance has been up, learned once per connection (quorum
 //!   mode's restart check);
+//! - `batch.rs`: the renewals of many leases at once, one pipeline per instance;
 //! - `scripts.rs`: one Lua script per operation (`src/scripts/*.lua`); `keys.rs`: the names
 //!   beside a lease key (fencing counter, waiters' queue, release channel).
 //!
 //! [`LeaseClient`]: crate::LeaseClient
 
+pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod cluster_link;
 pub(crate) mod connect;
@@ -55,6 +57,9 @@ pub(crate) struct Backend {
     pub(crate) settings: Settings,
     /// Calls that go on after their operation was decided (the slower instances' answers).
     unfinished: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// What the lease layer keeps per client (its watchdog, renew/), made on first use; of a
+    /// type the backend does not know, as it imports nothing from the layers above.
+    pub(crate) above: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Backend {
@@ -68,6 +73,7 @@ impl Backend {
             nodes,
             settings,
             unfinished: Default::default(),
+            above: Default::default(),
         })
     }
 
@@ -97,6 +103,13 @@ impl Backend {
             .await;
         // The instances still answering are extended all the same: let their calls finish.
         self.finish_in_background(pending);
+        self.extension_outcome(votes)
+    }
+
+    /// What the instances' answers to an extension come to: extended on a majority, no longer
+    /// ours, or (undecided) the error that says why.
+    pub(crate) fn extension_outcome(&self, votes: Vec<Vote<i64>>) -> Result<bool> {
+        let total = self.nodes.list.len();
         match quorum::extension(&votes, total) {
             Some(extended) => Ok(extended),
             None if total == 1 => Err(votes

@@ -24,7 +24,8 @@ use super::start::Start;
 use crate::error::{Error, Result};
 
 /// Redis's answer to EVALSHA for a script it does not have.
-const NO_SCRIPT: redis::ErrorKind = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+pub(super) const NO_SCRIPT: redis::ErrorKind =
+    redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
 
 /// One Redis instance; clones share its connection.
 #[derive(Clone)]
@@ -503,6 +504,6 @@ where
 
 /// True when a command failed because its connection had died (not refused, not timed out):
 /// one retry goes out on the connection the manager makes anew.
-fn was_dropped(error: &redis::RedisError) -> bool {
+pub(super) fn was_dropped(error: &redis::RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
 }

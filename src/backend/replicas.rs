@@ -23,16 +23,39 @@ pub(crate) struct Wait {
     ms: u64,
 }
 
+impl Wait {
+    /// What `WaitReplicas` asks for; `None` when it asks for no replica.
+    pub(super) fn of(settings: &Settings) -> Option<Wait> {
+        (settings.wait_replicas > 0).then(|| Wait {
+            replicas: settings.wait_replicas,
+            // WAIT with 0 blocks for ever: the settings refuse 0, and so does this.
+            ms: (settings.wait_timeout.as_millis() as u64).max(1),
+        })
+    }
+
+    /// Appends the `WAIT` to a pipeline, after the writes it waits for.
+    pub(super) fn append(&self, pipeline: &mut redis::Pipeline) {
+        pipeline.cmd("WAIT").arg(self.replicas).arg(self.ms);
+    }
+
+    /// Fails a write that fewer replicas than asked for acknowledged in time.
+    pub(super) fn check(&self, acknowledged: i64, address: &str) -> Result<()> {
+        if acknowledged < i64::from(self.replicas) {
+            return Err(Error::NotAcknowledged {
+                endpoint: address.to_string(),
+                acknowledged,
+                needed: self.replicas,
+                within: Duration::from_millis(self.ms),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Call {
     /// Makes this script call wait for the replicas `WaitReplicas` asks for (none: as is).
     pub(crate) fn acknowledged(mut self, settings: &Settings) -> Call {
-        if settings.wait_replicas > 0 {
-            self.wait = Some(Wait {
-                replicas: settings.wait_replicas,
-                // WAIT with 0 blocks for ever: the settings refuse 0, and so does this.
-                ms: (settings.wait_timeout.as_millis() as u64).max(1),
-            });
-        }
+        self.wait = Wait::of(settings);
         self
     }
 
@@ -52,11 +75,8 @@ impl Call {
             return command.query_async(connection).await;
         };
         let mut pipeline = redis::pipe();
-        pipeline
-            .add_command(command.clone())
-            .cmd("WAIT")
-            .arg(wait.replicas)
-            .arg(wait.ms);
+        pipeline.add_command(command.clone());
+        wait.append(&mut pipeline);
         // The script's own error (NOSCRIPT, READONLY) is answered as the script's, not as a
         // pipeline's.
         let answers: Vec<Value> = pipeline.ignore_errors().query_async(connection).await?;
@@ -90,13 +110,8 @@ impl Node {
         let (answer, address) = (self.script::<(T, i64)>(call), self.address.clone());
         Box::pin(async move {
             let (answer, acknowledged) = answer.await?;
-            if wrote(&answer) && acknowledged < i64::from(wait.replicas) {
-                return Err(Error::NotAcknowledged {
-                    endpoint: address,
-                    acknowledged,
-                    needed: wait.replicas,
-                    within: Duration::from_millis(wait.ms),
-                });
+            if wrote(&answer) {
+                wait.check(acknowledged, &address)?;
             }
             Ok(answer)
         })

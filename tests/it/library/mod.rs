@@ -6,6 +6,7 @@ mod contention;
 mod dropping;
 mod fencing;
 mod inspect_all;
+mod many;
 mod other_tools;
 mod refusals;
 mod renewal;

@@ -116,7 +116,11 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode
                 let quorum = LeaseClient::connect(settings.clone()).await?;
                 cycles("S4", &quorum, Some(&single), None, &args, &progress).await?
             }
-            _ => renewal_at_scale(&single, &args).await?,
+            _ => {
+                // Over every endpoint given: quorum mode with three or more.
+                let client = LeaseClient::connect(settings.clone()).await?;
+                renewal_at_scale(&client, &args).await?
+            }
         };
         progress.println(format!("{scenario} done"));
         if args.json {
@@ -396,10 +400,13 @@ async fn contended(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Rep
 }
 
 /// S5: `leases` leases held and renewed automatically for the window: CPU per renewal,
-/// memory per lease, leases whose renewal came too late (lost).
+/// memory per lease (the most the process held from the first acquisition to the end of the
+/// window), leases whose renewal came too late (lost).
 async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Result<Report> {
     let mut options = options(args, client);
     options.auto_renew = Some(args.ttl / 3);
+    // The peak from here on: Linux resets the process's high-water mark on "5".
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before = rss_bytes();
     let mut leases = Vec::with_capacity(args.leases as usize);
     let names: Vec<String> = (0..args.leases)
@@ -413,16 +420,23 @@ async fn renewal_at_scale(client: &LeaseClient, args: &BenchArgs) -> anyhow::Res
             }
         }
     }
-    let rss_per_lease = rss_bytes().saturating_sub(rss_before) / leases.len().max(1) as u64;
+    let rss_acquired = rss_bytes();
+    // Only the window's renewals count (some came while the last leases were taken).
+    let renewed_before: u64 = leases.iter().map(|l| l.renewals()).sum();
     let cpu_before = cpu_time()?;
     let started = Instant::now();
     tokio::time::sleep(args.duration).await;
     let cpu = cpu_time()?.saturating_sub(cpu_before);
     let elapsed = started.elapsed();
-    let renewals: u64 = leases.iter().map(|l| l.renewals()).sum();
+    let rss = rss_acquired.max(rss_bytes()).max(peak_rss_bytes());
+    let rss_per_lease = rss.saturating_sub(rss_before) / leases.len().max(1) as u64;
+    let renewals = leases.iter().map(|l| l.renewals()).sum::<u64>() - renewed_before;
     let lost = leases.iter().filter(|l| l.lost_error().is_some()).count() as u64;
-    let releases = leases.into_iter().map(|lease| lease.release());
-    futures_util::future::join_all(releases).await;
+    let mut leases = leases.into_iter();
+    while leases.len() > 0 {
+        let releases = leases.by_ref().take(500).map(|lease| lease.release());
+        futures_util::future::join_all(releases).await;
+    }
     let figures = Figures {
         renewal: Some(Renewal {
             cpu_us_per_renewal: (renewals > 0)
@@ -486,6 +500,22 @@ fn rss_bytes() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The most the process has held (`VmHWM`), 0 when unknown.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
+    kib.unwrap_or(0) * 1024
 }
 
 fn cpu_time() -> anyhow::Result<Duration> {
