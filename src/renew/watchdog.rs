@@ -176,8 +176,7 @@ impl Registration {
         }
         let mut registry = self.watchdog.lock();
         if registry.holds(self.slot, state) {
-            let watched = registry.leases.remove(self.slot);
-            registry.timers.remove(&(watched.wake, self.slot));
+            registry.remove(self.slot);
         }
     }
 
