@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use redis::{Pipeline, Value};
+use redis::{Cmd, Pipeline, Value};
 use tokio::time::Instant;
 
-use super::keys::{check_ttl, longest_ttl_key};
+use super::keys::check_ttl;
 use super::link::Link;
-use super::nodes::{was_dropped, Node, Vote, NO_SCRIPT};
+use super::nodes::{was_dropped, Call, Node, Vote, NO_SCRIPT};
 use super::replicas::Wait;
-use super::scripts::Lua;
-use super::{format, quorum, Backend};
+use super::{quorum, Backend};
 use crate::error::{Error, Result};
 
 /// One lease to extend.
@@ -31,8 +30,9 @@ pub(crate) struct Extension<'a> {
 
 /// The pipeline sent alike to every instance, and how to read its answers.
 struct Batch {
+    /// Each lease's extend call, from which the pipeline is made (with EVAL after a NOSCRIPT).
+    calls: Vec<Call>,
     pipeline: Pipeline,
-    script: &'static Lua,
     /// How many extend calls it holds (a `WAIT` may follow them).
     count: usize,
     wait: Option<Wait>,
@@ -71,28 +71,16 @@ impl Backend {
             }
         };
         let total = self.nodes.list.len();
-        let script = format::scripts(self.settings.lease_format).extend;
-        let mut pipeline = redis::pipe();
-        for (lease, ttl_ms) in leases.iter().zip(ttls) {
-            pipeline.cmd("EVALSHA").arg(&script.hash);
-            if total > 1 {
-                let longest = longest_ttl_key(&self.settings.key_prefix, lease.key);
-                pipeline.arg(2).arg(lease.key).arg(longest);
-            } else {
-                pipeline.arg(1).arg(lease.key);
-            }
-            pipeline.arg(lease.id).arg(ttl_ms);
-        }
+        let calls: Vec<Call> = (leases.iter().zip(ttls))
+            .map(|(lease, ttl_ms)| self.extend_call(lease.key, lease.id, ttl_ms))
+            .collect();
         // WaitReplicas: one deployment with replicas (quorum instances are independent).
         let wait = (total == 1).then(|| Wait::of(&self.settings)).flatten();
-        if let Some(wait) = &wait {
-            wait.append(&mut pipeline);
-        }
-        pipeline.ignore_errors();
+        let pipeline = pipeline(&calls, wait.as_ref(), |call| call.command().clone());
         let batch = Arc::new(Batch {
+            count: calls.len(),
+            calls,
             pipeline,
-            script,
-            count: leases.len(),
             wait,
             until,
         });
@@ -127,6 +115,20 @@ impl Backend {
             answered(rest);
         }
     }
+}
+
+/// The calls as one pipeline (`command` makes each call's command), `WAIT` last when asked
+/// for; each answer is read on its own, an error included.
+fn pipeline(calls: &[Call], wait: Option<&Wait>, command: impl Fn(&Call) -> Cmd) -> Pipeline {
+    let mut pipeline = redis::pipe();
+    for call in calls {
+        pipeline.add_command(command(call));
+    }
+    if let Some(wait) = wait {
+        wait.append(&mut pipeline);
+    }
+    pipeline.ignore_errors();
+    pipeline
 }
 
 /// The instances' votes on lease `i` of a batch.
@@ -188,8 +190,9 @@ fn number(value: Value, error: &dyn Fn(&redis::RedisError) -> Error) -> Result<i
 }
 
 /// One attempt: the pipeline; once more at once when the connection had died; after a
-/// NOSCRIPT (the script's first use here, or the instance restarted), the script loaded
-/// and the pipeline sent again.
+/// NOSCRIPT (the script's first use here, or the instance restarted), sent again with EVAL,
+/// as any call is (nodes.rs): it needs no `SCRIPT LOAD` right, only the `EVAL` the README's
+/// ACL grants, and leaves the script cached for the next batch.
 async fn send(batch: &Batch, mut connection: Link) -> redis::RedisResult<Vec<Value>> {
     let mut answers = batch.pipeline.query_async(&mut connection).await;
     if answers.as_ref().is_err_and(was_dropped) {
@@ -203,10 +206,8 @@ async fn send(batch: &Batch, mut connection: Link) -> redis::RedisResult<Vec<Val
         .as_ref()
         .is_ok_and(|values: &Vec<Value>| values.iter().any(no_script))
     {
-        let mut load = redis::cmd("SCRIPT");
-        load.arg("LOAD").arg(&batch.script.code);
-        load.query_async::<String>(&mut connection).await?;
-        answers = batch.pipeline.query_async(&mut connection).await;
+        let eval = pipeline(&batch.calls, batch.wait.as_ref(), Call::eval);
+        answers = eval.query_async(&mut connection).await;
     }
     answers
 }

@@ -80,15 +80,9 @@ impl Backend {
     /// Extends the lease on a majority. `Ok(false)`: it is no longer ours.
     pub(crate) async fn extend(&self, key: &str, id: &str, ttl: Duration) -> Result<bool> {
         let total = self.nodes.list.len();
-        let extend = format::scripts(self.settings.lease_format).extend;
-        let mut call = Call::new(extend).key(key);
-        if total > 1 {
-            call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
-        }
-        let ttl_ms = check_ttl(ttl)?;
+        let mut call = self.extend_call(key, id, check_ttl(ttl)?);
         // Retries stop where the validity this TTL gives (from now) would end.
         let until = crate::renew::validity_end(Instant::now(), ttl);
-        let mut call = call.arg(id).arg(ttl_ms);
         // WaitReplicas: one deployment with replicas (quorum instances are independent).
         if total == 1 {
             call = call.acknowledged(&self.settings);
@@ -104,6 +98,16 @@ impl Backend {
         // The instances still answering are extended all the same: let their calls finish.
         self.finish_in_background(pending);
         self.extension_outcome(votes)
+    }
+
+    /// The extend script's call for one lease (with quorum mode's longest-TTL key), shared
+    /// by [`Backend::extend`] and the batches of [`Backend::extend_many`].
+    fn extend_call(&self, key: &str, id: &str, ttl_ms: u64) -> Call {
+        let mut call = Call::new(format::scripts(self.settings.lease_format).extend).key(key);
+        if self.nodes.list.len() > 1 {
+            call = call.key(longest_ttl_key(&self.settings.key_prefix, key));
+        }
+        call.arg(id).arg(ttl_ms)
     }
 
     /// What the instances' answers to an extension come to: extended on a majority, no longer

@@ -3,6 +3,7 @@
 //! Microsoft Entra ID tokens rotated under a held lease (a test credential; nothing but
 //! loopback is ever contacted), Entra ID settings errors, and no secret in any output at `-vvv`.
 
+mod acl_renewals;
 mod entra_default;
 mod entra_rotation;
 mod entra_service_principal;
