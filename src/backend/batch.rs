@@ -76,7 +76,7 @@ impl Backend {
             .collect();
         // WaitReplicas: one deployment with replicas (quorum instances are independent).
         let wait = (total == 1).then(|| Wait::of(&self.settings)).flatten();
-        let pipeline = pipeline(&calls, wait.as_ref(), |call| call.command().clone());
+        let pipeline = pipeline(&calls, wait.as_ref(), Call::evalsha);
         let batch = Arc::new(Batch {
             count: calls.len(),
             calls,

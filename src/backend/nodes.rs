@@ -92,10 +92,14 @@ impl Call {
         self.run("EVAL", &self.script.code)
     }
 
+    /// The EVALSHA command, made anew (for a pipeline that takes it whole).
+    pub(super) fn evalsha(&self) -> Cmd {
+        self.run("EVALSHA", &self.script.hash)
+    }
+
     /// The EVALSHA command, encoded once.
     pub(super) fn command(&self) -> &Cmd {
-        self.command
-            .get_or_init(|| self.run("EVALSHA", &self.script.hash))
+        self.command.get_or_init(|| self.evalsha())
     }
 
     /// `name script numkeys keys... args...`.
