@@ -67,10 +67,12 @@ pub(crate) fn fence_key(prefix: &str, key: &str) -> String {
 
 /// The queue of a lease's waiters (ticket order) and their deadlines: fair handoffs.
 pub(crate) fn queue_keys(prefix: &str, key: &str) -> (String, String) {
-    (
-        beside(prefix, key, "queue"),
-        beside(prefix, key, "deadlines"),
-    )
+    (queue_key(prefix, key), beside(prefix, key, "deadlines"))
+}
+
+/// The queue alone (see [`queue_keys`]).
+pub(crate) fn queue_key(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "queue")
 }
 
 /// The channel on which a release of `key` is announced (in `key`'s slot, for sharded
@@ -106,13 +108,22 @@ pub(crate) fn newest_token_key(key: &str) -> String {
 /// `kind`, so no two leases share one; a name whose key has a `}` but no hash tag cannot
 /// share its slot at all, and gets the second form.
 fn beside(prefix: &str, key: &str, kind: &str) -> String {
+    // Built by hand, not with format!: it runs several times per acquire and release.
     let name = key.strip_prefix(prefix).unwrap_or(key);
-    let tagged = format!("{prefix}{INTERNAL_MARK}{kind}:{name}");
-    if hashed_part(&tagged) == hashed_part(key) {
-        tagged
-    } else {
-        format!("{prefix}{INTERNAL_MARK}{kind}{{{key}}}")
+    let mut beside = String::with_capacity(prefix.len() + kind.len() + key.len() + 3);
+    beside.push_str(prefix);
+    beside.push(INTERNAL_MARK);
+    beside.push_str(kind);
+    let stem = beside.len();
+    beside.push(':');
+    beside.push_str(name);
+    if hashed_part(&beside) != hashed_part(key) {
+        beside.truncate(stem);
+        beside.push('{');
+        beside.push_str(key);
+        beside.push('}');
     }
+    beside
 }
 
 /// The part of `key` that Redis Cluster hashes: the first `{...}` when it is not empty, else

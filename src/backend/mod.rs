@@ -46,7 +46,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::settings::Settings;
-use keys::{check_ttl, longest_ttl_key, queue_keys, release_channel};
+use keys::{check_ttl, longest_ttl_key, queue_key, queue_keys, release_channel};
 use nodes::{Call, Nodes, Pending, Vote};
 use quorum::Grant;
 
@@ -170,7 +170,7 @@ impl Backend {
         let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::RELEASE);
         for key in keys {
-            call = call.key(key).key(queue_keys(prefix, key).0);
+            call = call.key(key).key(queue_key(prefix, key));
         }
         call = call.arg(self.nodes.publish_command()).arg(id);
         for key in keys {
@@ -257,7 +257,7 @@ impl Backend {
         let prefix = &self.settings.key_prefix;
         let mut call = Call::new(&scripts::FORCE_RELEASE)
             .key(key)
-            .key(queue_keys(prefix, key).0)
+            .key(queue_key(prefix, key))
             .arg(self.nodes.publish_command())
             .arg(release_channel(prefix, key));
         if let Some((kind, compared)) = shown {

@@ -2,7 +2,7 @@
 //! command it sends, every command its scripts call, on the keys and channel a lease uses.
 
 use super::{Check, Status};
-use crate::backend::keys::{fence_key, queue_keys, release_channel};
+use crate::backend::keys::{fence_key, queue_key, release_channel};
 use crate::backend::nodes::Node;
 use crate::backend::scripts;
 
@@ -11,7 +11,7 @@ use crate::backend::scripts;
 fn probes(prefix: &str) -> Vec<Vec<String>> {
     let lease = format!("{prefix}doctor-probe");
     let fence = fence_key(prefix, &lease);
-    let queue = queue_keys(prefix, &lease).0;
+    let queue = queue_key(prefix, &lease);
     let channel = release_channel(prefix, &lease);
     let sha = scripts::ACQUIRE.hash.clone();
     let probes: [&[&str]; 24] = [

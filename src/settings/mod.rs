@@ -316,7 +316,7 @@ impl Settings {
 
     /// The name of one lease's key: the prefix and the name.
     pub fn key_for(&self, name: &str) -> String {
-        format!("{}{name}", self.key_prefix)
+        [self.key_prefix.as_str(), name].concat()
     }
 }
 
