@@ -14,6 +14,8 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, ConnectionInfo, EntraIdCredentialsProvider, RedisFuture, Value};
 
+use super::connect::tcp_settings;
+
 /// Retries of one call, far more than fit in `SyncTimeout` at the longest wait between them
 /// (the timeout, not the count, ends a call's retries).
 const RETRIES: u32 = 1000;
@@ -52,7 +54,8 @@ impl Recipe {
             // Each wait between 20 and 250 ms, not growing: redis-rs computes the growth as
             // base^retry × factor in u64, which overflows (a panic in a debug build) long
             // before the thousandth retry with the default base of 2.
-            .retry_wait_formula(250, 1);
+            .retry_wait_formula(250, 1)
+            .tcp_settings(tcp_settings());
         if let Some(roots) = &self.roots {
             builder = builder.certs(redis::TlsCertificates {
                 client_tls: None,

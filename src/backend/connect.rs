@@ -325,6 +325,14 @@ async fn explain_auth(error: Error, endpoint: &Endpoint, settings: &Settings) ->
     }
 }
 
+/// The TCP settings of every connection leasectl opens (single, quorum, Sentinel and its
+/// sentinels, Cluster, notifications): TCP_NODELAY, as redis-rs leaves Nagle on. A call
+/// written while another is unanswered on the shared connection — waiters, the quorum's
+/// background calls, a renewal — then goes out at once instead of after the other's reply.
+pub(crate) fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
     // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -334,13 +342,10 @@ fn open_client(endpoint: &Endpoint, settings: &Settings) -> Result<Client> {
             endpoint.address()
         );
     }
-    // TCP_NODELAY (redis-rs leaves Nagle on): a call written while another is unanswered on
-    // the shared connection — waiters, the quorum's background calls, a renewal — goes out
-    // at once instead of after the other's reply.
     let info = endpoint
         .connection_info(settings.database)
         .map_err(|e| Error::Settings(e.to_string()))?
-        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        .set_tcp_settings(tcp_settings());
     let client = match (&settings.tls_ca_certificate, endpoint.tls) {
         (Some(path), true) => {
             let root_cert = Some(trusted_roots(path)?);

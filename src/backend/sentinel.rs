@@ -22,7 +22,7 @@ use redis::{
 };
 use tokio::sync::Mutex;
 
-use super::connect::trusted_roots;
+use super::connect::{tcp_settings, trusted_roots};
 use super::link::Link;
 use crate::endpoint::{Endpoint, Sentinels};
 use crate::error::{Error, Result};
@@ -94,7 +94,8 @@ impl SentinelLink {
                 let info = address
                     .clone()
                     .into_connection_info()?
-                    .set_redis_settings(signed_in.clone());
+                    .set_redis_settings(signed_in.clone())
+                    .set_tcp_settings(tcp_settings());
                 match &certificates {
                     Some(certificates) => Client::build_with_tls(info, certificates.clone()),
                     None => Client::open(info),
@@ -103,7 +104,9 @@ impl SentinelLink {
             .collect::<redis::RedisResult<Vec<Client>>>()?;
         let mut builder =
             SentinelClientBuilder::new(addresses, &sentinels.service, SentinelServerType::Master)?
-                .set_client_to_redis_db(database);
+                .set_client_to_redis_db(database)
+                .set_client_to_redis_tcp_settings(tcp_settings())
+                .set_client_to_sentinel_tcp_settings(tcp_settings());
         if endpoint.tls {
             builder = builder
                 .set_client_to_redis_tls_mode(TlsMode::Secure)
