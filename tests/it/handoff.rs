@@ -28,7 +28,7 @@ fn queued(server: &RedisServer, name: &str) -> Vec<String> {
     server.query(&["ZRANGE", &queue_key(name), "0", "-1"])
 }
 
-/// Waits until a waiter is queued for `name` with a grant request, and has made every try it
+/// Waits until a waiter is queued for `name`, and has made every try it
 /// makes before it waits (each held try reads the holder with HGETALL: one before it
 /// subscribes, one after); answers its place.
 fn waiting(server: &RedisServer, name: &str, tries: u64) -> String {
@@ -36,10 +36,7 @@ fn waiting(server: &RedisServer, name: &str, tries: u64) -> String {
         eventually(BOUND, || command_calls(server, "hgetall") >= tries),
         "the waiter never tried {tries} times"
     );
-    let place = queued(server, name).pop().expect("the waiter is queued");
-    let request: Option<String> = server.query(&["HGET", &grants_key(name), &place]);
-    assert!(request.is_some(), "the waiter left a grant request");
-    place
+    queued(server, name).pop().expect("the waiter is queued")
 }
 
 /// A client whose user may not PUBLISH: its releases notify nobody (they stand all the same).
@@ -81,6 +78,8 @@ async fn a_queued_waiter_is_handed_the_lease_by_the_release() {
         tokio::spawn(async move { client.acquire(name, &waiter_options("w-1"), BOUND).await })
     };
     let place = tokio::task::block_in_place(|| waiting(&server, name, 2));
+    let request: Option<String> = server.query(&["HGET", &grants_key(name), &place]);
+    assert!(request.is_some(), "the waiter left a grant request");
     server.query::<()>(&["CONFIG", "RESETSTAT"]);
     let before = held.fencing_token();
     assert!(within(BOUND, "the release", held.release()).await.unwrap());
