@@ -126,7 +126,8 @@ end
 -- counter, never less than a clock in microseconds). The clock is this server's in single
 -- mode; in quorum mode the client sends its own, so that the instances hand out the same token.
 if not quorum then
-  floor = clock_floor(redis.call('TIME'))
+  local time = redis.call('TIME')
+  floor = time[1] .. string.sub('00000' .. time[2], -6)
 end
 local least = tonumber(floor)
 -- The usual case, one lease taken (and in quorum mode none asked for longer here before), is

@@ -1,5 +1,7 @@
--- Shared by acquire.lua and handoff.lua (prepended to both when they are loaded): how a lease's
--- fencing token is taken.
+-- Shared by acquire.lua (prepended) and handoff.lua (included in its grant branch, so that a
+-- release that hands nothing over makes no closure of it): how a lease's fencing token is taken.
+-- In single mode `floor` is this server's clock: TIME's seconds .. its microseconds padded to six
+-- digits.
 
 -- Takes the next token of the fencing counter `fence`: one more than the counter, but never
 -- less than a clock in microseconds (`floor`, as text; `least`, the same as a number), so that
@@ -31,9 +33,4 @@ local function take_token(fence, floor, least)
     end
   end
   return floor, least
-end
-
--- This server's clock (TIME's answer) in microseconds, as text: single mode's token floor.
-local function clock_floor(time)
-  return time[1] .. string.sub('00000' .. time[2], -6)
 end
