@@ -306,3 +306,36 @@ async fn a_json_lease_is_handed_over_as_its_json_value() {
     );
     assert!(within(BOUND, "its release", lease.release()).await.unwrap());
 }
+
+/// A caller that does not wait, finding the lease free but promised to the first queued
+/// waiter, is refused without taking a place in the queue: a place named '' (no waiter) would
+/// stand first in line before later waiters, never confirmed, and no release could hand the
+/// lease over past it until it ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_that_does_not_wait_takes_no_place_in_the_queue() {
+    let server = RedisServer::start();
+    let name = "promised";
+    let owner = connect_within(BOUND, server.settings()).await;
+    let held = acquired(
+        owner
+            .try_acquire(name, &options(Duration::from_secs(300)))
+            .await,
+    );
+    let client = connect_within(BOUND, server.settings()).await;
+    server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire(name, &waiter_options(name), BOUND).await })
+    };
+    let place = tokio::task::block_in_place(|| waiting(&server, name, 2));
+    // The key goes without a release (nobody is told): free, and promised to the waiter.
+    let _: i64 = server.query(&["DEL", &key(name)]);
+    let other = connect_within(BOUND, server.settings()).await;
+    let refused = other
+        .try_acquire(name, &options(Duration::from_secs(30)))
+        .await;
+    assert!(matches!(refused, Ok(Acquire::Held(_))), "{refused:?}");
+    assert_eq!(queued(&server, name), [place], "only the waiter is queued");
+    waiter.abort();
+    drop(held);
+}
