@@ -136,20 +136,20 @@ def calls(src):
     freed = [encode("DEL", name)]
 
     def single(i):
-        return freed, keys + [grants], [lease_id, ttl, at, "", grace, "", ""]
+        return freed, keys, [lease_id, ttl, at, "", grace, ""]
 
     def single_meta(i):
-        return freed, keys + [grants], [lease_id, ttl, at, "", grace, "", ""] + meta
+        return freed, keys, [lease_id, ttl, at, "", grace, ""] + meta
 
     def quorum(i):
         floor = str(int(time.time() * 1e6))
         longest = [f"lease:@longest-ttl{{{name}}}"]
-        return freed, keys + longest, [lease_id, ttl, at, "", grace, floor, ""]
+        return freed, keys + longest, [lease_id, ttl, at, "", grace, floor]
 
     def json_single(i):
         head = ('{"leaseId":"%s","ownerId":"o","acquiredAt":"%s","metadata":{},'
                 '"fencingToken":' % (lease_id, at))
-        return freed, keys + [grants], [lease_id, ttl, at, "", grace, "", "", head]
+        return freed, keys, [lease_id, ttl, at, "", grace, "", head]
 
     held = [encode("HSET", name, "leaseId", lease_id, "acquiredAt", at, "fencingToken", "7")]
 

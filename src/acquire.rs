@@ -65,10 +65,11 @@ pub(crate) async fn attempt(
             .key(fence_key(prefix, key))
             .key(queue)
             .key(deadlines);
-        call = call.key(match total {
-            1 => grants_key(prefix, key),
-            _ => longest_ttl_key(prefix, key),
-        });
+        if total > 1 {
+            call = call.key(longest_ttl_key(prefix, key));
+        } else if !waiter.is_empty() {
+            call = call.key(grants_key(prefix, key));
+        }
     }
     // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
     // they agree; in single mode the server's own clock is the floor.
@@ -76,23 +77,24 @@ pub(crate) async fn attempt(
         1 => String::new(),
         _ => unix_micros(SystemTime::now()).to_string(),
     };
+    // A waiter queues under its lease id, leaving its grant request. A grant is written on
+    // the primary alone: with `WaitReplicas` the waiter takes the lease with its own acquire,
+    // acknowledged by the replicas, as before ('-': queued, no request).
+    let queueing = if waiter.is_empty() {
+        String::new()
+    } else if backend.settings.wait_replicas > 0 {
+        "-".to_string()
+    } else {
+        let ttl_ms = check_ttl(grant_ttl(options.ttl))?;
+        backend::format::grant_request(format, &id, ttl_ms, &options.metadata)
+    };
     call = call
         .arg(&id)
         .arg(ttl_ms)
         .arg(&acquired_at)
-        .arg(waiter)
+        .arg(queueing)
         .arg(QUEUE_GRACE.as_millis() as u64)
         .arg(floor);
-    // A grant is written on the primary alone: with `WaitReplicas` the waiter takes the lease
-    // with its own acquire, acknowledged by the replicas, as before.
-    let request = match waiter.is_empty() || backend.settings.wait_replicas > 0 {
-        true => String::new(),
-        false => {
-            let ttl_ms = check_ttl(grant_ttl(options.ttl))?;
-            backend::format::grant_request(format, &id, ttl_ms, &options.metadata)
-        }
-    };
-    call = call.arg(request);
     call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
     // Retries of a transient error stop where the lease could no longer be valid.
     let sent_at = Instant::now();

@@ -1,8 +1,10 @@
 //! Waiting for a held lease: between tries a waiter sleeps until the release notification
 //! (which names the first queued waiter) or a jittered fallback poll, never past the holder's
 //! remaining TTL; it keeps its place in the queue alive, gives it up on every way out, and
-//! rides out a short outage of its Redis by trying again with backoff. The waiting loops of a
-//! waiting acquire and of `wait_until_free` are here too.
+//! rides out a short outage of its Redis by trying again with backoff. In single mode the
+//! release may hand the first waiter the lease (`handoff.lua`): the notification says so, and
+//! the waiter returns the lease without another try. The waiting loops of a waiting acquire
+//! and of `wait_until_free` are here too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

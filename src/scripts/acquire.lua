@@ -2,16 +2,17 @@
 -- ahead in its queue; otherwise answers who holds the first one that is not free (or how many
 -- wait for it), in the same round trip.
 -- KEYS, per lease: lease key, fencing counter (never expires, never deleted), waiters' queue
--- (zset: waiter -> ticket), waiters' deadlines (zset: waiter -> ms), and a fifth: in single
--- mode the waiters' grant requests (hash: waiter -> what handoff.lua needs to hand it the
--- lease), in quorum mode the longest TTL in ms the lease was ever asked for here (never
--- expires, like the counter)
--- ARGV[1] lease id (a waiter's is its place), ARGV[2] ttl in ms, ARGV[3] acquiredAt,
--- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
+-- (zset: waiter -> ticket), waiters' deadlines (zset: waiter -> ms), and a fifth in quorum
+-- mode, the longest TTL in ms the lease was ever asked for here (never expires, like the
+-- counter), or for a queueing caller in single mode, the waiters' grant requests (hash:
+-- waiter -> what handoff.lua needs to hand it the lease)
+-- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt, ARGV[4] '' when the caller does not
+-- queue, else it queues under its lease id (its place; only for a single lease) and this is its
+-- grant request (see handoff.lua), or '-' for none, ARGV[5] how long a waiter
 -- keeps its place without trying again (ms), ARGV[6] the least token to hand out ('' = this
--- server's clock in microseconds: single mode), ARGV[7] the waiter's grant request ('' =
--- none; see handoff.lua), ARGV[8..] the lease's values (the format's: acquire_hash.lua or
--- acquire_json.lua, prepended, says how an owner is read and a grant written)
+-- server's clock in microseconds: single mode), ARGV[7..] the lease's values (the format's:
+-- acquire_hash.lua or acquire_json.lua, prepended, says how an owner is read and a grant
+-- written)
 -- Returns the token when one lease is taken and nothing else is to be told; else {1, token1,
 -- token2, ...} when taken (in quorum mode {3, longest, token1, ...}; the client knows how long
 -- this instance has been up), {0, {type, pttl, fields}, counter, i, longest} when lease i is
@@ -25,9 +26,13 @@
 -- answered when a number will do (Redis looks up every special field a table may have),
 -- numbers parsed only where needed (tonumber is strtod), none passed to redis.call (each is
 -- formatted with snprintf).
-local id, ttl, waiter, floor = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+local id, ttl, floor = ARGV[1], ARGV[2], ARGV[6]
 local quorum = floor ~= ''
-local leases = #KEYS / 5
+local waiter = ARGV[4] ~= '' and id or ''
+-- A caller that does not queue (try_acquire, S1, S2) passes no grant requests: no key, no
+-- argument more than it needs.
+local stride = (quorum or waiter ~= '') and 5 or 4
+local leases = #KEYS / stride
 
 -- Quorum mode: every instance an acquirer reaches remembers its TTL, whether or not it grants,
 -- so that an instance that restarts later is judged young against it by any instance the
@@ -58,7 +63,7 @@ end
 -- in).
 local found
 for i = 1, leases do
-  local at = 5 * (i - 1)
+  local at = stride * (i - 1)
   local key, fence, queue, deadlines = KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4]
   -- A set's counters are checked before anything is written (a single lease's as it is
   -- taken, in the same call that writes it).
@@ -85,8 +90,8 @@ for i = 1, leases do
       redis.call('ZADD', deadlines, now + grace, waiter)
       redis.call('PEXPIRE', queue, 2 * grace)
       redis.call('PEXPIRE', deadlines, 2 * grace)
-      if ARGV[7] ~= '' then
-        redis.call('HSET', KEYS[at + 5], waiter, ARGV[7])
+      if ARGV[4] ~= '-' then
+        redis.call('HSET', KEYS[at + 5], waiter, ARGV[4])
         redis.call('PEXPIRE', KEYS[at + 5], 2 * grace)
       end
     end
@@ -102,11 +107,15 @@ for i = 1, leases do
       return {0, read_holder(key), read_counter(fence), i, longest}
     else
       local now = now_ms()
-      -- (Queues are kept in single mode only: KEYS[at + 5] holds the grant requests.)
+      -- (Queues are kept in single mode only. A caller that does not queue leaves the grant
+      -- requests of places run out to the next waiter's or release's sweep, or to the hash's
+      -- own expiry: a request is never used without its place.)
       for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
         redis.call('ZREM', queue, gone)
         redis.call('ZREM', deadlines, gone)
-        redis.call('HDEL', KEYS[at + 5], gone)
+        if waiter ~= '' then
+          redis.call('HDEL', KEYS[at + 5], gone)
+        end
       end
       local first = redis.call('ZRANGE', queue, '0', '0')[1]
       if first and first ~= waiter then
@@ -138,7 +147,7 @@ if leases > 1 or longest > 0 then
   taken = quorum and {3, longest} or {1}
 end
 for i = 1, leases do
-  local at = 5 * (i - 1)
+  local at = stride * (i - 1)
   local key, fence = KEYS[at + 1], KEYS[at + 2]
   local mark = found and found[i]
   local number

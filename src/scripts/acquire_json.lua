@@ -1,6 +1,6 @@
 -- Prepended to acquire.lua for LeaseFormat Json (the .NET DistributedLeasing.Azure.Redis
 -- package's value): the lease is one JSON string set with SET NX PX, as the package sets it,
--- and "ours" means the string's leaseId is ours. ARGV[8] is the JSON value up to its fencing
+-- and "ours" means the string's leaseId is ours. ARGV[7] is the JSON value up to its fencing
 -- token ({"leaseId":…,"metadata":{…},"fencingToken":).
 
 -- The lease id in `key`: nil when there is no key, else its JSON's leaseId, or true (held,
@@ -26,5 +26,5 @@ end
 
 -- Writes our lease into the free `key` with `token`.
 local function write_lease(key, token)
-  redis.call('SET', key, ARGV[8] .. token .. '}', 'NX', 'PX', ARGV[2])
+  redis.call('SET', key, ARGV[7] .. token .. '}', 'NX', 'PX', ARGV[2])
 end

@@ -137,11 +137,16 @@ fn again(server: &RedisServer, call: &[String]) -> redis::Value {
     server.query(&args)
 }
 
-/// Takes the last cycle's lease again with its own acquire call (its key is free now; seven
-/// arguments and the values), and releases it with the cycle's release (`release_keys` keys
-/// and their arguments): each answers a number.
-fn answers_are_numbers(server: &RedisServer, release_keys: usize, release_args: usize) {
-    let acquire = last_logged(server, 5, 7..=99).expect("an acquire was logged");
+/// Takes the last cycle's lease again with its own acquire call (`acquire_keys` keys; its key
+/// is free now; six arguments and the values), and releases it with the cycle's release
+/// (`release_keys` keys and their arguments): each answers a number.
+fn answers_are_numbers(
+    server: &RedisServer,
+    acquire_keys: usize,
+    release_keys: usize,
+    release_args: usize,
+) {
+    let acquire = last_logged(server, acquire_keys, 6..=99).expect("an acquire was logged");
     let release = last_logged(server, release_keys, release_args..=release_args)
         .expect("a release was logged");
     let answer = again(server, &acquire);
@@ -159,7 +164,7 @@ fn the_usual_acquire_and_release_answer_a_number() {
     log_every_call(&server);
     bench(&[server.url()], "S1", 3);
     // One lease in single mode is released by handoff.lua (five keys, four arguments).
-    answers_are_numbers(&server, 5, 4);
+    answers_are_numbers(&server, 4, 5, 4);
 
     let quorum = Quorum::start(3);
     for server in &quorum.servers {
@@ -167,5 +172,5 @@ fn the_usual_acquire_and_release_answer_a_number() {
     }
     bench(&quorum.urls(), "S4", 3);
     // Instance 0 also serves S4's interleaved single-instance cycles.
-    answers_are_numbers(&quorum.servers[1], 2, 3);
+    answers_are_numbers(&quorum.servers[1], 5, 2, 3);
 }
