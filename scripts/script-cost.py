@@ -2,7 +2,7 @@
 """What each Lua script costs the server (issue 17), measured by Redis itself.
 
 Starts a throwaway redis-server, loads the scripts from src/scripts/ as leasectl loads them
-(holder.lua + acquire_hash.lua + acquire.lua, ...), and for each call below runs only that
+(holder.lua + acquire_hash.lua + token.lua + acquire.lua, ...), and for each call below runs only that
 call N times on fresh keys (CONFIG RESETSTAT before, INFO commandstats after): EVALSHA's
 usec_per_call and the commands the script called (calls per script call, and their µs).
 Two yardsticks run in the same round: a bare SET NX PX in a script, and node-redlock's
@@ -120,9 +120,10 @@ def read(src, *names):
 def calls(src):
     """name -> (script, make): make(i) gives the plain commands that prepare call i (a
     release of the last acquire, a lease to release) and call i's keys and arguments."""
-    acquire = read(src, "holder.lua", "acquire_hash.lua", "acquire.lua")
-    json_acquire = read(src, "holder.lua", "acquire_json.lua", "acquire.lua")
-    release = read(src, "release.lua")
+    acquire = read(src, "holder.lua", "acquire_hash.lua", "token.lua", "acquire.lua")
+    json_acquire = read(src, "holder.lua", "acquire_json.lua", "token.lua", "acquire.lua")
+    release = read(src, "owns.lua", "release.lua")
+    handoff = read(src, "owns.lua", "handoff.lua", "token.lua", "handoff_grant.lua")
     ttl, grace, at = "10000", "1500", "2026-11-29T21:00:00.000Z"
     lease_id = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     meta = ["meta_instanceId", "worker-1", "meta_region", "eu-west",
@@ -131,6 +132,7 @@ def calls(src):
     name = "lease:bench-s1"
     keys = [name, f"lease:@fence{{{name}}}", f"lease:@queue{{{name}}}",
             f"lease:@deadlines{{{name}}}"]
+    grants = f"lease:@grants{{{name}}}"
     freed = [encode("DEL", name)]
 
     def single(i):
@@ -155,6 +157,24 @@ def calls(src):
         channel = f"lease:@released{{{name}}}"
         return held, [name, keys[2]], ["PUBLISH", lease_id, channel]
 
+    handoff_keys = [name, keys[2], keys[3], grants, keys[1]]
+
+    def handoff_of(i):
+        channel = f"lease:@released{{{name}}}"
+        return held, handoff_keys, ["PUBLISH", lease_id, channel, at]
+
+    # A waiter queued behind the holder, with its grant request (run's four meta fields):
+    # the release hands it the lease.
+    waiter = "0b9a3f7e-58cc-4372-a567-0e02b2c3d479"
+    request = '["h","1500"' + "".join(',"%s"' % v for v in meta) + "]"
+    queued = held + [encode("ZADD", keys[2], "1", waiter),
+                     encode("ZADD", keys[3], "9999999999999", waiter),
+                     encode("HSET", grants, waiter, request)]
+
+    def grant_of(i):
+        channel = f"lease:@released{{{name}}}"
+        return queued, handoff_keys, ["PUBLISH", lease_id, channel, at]
+
     return {
         "SET NX PX (yardstick)": (SET_NX, lambda i: (freed, [name], [lease_id, ttl])),
         "node-redlock acquire": (REDLOCK, lambda i: (freed, [name], [lease_id, ttl])),
@@ -163,6 +183,8 @@ def calls(src):
         "acquire json single": (json_acquire, json_single),
         "acquire quorum": (acquire, quorum),
         "release": (release, release_of),
+        "release one (handoff.lua), no waiter": (handoff, handoff_of),
+        "release one (handoff.lua), a grant": (handoff, grant_of),
     }
 
 
@@ -239,8 +261,11 @@ def bench(args):
     script's median."""
     import hashlib
     sha_names = {}
-    for name, script in (("acquire", read(args.src, "holder.lua", "acquire_hash.lua", "acquire.lua")),
-                         ("release", read(args.src, "release.lua"))):
+    for name, script in (("acquire", read(args.src, "holder.lua", "acquire_hash.lua", "token.lua",
+                                           "acquire.lua")),
+                         ("release", read(args.src, "owns.lua", "release.lua")),
+                         ("release one", read(args.src, "owns.lua", "handoff.lua", "token.lua",
+                                              "handoff_grant.lua"))):
         sha_names[hashlib.sha1(script.encode()).hexdigest()] = name
     work = tempfile.mkdtemp(prefix="script-cost-")
     servers = []

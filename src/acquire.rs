@@ -10,7 +10,7 @@ use futures_util::{StreamExt, TryFutureExt};
 use redis::Value;
 use tokio::time::Instant;
 
-use crate::backend::keys::{check_ttl, fence_key, longest_ttl_key, queue_keys};
+use crate::backend::keys::{check_ttl, fence_key, grants_key, longest_ttl_key, queue_keys};
 use crate::backend::nodes::{Call, Node, Pending, Vote};
 use crate::backend::quorum::{self, Grant, Tally};
 use crate::backend::{self, Backend};
@@ -37,7 +37,9 @@ pub(crate) enum Taken {
 
 /// One acquire attempt for a set of checked names (one, usually); `waiter` (single mode
 /// and one lease, `""` for none) keeps a place in the lease's queue, so that waiters get
-/// the lease in the order they came.
+/// the lease in the order they came, and is the id of the lease it takes: a release that
+/// hands it the lease (`handoff.lua`) writes it under that id, with what the attempt left
+/// beside the queue for it.
 pub(crate) async fn attempt(
     backend: &Arc<Backend>,
     names: &[String],
@@ -47,7 +49,10 @@ pub(crate) async fn attempt(
 ) -> Result<Taken> {
     let ttl_ms = check_ttl(options.ttl)?;
     let keys: Vec<String> = names.iter().map(|n| backend.settings.key_for(n)).collect();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = match waiter {
+        "" => uuid::Uuid::new_v4().to_string(),
+        place => place.to_string(),
+    };
     let format = backend.settings.lease_format;
     let acquired_at = format.acquired_at(SystemTime::now());
     let mut call = Call::new(backend::format::scripts(format).acquire);
@@ -62,6 +67,8 @@ pub(crate) async fn attempt(
             .key(deadlines);
         if total > 1 {
             call = call.key(longest_ttl_key(prefix, key));
+        } else if !waiter.is_empty() {
+            call = call.key(grants_key(prefix, key));
         }
     }
     // Quorum mode: one clock for every instance's token floor (see acquire.lua), so that
@@ -70,11 +77,22 @@ pub(crate) async fn attempt(
         1 => String::new(),
         _ => unix_micros(SystemTime::now()).to_string(),
     };
+    // A waiter queues under its lease id, leaving its grant request. A grant is written on
+    // the primary alone: with `WaitReplicas` the waiter takes the lease with its own acquire,
+    // acknowledged by the replicas, as before ('-': queued, no request).
+    let queueing = if waiter.is_empty() {
+        String::new()
+    } else if backend.settings.wait_replicas > 0 {
+        "-".to_string()
+    } else {
+        let ttl_ms = check_ttl(grant_ttl(options.ttl))?;
+        backend::format::grant_request(format, &id, ttl_ms, &options.metadata)
+    };
     call = call
         .arg(&id)
         .arg(ttl_ms)
         .arg(&acquired_at)
-        .arg(waiter)
+        .arg(queueing)
         .arg(QUEUE_GRACE.as_millis() as u64)
         .arg(floor);
     call = backend::format::acquire_values(call, format, &id, &acquired_at, &options.metadata);
@@ -98,15 +116,7 @@ pub(crate) async fn attempt(
         let in_time = Instant::now() < validity_end(sent_at, options.ttl);
         return match tokens {
             Ok(tokens) if in_time => {
-                let schedule = Schedule {
-                    sent_at,
-                    ttl: options.ttl,
-                    renew_every: options
-                        .auto_renew
-                        .map(|every| every.min(options.ttl * 2 / 3)),
-                    hold_until: options.max_hold.map(|cap| sent_at + cap),
-                    watch_releases: options.watch_releases,
-                };
+                let schedule = schedule(options, sent_at);
                 let leases = names.iter().zip(keys).zip(tokens);
                 let leases = leases.map(|((name, key), token)| {
                     let (id, at) = (id.clone(), acquired_at.clone());
@@ -184,6 +194,27 @@ pub(crate) async fn attempt(
         }
         _ => Err(no_quorum(backend, &votes, options.ttl, tally.counted(), "")),
     }
+}
+
+/// When a lease taken with `options`, whose validity began at `sent_at`, is renewed, and when
+/// it stops for good.
+pub(crate) fn schedule(options: &LeaseOptions, sent_at: Instant) -> Schedule {
+    Schedule {
+        sent_at,
+        ttl: options.ttl,
+        renew_every: options
+            .auto_renew
+            .map(|every| every.min(options.ttl * 2 / 3)),
+        hold_until: options.max_hold.map(|cap| sent_at + cap),
+        watch_releases: options.watch_releases,
+    }
+}
+
+/// The TTL a release hands a queued waiter the lease with (`handoff.lua`): its own, but at
+/// most [`QUEUE_GRACE`], so that a waiter that died just before blocks the lease no longer
+/// than its place in the queue would have; the waiter extends it to its own at once.
+pub(crate) fn grant_ttl(ttl: Duration) -> Duration {
+    ttl.min(QUEUE_GRACE)
 }
 
 /// Makes sure that a majority's fencing counters stand at each lease's token before it is

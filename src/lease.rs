@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
@@ -26,6 +27,9 @@ pub struct Lease {
     /// Its place in the client's watchdog, which renews it and watches its cap; `None` when
     /// it does neither.
     watchdog: Option<Registration>,
+    /// A lease handed over by a release with a short TTL: becomes true once the extension
+    /// to its own TTL is decided (see [`Lease::granted`]).
+    settling: Option<watch::Receiver<bool>>,
 }
 
 impl Lease {
@@ -52,7 +56,51 @@ impl Lease {
             ttl,
             held_since: sent_at,
             watchdog,
+            settling: None,
         }
+    }
+
+    /// A lease that a release handed to this client's queued waiter (`handoff.lua`) with the
+    /// TTL `granted`, after `queued_at`: the start of the waiter's last call whose answer found
+    /// it still queued (that call reached the server before the release), from which its
+    /// validity is counted. When `granted` is shorter than the lease's own TTL, it is extended
+    /// to it at once, in the background (see [`Lease::settled`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn granted(
+        backend: Arc<Backend>,
+        name: &str,
+        key: String,
+        id: String,
+        fencing_token: u64,
+        acquired_at: String,
+        queued_at: Instant,
+        granted: Duration,
+        schedule: Schedule,
+    ) -> Lease {
+        let (ttl, sent_at) = (schedule.ttl, queued_at);
+        let mut lease = Lease::new(
+            backend,
+            name,
+            key,
+            id,
+            fencing_token,
+            acquired_at,
+            sent_at,
+            schedule,
+        );
+        if granted < ttl {
+            lease.state.extended(queued_at, granted);
+            if let Some(watchdog) = &lease.watchdog {
+                watchdog.validity_changed(&lease.state);
+            }
+            let (settled, settling) = watch::channel(false);
+            lease.settling = Some(settling);
+            let (backend, state) = (lease.backend.clone(), lease.state.clone());
+            lease
+                .backend
+                .in_background(extend_granted(backend, state, ttl, settled));
+        }
+        lease
     }
 
     fn stop_watchdog(&self) {
@@ -176,8 +224,27 @@ impl Lease {
         Ok(())
     }
 
+    /// Waits until the lease holds its own TTL on the server: a lease handed over by the
+    /// release of the one before (to the first of the queued waiters, in single mode) starts
+    /// with a TTL of at most 1.5 s, and extends it to its own at once in the background; any
+    /// other lease at once. Worth awaiting before [`Lease::keep`].
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when the lease was lost (the extension found it gone, or could not be
+    /// made before the short TTL ran out).
+    pub async fn settled(&self) -> Result<()> {
+        if let Some(settling) = &self.settling {
+            let _ = settling.clone().wait_for(|settled| *settled).await;
+            if Instant::now() >= self.state.valid_until() {
+                return Err(self.state.mark_lost(LostReason::Expired));
+            }
+        }
+        self.state.lost_error().map_or(Ok(()), Err)
+    }
+
     /// Keeps the lease held after this value (and the program) is gone: stops renewal, and
-    /// neither releases it nor reports it lost; it ends when its TTL runs out, unless someone
+    /// neither releases it nor reports it lost (await [`Lease::settled`] first, so that its
+    /// TTL on the server is its own); it ends when its TTL runs out, unless someone
     /// extends or releases it by its id ([`LeaseClient::extend`](crate::LeaseClient::extend),
     /// [`LeaseClient::release`](crate::LeaseClient::release)). Answers what is needed for that.
     pub fn keep(self) -> KeptLease {
@@ -235,6 +302,47 @@ impl Drop for Lease {
             });
         }
     }
+}
+
+/// Extends a lease handed over with a short TTL to its own `ttl`, trying again after a
+/// connection error while its validity lasts; a lease released or dropped meanwhile is left
+/// alone (its release may have reached the server first).
+async fn extend_granted(
+    backend: Arc<Backend>,
+    state: Arc<LeaseState>,
+    ttl: Duration,
+    settled: watch::Sender<bool>,
+) {
+    let gone = |state: &LeaseState| state.released.load(Ordering::Relaxed) || settled.is_closed();
+    loop {
+        let sent_at = Instant::now();
+        if sent_at >= state.valid_until() || state.lost_error().is_some() || gone(&state) {
+            break;
+        }
+        match backend.extend(&state.key, &state.id, ttl).await {
+            Ok(true) => {
+                if Instant::now() < validity_end(sent_at, ttl) {
+                    state.confirm(sent_at, ttl, false);
+                }
+                break;
+            }
+            Ok(false) => {
+                if !gone(&state) {
+                    state.mark_lost(LostReason::NotOwner);
+                }
+                break;
+            }
+            Err(error) if error.is_transient() => {
+                tracing::debug!(%error, lease = %state.name, "extending a lease handed over failed; trying again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, lease = %state.name, "extending a lease handed over failed");
+                break;
+            }
+        }
+    }
+    let _ = settled.send(true);
 }
 
 /// A lease left held by [`Lease::keep`]: nobody renews or releases it; it ends at its TTL

@@ -1,8 +1,10 @@
 //! Waiting for a held lease: between tries a waiter sleeps until the release notification
 //! (which names the first queued waiter) or a jittered fallback poll, never past the holder's
 //! remaining TTL; it keeps its place in the queue alive, gives it up on every way out, and
-//! rides out a short outage of its Redis by trying again with backoff. The waiting loops of a
-//! waiting acquire and of `wait_until_free` are here too.
+//! rides out a short outage of its Redis by trying again with backoff. In single mode the
+//! release may hand the first waiter the lease (`handoff.lua`): the notification says so, and
+//! the waiter returns the lease without another try. The waiting loops of a waiting acquire
+//! and of `wait_until_free` are here too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,14 +15,15 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::acquire::{attempt, Taken, QUEUE_GRACE, SPLIT_RETRIES};
-use crate::backend::hub::wakes;
-use crate::backend::keys::{check_name, queue_keys, release_channel};
+use crate::acquire::{attempt, grant_ttl, schedule, Taken, QUEUE_GRACE, SPLIT_RETRIES};
+use crate::backend::hub::{granted, wakes};
+use crate::backend::keys::{check_name, grants_key, queue_keys, release_channel};
 use crate::backend::nodes::{Call, Nodes, Notifications};
 use crate::backend::{scripts, Backend};
 use crate::error::{Error, Result};
 use crate::holder::Holder;
 use crate::inspect::inspect;
+use crate::lease::Lease;
 use crate::options::{LeaseOptions, FALLBACK_POLL};
 
 /// How often a queued waiter confirms its place while it waits (between its tries).
@@ -70,7 +73,8 @@ pub(crate) async fn wait_for(
         if let Some(streams) = backend.nodes.listen_subscribed(&channel, mine).await {
             let mine = mine.map(str::to_string);
             let prefix = &backend.settings.key_prefix;
-            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, mine);
+            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, mine)
+                .granted_for(grant_ttl(options.ttl));
             waiter = Some((0, fresh.listening(streams)));
         }
     }
@@ -78,6 +82,7 @@ pub(crate) async fn wait_for(
     let (started, mut attempts) = (Instant::now(), 0u64);
     loop {
         attempts += 1;
+        let tried_at = Instant::now();
         let tried = attempt(backend, names, options, &place, SPLIT_RETRIES).await;
         let (lease, holder) = match tried {
             Ok(Taken::Held { lease, holder }) => (lease, holder),
@@ -111,13 +116,54 @@ pub(crate) async fn wait_for(
             let key = backend.settings.key_for(&names[lease]);
             let prefix = &backend.settings.key_prefix;
             let place = Some(place.clone()).filter(|place| !place.is_empty());
-            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, place);
+            let fresh = Waiter::new(prefix, &key, deadline, options.fallback_poll, place)
+                .granted_for(grant_ttl(options.ttl));
             waiter = Some((lease, fresh));
         }
-        if let Some((_, waiter)) = waiter.as_mut() {
-            waiter.pause(&backend.nodes, &holder).await;
+        let Some((_, waiter)) = waiter.as_mut() else {
+            continue;
+        };
+        // A held answer found us queued (acquire.lua queues a waiter on both held paths).
+        waiter.queued(tried_at);
+        if let Woken::Granted {
+            token,
+            acquired_at,
+            queued_at,
+        } = waiter.pause(&backend.nodes, &holder).await
+        {
+            // A release handed us the lease, after `queued_at`: no try needed.
+            let (name, key) = (&names[0], backend.settings.key_for(&names[0]));
+            let schedule = schedule(options, queued_at);
+            let lease = Lease::granted(
+                backend.clone(),
+                name,
+                key,
+                place,
+                token,
+                acquired_at,
+                queued_at,
+                grant_ttl(options.ttl),
+                schedule,
+            );
+            queued.taken();
+            let waited_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(lease = %name, attempts, waited_ms, "handed over by the release");
+            return Ok(Taken::Acquired(vec![lease]));
         }
     }
+}
+
+/// What ended a waiter's pause.
+pub(crate) enum Woken {
+    /// Time to try again.
+    Try,
+    /// A release handed the lease to our place, with this token and acquiredAt, after the
+    /// call that started at `queued_at` found us queued.
+    Granted {
+        token: u64,
+        acquired_at: String,
+        queued_at: Instant,
+    },
 }
 
 /// Waits up to `wait` until `name` is free; see
@@ -160,6 +206,11 @@ pub(crate) struct Waiter {
     /// Our place in the lease's queue, and the call that confirms it (a release that names
     /// another waiter is not for us).
     place: Option<(String, Arc<Call>)>,
+    /// The TTL a release hands us the lease with (see `grant_ttl`).
+    grant_ttl: Duration,
+    /// When the last call started whose answer found us queued: a release that hands us the
+    /// lease came after it.
+    queued_at: Option<Instant>,
     deadline: Instant,
     fallback_poll: Duration,
     subscribed: bool,
@@ -188,6 +239,8 @@ impl Waiter {
             let confirm = Call::new(&scripts::KEEP_PLACE)
                 .key(queue)
                 .key(deadlines)
+                .key(grants_key(prefix, key))
+                .key(key)
                 .arg(&place)
                 .arg(QUEUE_GRACE.as_millis() as u64);
             (place, Arc::new(confirm))
@@ -195,6 +248,8 @@ impl Waiter {
         Waiter {
             channel,
             place,
+            grant_ttl: QUEUE_GRACE,
+            queued_at: None,
             deadline,
             fallback_poll,
             subscribed: false,
@@ -216,10 +271,37 @@ impl Waiter {
         Instant::now() >= self.deadline
     }
 
+    /// A release hands us the lease with `ttl` (at most [`QUEUE_GRACE`]).
+    fn granted_for(mut self, ttl: Duration) -> Waiter {
+        self.grant_ttl = ttl;
+        self
+    }
+
+    /// A call that started at `at` found us queued.
+    fn queued(&mut self, at: Instant) {
+        self.queued_at = Some(at);
+    }
+
+    /// What a notification `payload` for us says: a lease handed to us, when it does and
+    /// enough of its validity is left to hand it on as it is (else a try takes it at once:
+    /// acquire.lua answers a waiter the lease held under its place).
+    fn grant_in(&self, payload: &str) -> Option<Woken> {
+        let (place, _) = self.place.as_ref()?;
+        let (token, acquired_at) = granted(place, payload)?;
+        let queued_at = self.queued_at?;
+        let left = crate::renew::validity_end(queued_at, self.grant_ttl)
+            .saturating_duration_since(Instant::now());
+        (left > self.grant_ttl / 2).then(|| Woken::Granted {
+            token,
+            acquired_at: acquired_at.to_string(),
+            queued_at,
+        })
+    }
+
     /// Waits for the next try. The first time it only subscribes, so that the caller tries
     /// again at once and a release between its try and the subscription is not missed; so
     /// does every time it subscribes again.
-    pub(crate) async fn pause(&mut self, nodes: &Nodes, holder: &Holder) {
+    pub(crate) async fn pause(&mut self, nodes: &Nodes, holder: &Holder) -> Woken {
         let now = Instant::now();
         if !self.subscribed {
             self.subscribed = true;
@@ -227,7 +309,7 @@ impl Waiter {
         }
         if !self.missing.is_empty() && self.resubscribe_at.is_none_or(|at| at <= now) {
             self.subscribe(nodes).await;
-            return;
+            return Woken::Try;
         }
         let jitter = 0.75 + fastrand::f64() / 2.0;
         let left = self.deadline.saturating_duration_since(now);
@@ -255,9 +337,12 @@ impl Waiter {
             match got {
                 Ok(Some((_, Some(message)))) => {
                     let next: String = message.get_payload().unwrap_or_default();
+                    if let Some(granted) = self.grant_in(&next) {
+                        return granted;
+                    }
                     let place = self.place.as_ref().map(|(place, _)| place.as_str());
                     if wakes(place, &next) {
-                        return;
+                        return Woken::Try;
                     }
                 }
                 // One instance's subscription died (a restart, a cut, CLIENT KILL): try once
@@ -265,13 +350,20 @@ impl Waiter {
                 Ok(Some((index, None))) => {
                     self.missing.push(index);
                     self.resubscribe_at = None;
-                    return;
+                    return Woken::Try;
                 }
-                Ok(None) => return,
-                Err(_) if beat >= until => return,
+                Ok(None) => return Woken::Try,
+                Err(_) if beat >= until => return Woken::Try,
                 Err(_) => {
                     if let Some((_, confirm)) = &self.place {
-                        confirm_place(nodes, confirm.clone()).await;
+                        let sent_at = Instant::now();
+                        match confirm_place(nodes, confirm.clone()).await {
+                            Some(1) => self.queued(sent_at),
+                            // A release handed us the lease, and its notification did not
+                            // reach us: a try takes it at once.
+                            Some(2) => return Woken::Try,
+                            _ => {}
+                        }
                     }
                 }
             }
@@ -297,9 +389,11 @@ impl Waiter {
     }
 }
 
-/// Tells the queue that we still wait, so that our place does not run out.
-async fn confirm_place(nodes: &Nodes, confirm: Arc<Call>) {
-    let _ = nodes.all(|node| node.script::<i64>(&confirm)).await;
+/// Tells the queue that we still wait, so that our place does not run out; answers as
+/// keep_place.lua does (single mode: queues are kept there only), `None` on an error.
+async fn confirm_place(nodes: &Nodes, confirm: Arc<Call>) -> Option<i64> {
+    let votes = nodes.all(|node| node.script::<i64>(&confirm)).await;
+    votes.into_iter().next()?.answer.ok()
 }
 
 /// Pauses between tries that failed on a connection error (an instance restarting, a cut),

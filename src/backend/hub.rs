@@ -181,15 +181,45 @@ impl AsyncPushSender for Router {
 }
 
 /// Whether a release notification naming `next` (the first waiter in line, or `""` for no
-/// one) is for a listener at `place` in the queue: it is for the named waiter and for those
-/// outside the queue; one that names nobody is for everyone.
+/// one; or `PLACE TOKEN ACQUIREDAT`, the waiter the lease was handed to) is for a listener at
+/// `place` in the queue: it is for the named waiter and for those outside the queue; one that
+/// names nobody is for everyone.
 pub(crate) fn wakes(place: Option<&str>, next: &str) -> bool {
-    next.is_empty() || place.is_none_or(|place| place == next)
+    next.is_empty() || place.is_none_or(|place| next.split(' ').next() == Some(place))
+}
+
+/// The lease a release notification `payload` says was handed to the waiter at `place`
+/// (`handoff.lua`): its fencing token and acquiredAt.
+pub(crate) fn granted<'a>(place: &str, payload: &'a str) -> Option<(u64, &'a str)> {
+    let mut parts = payload.split(' ');
+    if parts.next() != Some(place) {
+        return None;
+    }
+    let token = parts.next()?.parse().ok()?;
+    let acquired_at = parts.next().filter(|at| !at.is_empty())?;
+    parts.next().is_none().then_some((token, acquired_at))
 }
 
 /// The connection is gone with its task.
 impl Drop for Router {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_wakes_the_waiter_it_names_and_tells_it_of_a_grant() {
+        let grant = "p1 42 2026-11-30T00:00:00.000Z";
+        assert!(wakes(Some("p1"), grant) && wakes(Some("p1"), "p1") && wakes(None, grant));
+        assert!(!wakes(Some("p2"), grant) && !wakes(Some("p2"), "p1"));
+        assert!(wakes(Some("p2"), ""));
+        assert_eq!(granted("p1", grant), Some((42, "2026-11-30T00:00:00.000Z")));
+        assert_eq!(granted("p2", grant), None);
+        assert_eq!(granted("p1", "p1"), None);
+        assert_eq!(granted("p1", "p1 x 2026"), None);
     }
 }

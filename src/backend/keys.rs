@@ -75,6 +75,12 @@ pub(crate) fn queue_key(prefix: &str, key: &str) -> String {
     beside(prefix, key, "queue")
 }
 
+/// What the queued waiters of a lease left for a release to hand them the lease (hash:
+/// waiter -> grant request, see `handoff.lua`).
+pub(crate) fn grants_key(prefix: &str, key: &str) -> String {
+    beside(prefix, key, "grants")
+}
+
 /// The channel on which a release of `key` is announced (in `key`'s slot, for sharded
 /// pub/sub).
 pub(crate) fn release_channel(prefix: &str, key: &str) -> String {
@@ -190,7 +196,8 @@ mod tests {
         ] {
             let key = format!("{prefix}{name}");
             let (queue, deadlines) = queue_keys(prefix, &key);
-            for internal in [fence_key(prefix, &key), queue, deadlines] {
+            let grants = grants_key(prefix, &key);
+            for internal in [fence_key(prefix, &key), queue, deadlines, grants] {
                 assert!(internal.starts_with(prefix), "{internal}");
                 assert!(is_internal(prefix, &internal), "{internal}");
                 assert_eq!(slot(&internal), slot(&key), "{internal} beside {key}");

@@ -38,15 +38,18 @@ pub(crate) mod start;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use redis::EntraIdCredentialsProvider;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::format::LeaseFormat;
 use crate::settings::Settings;
-use keys::{check_ttl, longest_ttl_key, queue_key, queue_keys, release_channel};
+use keys::{
+    check_ttl, fence_key, grants_key, longest_ttl_key, queue_key, queue_keys, release_channel,
+};
 use nodes::{Call, Nodes, Pending, Vote};
 use quorum::Grant;
 
@@ -153,9 +156,27 @@ impl Backend {
     }
 
     /// Releases our lease (or set of leases) on every instance and wakes their waiters;
-    /// answers how many of them an instance still held.
+    /// answers how many of them an instance still held. One lease in single mode goes
+    /// straight to its first queued waiter (`handoff.lua`).
     pub(crate) async fn release(&self, keys: &[String], id: &str) -> Result<i64> {
-        self.release_on_all(keys, id, true, None).await
+        match (self.nodes.list.len(), keys) {
+            (1, [key]) => {
+                let prefix = &self.settings.key_prefix;
+                let (queue, deadlines) = queue_keys(prefix, key);
+                let call = Call::new(&scripts::HANDOFF)
+                    .key(key)
+                    .key(queue)
+                    .key(deadlines)
+                    .key(grants_key(prefix, key))
+                    .key(fence_key(prefix, key))
+                    .arg(self.nodes.publish_command())
+                    .arg(id)
+                    .arg(release_channel(prefix, key))
+                    .arg(LeaseFormat::Hash.acquired_at(SystemTime::now()));
+                self.announced(&Arc::new(call), None).await
+            }
+            _ => self.release_on_all(keys, id, true, None).await,
+        }
     }
 
     /// Releases on every instance, waking the waiters when `notify` (else silently); waits as
@@ -293,16 +314,25 @@ impl Backend {
         Ok(times[1])
     }
 
-    /// Gives up a waiter's place in the queue (it would otherwise time out).
+    /// Gives up a waiter's place in the queue (it would otherwise time out); when it is no
+    /// longer there, a release may have handed the waiter the lease meanwhile (unnoticed, as
+    /// it gives up): that lease, held under the waiter's place as lease id, is released.
     pub(crate) async fn leave_queue(&self, key: &str, waiter: &str) {
-        let (queue, deadlines) = queue_keys(&self.settings.key_prefix, key);
+        let prefix = &self.settings.key_prefix;
+        let (queue, deadlines) = queue_keys(prefix, key);
         let call = Arc::new(
             Call::new(&scripts::LEAVE_QUEUE)
                 .key(queue)
                 .key(deadlines)
+                .key(grants_key(prefix, key))
                 .arg(waiter),
         );
-        let _ = self.on_a_majority::<i64>(&call, &[], |_| true).await;
+        let votes = self.on_a_majority::<i64>(&call, &[], |_| true).await;
+        if votes.iter().any(|vote| matches!(vote.answer, Ok(0))) {
+            if let Err(error) = self.release(&[key.to_string()], waiter).await {
+                tracing::debug!(%error, "releasing a lease handed to a waiter that gave up failed; its TTL will end it");
+            }
+        }
     }
 
     /// Undoes an acquire that did not reach a majority: releases it wherever it was granted.

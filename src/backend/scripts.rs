@@ -18,13 +18,14 @@ impl Lua {
     }
 }
 
-/// Take a free lease, or answer its holder. `holder.lua` is prepended for `read_holder`, and
+/// Take a free lease, or answer its holder. `holder.lua` is prepended for `read_holder`,
 /// the hash format's reading and writing of a lease (`acquire_hash.lua`; see format.rs for
-/// the JSON one).
+/// the JSON one), and `token.lua` for the fencing token.
 pub(crate) static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         include_str!("../scripts/holder.lua"),
         include_str!("../scripts/acquire_hash.lua"),
+        include_str!("../scripts/token.lua"),
         include_str!("../scripts/acquire.lua")
     ))
 });
@@ -32,14 +33,33 @@ pub(crate) static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
 pub(crate) static LEAVE_QUEUE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("../scripts/leave_queue.lua")));
 /// A queued waiter confirms its place.
-pub(crate) static KEEP_PLACE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("../scripts/keep_place.lua")));
+pub(crate) static KEEP_PLACE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        include_str!("../scripts/owns.lua"),
+        include_str!("../scripts/keep_place.lua")
+    ))
+});
 /// Extend our own lease.
 pub(crate) static EXTEND: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("../scripts/extend.lua")));
-/// Release our own lease and notify waiters.
-pub(crate) static RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("../scripts/release.lua")));
+/// Release our own lease (or set) and notify waiters.
+pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        include_str!("../scripts/owns.lua"),
+        include_str!("../scripts/release.lua")
+    ))
+});
+/// Single mode, one lease: release our own lease and hand it to the first queued waiter.
+/// `token.lua` goes inside its grant branch (`handoff.lua` opens it, `handoff_grant.lua`
+/// closes it): a release that hands nothing over makes no closure of it.
+pub(crate) static HANDOFF: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        include_str!("../scripts/owns.lua"),
+        include_str!("../scripts/handoff.lua"),
+        include_str!("../scripts/token.lua"),
+        include_str!("../scripts/handoff_grant.lua")
+    ))
+});
 /// Delete any lease key and notify waiters.
 pub(crate) static FORCE_RELEASE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("../scripts/force_release.lua")));

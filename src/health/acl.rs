@@ -2,7 +2,7 @@
 //! command it sends, every command its scripts call, on the keys and channel a lease uses.
 
 use super::{Check, Status};
-use crate::backend::keys::{fence_key, queue_key, release_channel};
+use crate::backend::keys::{fence_key, grants_key, queue_key, release_channel};
 use crate::backend::nodes::Node;
 use crate::backend::scripts;
 
@@ -13,8 +13,9 @@ fn probes(prefix: &str) -> Vec<Vec<String>> {
     let fence = fence_key(prefix, &lease);
     let queue = queue_key(prefix, &lease);
     let channel = release_channel(prefix, &lease);
+    let grants = grants_key(prefix, &lease);
     let sha = scripts::ACQUIRE.hash.clone();
-    let probes: [&[&str]; 24] = [
+    let probes: [&[&str]; 25] = [
         // Sent by leasectl.
         &["EVALSHA", &sha, "2", &lease, &fence],
         &["EVAL", "return 1", "1", &lease],
@@ -29,6 +30,7 @@ fn probes(prefix: &str) -> Vec<Vec<String>> {
         &["SET", &fence, "1"],
         &["HGET", &lease, "leaseId"],
         &["HGETALL", &lease],
+        &["HDEL", &grants, "x"],
         &["HSET", &lease, "leaseId", "x"],
         &["PEXPIRE", &lease, "1000"],
         &["PTTL", &lease],

@@ -2,11 +2,13 @@
 -- ahead in its queue; otherwise answers who holds the first one that is not free (or how many
 -- wait for it), in the same round trip.
 -- KEYS, per lease: lease key, fencing counter (never expires, never deleted), waiters' queue
--- (zset: waiter -> ticket), waiters' deadlines (zset: waiter -> ms), and in quorum mode only a
--- fifth: the longest TTL in ms the lease was ever asked for here (never expires, like the
--- counter)
--- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt,
--- ARGV[4] waiter id ('' = not queueing; only for a single lease), ARGV[5] how long a waiter
+-- (zset: waiter -> ticket), waiters' deadlines (zset: waiter -> ms), and a fifth in quorum
+-- mode, the longest TTL in ms the lease was ever asked for here (never expires, like the
+-- counter), or for a queueing caller in single mode, the waiters' grant requests (hash:
+-- waiter -> what handoff.lua needs to hand it the lease)
+-- ARGV[1] lease id, ARGV[2] ttl in ms, ARGV[3] acquiredAt, ARGV[4] '' when the caller does not
+-- queue, else it queues under its lease id (its place; only for a single lease) and this is its
+-- grant request (see handoff.lua), or '-' for none, ARGV[5] how long a waiter
 -- keeps its place without trying again (ms), ARGV[6] the least token to hand out ('' = this
 -- server's clock in microseconds: single mode), ARGV[7..] the lease's values (the format's:
 -- acquire_hash.lua or acquire_json.lua, prepended, says how an owner is read and a grant
@@ -24,9 +26,12 @@
 -- answered when a number will do (Redis looks up every special field a table may have),
 -- numbers parsed only where needed (tonumber is strtod), none passed to redis.call (each is
 -- formatted with snprintf).
-local id, ttl, waiter, floor = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+local id, ttl, floor = ARGV[1], ARGV[2], ARGV[6]
 local quorum = floor ~= ''
-local stride = quorum and 5 or 4
+local waiter = ARGV[4] ~= '' and id or ''
+-- A caller that does not queue (try_acquire, S1, S2) passes no grant requests: no key, no
+-- argument more than it needs.
+local stride = (quorum or waiter ~= '') and 5 or 4
 local leases = #KEYS / stride
 
 -- Quorum mode: every instance an acquirer reaches remembers its TTL, whether or not it grants,
@@ -85,6 +90,10 @@ for i = 1, leases do
       redis.call('ZADD', deadlines, now + grace, waiter)
       redis.call('PEXPIRE', queue, 2 * grace)
       redis.call('PEXPIRE', deadlines, 2 * grace)
+      if ARGV[4] ~= '-' then
+        redis.call('HSET', KEYS[at + 5], waiter, ARGV[4])
+        redis.call('PEXPIRE', KEYS[at + 5], 2 * grace)
+      end
     end
     found = found or {}
     -- Anything but our id (a key of another format answers true or an error) is held.
@@ -98,13 +107,23 @@ for i = 1, leases do
       return {0, read_holder(key), read_counter(fence), i, longest}
     else
       local now = now_ms()
+      -- (Queues are kept in single mode only. A caller that does not queue leaves the grant
+      -- requests of places run out to the next waiter's or release's sweep, or to the hash's
+      -- own expiry: a request is never used without its place.)
       for _, gone in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
         redis.call('ZREM', queue, gone)
         redis.call('ZREM', deadlines, gone)
+        if waiter ~= '' then
+          redis.call('HDEL', KEYS[at + 5], gone)
+        end
       end
       local first = redis.call('ZRANGE', queue, '0', '0')[1]
       if first and first ~= waiter then
-        join_queue(now)
+        -- (A caller that does not wait takes no place: a place named '' would be first in
+        -- line for everyone who does not wait, and never confirmed.)
+        if waiter ~= '' then
+          join_queue(now)
+        end
         return {2, redis.call('ZCARD', queue), read_counter(fence), i, longest}
       end
       found[i] = 'queued'
@@ -112,15 +131,9 @@ for i = 1, leases do
   end
 end
 
--- Then each is taken: its token is one more than the counter, but never less than a clock in
--- microseconds (`floor`), so that tokens keep increasing even when the counter is lost (a
--- restart with empty memory, a failover to a replica that missed the last writes): a token
--- taken after such a loss is still larger than any taken before it. The clock is this server's
--- in single mode; in quorum mode the client sends its own, so that the instances hand out the
--- same token. One call in the usual case (the clock is ahead of the counter): SET ... GET
--- writes the floor and answers the counter it replaced (before Redis 6.2: GET, then SET).
--- Tokens are written as text (Lua's own number-to-text, as `..` uses, keeps 14 significant
--- digits) and answered as numbers (exact: they are below 2^53).
+-- Then each is taken, with the next fencing token (token.lua's take_token: one more than the
+-- counter, never less than a clock in microseconds). The clock is this server's in single
+-- mode; in quorum mode the client sends its own, so that the instances hand out the same token.
 if not quorum then
   local time = redis.call('TIME')
   floor = time[1] .. string.sub('00000' .. time[2], -6)
@@ -139,30 +152,20 @@ for i = 1, leases do
   local mark = found and found[i]
   local number
   if mark == 'ours' then
+    -- Ours already (a retry whose answer was lost, or a grant handoff.lua made to this
+    -- waiter): its TTL starts anew, so that the validity the client counts from this call holds.
     number = our_token(key)
+    redis.call('PEXPIRE', key, ttl)
   else
     if mark == 'queued' and waiter ~= '' then
       redis.call('ZREM', KEYS[at + 3], waiter)
       redis.call('ZREM', KEYS[at + 4], waiter)
-    end
-    local old = redis.pcall('SET', fence, floor, 'GET')
-    if type(old) == 'table' and old.err then
-      old = redis.call('GET', fence)
-      redis.call('SET', fence, floor)
+      redis.call('HDEL', KEYS[at + 5], waiter)
     end
     local token
-    token, number = floor, least
-    if old then
-      local counter = tonumber(old)
-      if not counter then
-        redis.call('SET', fence, old)
-        return redis.error_reply('ERR the fencing counter ' .. fence .. ' is not an integer')
-      end
-      if counter >= least then
-        number = counter + 1
-        token = string.format('%d', number)
-        redis.call('SET', fence, token)
-      end
+    token, number = take_token(fence, floor, least)
+    if not token then
+      return number
     end
     write_lease(key, token)
   end

@@ -6,31 +6,16 @@
 -- acquire must not wake the waiters, or a waiter that undoes its own grant would wake itself
 -- over and over)
 -- The notification names the first queued waiter (only it needs to try now), or is empty
--- when no one is queued (then every waiter tries).
+-- when no one is queued (then every waiter tries). This script releases sets, quorum
+-- instances and undone attempts; one lease in single mode is released by handoff.lua, which
+-- hands it to its first waiter.
 -- Returns how many were released (0 when every key is gone or holds another lease), or, when a
 -- notification was refused, {how many, why}: a refused PUBLISH (an ACL user without it) does
 -- not undo the release, which stands; the waiters then notice it by polling.
 -- The usual case calls HGET, DEL, ZRANGE and PUBLISH, each once, and answers a number (a table
 -- costs the server about as much to answer as a command).
 
--- Whether `key` holds lease `id`, in any format inspect reads: our hash's `leaseId`, the .NET
--- package's JSON string's `leaseId`, or a plain token string that is the id itself.
-local function holds(key, id)
-  -- pcall: a key of another type answers an error, which is not our id.
-  local field = redis.pcall('HGET', key, 'leaseId')
-  if field == id then
-    return true
-  end
-  if type(field) ~= 'table' or redis.call('TYPE', key)['ok'] ~= 'string' then
-    return false
-  end
-  local value = redis.call('GET', key)
-  if value == id then
-    return true
-  end
-  local ok, json = pcall(cjson.decode, value)
-  return ok and type(json) == 'table' and json['leaseId'] == id
-end
+-- `holds(key, id)`: owns.lua, prepended.
 
 local released, refused = 0, ''
 for i = 1, #KEYS / 2 do

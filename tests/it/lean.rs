@@ -104,16 +104,24 @@ fn a_quorum_acquire_and_release_call_each_command_once() {
     }
 }
 
-/// The last script call with `keys` keys the server logged (`EVALSHA sha numkeys key...
-/// arg...`), if any.
-fn last_logged(server: &RedisServer, keys: usize) -> Option<Vec<String>> {
+/// The last script call with `keys` keys and `args` arguments (a range) the server logged
+/// (`EVALSHA sha numkeys key... arg...`), if any.
+fn last_logged(
+    server: &RedisServer,
+    keys: usize,
+    args: std::ops::RangeInclusive<usize>,
+) -> Option<Vec<String>> {
     type Entry = (i64, i64, i64, Vec<String>, String, String);
     let entries: Vec<Entry> = server.query(&["SLOWLOG", "GET", "-1"]);
     let numkeys = keys.to_string();
     entries
         .into_iter()
         .map(|(_, _, _, call, _, _)| call)
-        .find(|call| call[0].eq_ignore_ascii_case("evalsha") && call[2] == numkeys)
+        .find(|call| {
+            call[0].eq_ignore_ascii_case("evalsha")
+                && call[2] == numkeys
+                && args.contains(&(call.len() - 3 - keys))
+        })
 }
 
 /// Logs every command `server` runs from now on (the slow log at 0 µs).
@@ -129,11 +137,18 @@ fn again(server: &RedisServer, call: &[String]) -> redis::Value {
     server.query(&args)
 }
 
-/// Takes the last cycle's lease again with its own acquire call (its key is free now), and
-/// releases it with the cycle's release: each answers a number.
-fn answers_are_numbers(server: &RedisServer, acquire_keys: usize) {
-    let acquire = last_logged(server, acquire_keys).expect("an acquire was logged");
-    let release = last_logged(server, 2).expect("a release was logged");
+/// Takes the last cycle's lease again with its own acquire call (`acquire_keys` keys; its key
+/// is free now; six arguments and the values), and releases it with the cycle's release
+/// (`release_keys` keys and their arguments): each answers a number.
+fn answers_are_numbers(
+    server: &RedisServer,
+    acquire_keys: usize,
+    release_keys: usize,
+    release_args: usize,
+) {
+    let acquire = last_logged(server, acquire_keys, 6..=99).expect("an acquire was logged");
+    let release = last_logged(server, release_keys, release_args..=release_args)
+        .expect("a release was logged");
     let answer = again(server, &acquire);
     assert!(
         matches!(answer, redis::Value::Int(token) if token > 0),
@@ -148,7 +163,8 @@ fn the_usual_acquire_and_release_answer_a_number() {
     let server = RedisServer::start();
     log_every_call(&server);
     bench(&[server.url()], "S1", 3);
-    answers_are_numbers(&server, 4);
+    // One lease in single mode is released by handoff.lua (five keys, four arguments).
+    answers_are_numbers(&server, 4, 5, 4);
 
     let quorum = Quorum::start(3);
     for server in &quorum.servers {
@@ -156,5 +172,5 @@ fn the_usual_acquire_and_release_answer_a_number() {
     }
     bench(&quorum.urls(), "S4", 3);
     // Instance 0 also serves S4's interleaved single-instance cycles.
-    answers_are_numbers(&quorum.servers[1], 5);
+    answers_are_numbers(&quorum.servers[1], 5, 2, 3);
 }

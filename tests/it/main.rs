@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod dotnet_format;
 mod exec;
+mod handoff;
 mod lean;
 mod library;
 mod quorum;

@@ -68,6 +68,8 @@ const LEASE_USER_RULES: &[&str] = &[
     "+zrangebyscore",
     "+zrem",
     "+zscore",
+    // The waiters' grant requests (a release hands the lease to the first waiter).
+    "+hdel",
     // The memory policy, read at connect: an evicting one is warned about.
     "+info",
 ];

@@ -74,6 +74,12 @@ pub fn deadlines_key(name: &str) -> String {
     format!("lease:@deadlines{{lease:{name}}}")
 }
 
+/// What the queued waiters of lease `name` left for a release to hand them the lease (under
+/// the default prefix).
+pub fn grants_key(name: &str) -> String {
+    format!("lease:@grants{{lease:{name}}}")
+}
+
 /// How many times each command ran on `server` since its statistics were last reset (`INFO
 /// commandstats`), by lower-case name.
 pub fn command_stats(server: &RedisServer) -> BTreeMap<String, u64> {

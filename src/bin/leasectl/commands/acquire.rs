@@ -65,6 +65,8 @@ pub async fn run(
     let key = settings.key_for(&args.name);
     match outcome {
         Acquire::Acquired(lease) => {
+            // Handed over by a release, it may still be extending its short first TTL.
+            lease.settled().await?;
             let kept = lease.keep();
             tracing::info!(id = %kept.id, token = kept.fencing_token, "lease acquired and kept");
             if args.json {
