@@ -123,7 +123,7 @@ def calls(src):
     acquire = read(src, "holder.lua", "acquire_hash.lua", "token.lua", "acquire.lua")
     json_acquire = read(src, "holder.lua", "acquire_json.lua", "token.lua", "acquire.lua")
     release = read(src, "owns.lua", "release.lua")
-    handoff = read(src, "owns.lua", "handoff.lua", "token.lua", "handoff_grant.lua")
+    handoff = read(src, "owns.lua", "token.lua", "handoff.lua")
     ttl, grace, at = "10000", "1500", "2026-11-29T21:00:00.000Z"
     lease_id = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     meta = ["meta_instanceId", "worker-1", "meta_region", "eu-west",
@@ -264,8 +264,8 @@ def bench(args):
     for name, script in (("acquire", read(args.src, "holder.lua", "acquire_hash.lua", "token.lua",
                                            "acquire.lua")),
                          ("release", read(args.src, "owns.lua", "release.lua")),
-                         ("release one", read(args.src, "owns.lua", "handoff.lua", "token.lua",
-                                              "handoff_grant.lua"))):
+                         ("release one", read(args.src, "owns.lua", "token.lua",
+                                              "handoff.lua"))):
         sha_names[hashlib.sha1(script.encode()).hexdigest()] = name
     work = tempfile.mkdtemp(prefix="script-cost-")
     servers = []

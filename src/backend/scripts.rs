@@ -50,14 +50,11 @@ pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
     ))
 });
 /// Single mode, one lease: release our own lease and hand it to the first queued waiter.
-/// `token.lua` goes inside its grant branch (`handoff.lua` opens it, `handoff_grant.lua`
-/// closes it): a release that hands nothing over makes no closure of it.
 pub(crate) static HANDOFF: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         include_str!("../scripts/owns.lua"),
-        include_str!("../scripts/handoff.lua"),
         include_str!("../scripts/token.lua"),
-        include_str!("../scripts/handoff_grant.lua")
+        include_str!("../scripts/handoff.lua")
     ))
 });
 /// Delete any lease key and notify waiters.

@@ -19,8 +19,7 @@
 -- {1, why} when the notification was refused (the release and the grant stand).
 -- Nothing is queued, the usual case: HGET, DEL, ZRANGE and PUBLISH, as release.lua.
 
--- `holds(key, id)`: owns.lua, prepended; `take_token`: token.lua, included right after this
--- file (inside the grant branch below, which handoff_grant.lua continues and closes).
+-- `holds(key, id)`: owns.lua, and `take_token`: token.lua, both prepended.
 
 local key, queue = KEYS[1], KEYS[2]
 if not holds(key, ARGV[2]) then
@@ -51,3 +50,30 @@ if named ~= '' then
   -- {'h', ttl, field, value, ...}: a hash with those meta_* fields; {'j', ttl, head, tail}:
   -- the JSON string head .. acquiredAt .. tail .. token .. '}'.
   if ok and type(asked) == 'table' and (asked[1] == 'h' or asked[1] == 'j') then
+    -- acquiredAt: with milliseconds in the hash, whole seconds in the JSON (see format.rs).
+    local at = ARGV[4]
+    if asked[1] == 'j' then
+      at = string.sub(at, 1, 19) .. 'Z'
+    end
+    local floor = time[1] .. string.sub('00000' .. time[2], -6)
+    local token = take_token(fence, floor, tonumber(floor))
+    if token then
+      if asked[1] == 'h' then
+        redis.call('HSET', key, 'leaseId', named, 'acquiredAt', at, 'fencingToken', token,
+          unpack(asked, 3))
+        redis.call('PEXPIRE', key, asked[2])
+      else
+        redis.call('SET', key, asked[3] .. at .. asked[4] .. token .. '}', 'PX', asked[2])
+      end
+      redis.call('ZREM', queue, named)
+      redis.call('ZREM', deadlines, named)
+      redis.call('HDEL', grants, named)
+      named = named .. ' ' .. token .. ' ' .. at
+    end
+  end
+end
+local published = redis.pcall(ARGV[1], ARGV[3], named)
+if type(published) == 'table' and published.err then
+  return {1, published.err}
+end
+return 1

@@ -1,5 +1,5 @@
--- Shared by acquire.lua (prepended) and handoff.lua (included in its grant branch, so that a
--- release that hands nothing over makes no closure of it): how a lease's fencing token is taken.
+-- Shared by acquire.lua and handoff.lua (prepended to each): how a lease's fencing token is
+-- taken.
 -- In single mode `floor` is this server's clock: TIME's seconds .. its microseconds padded to six
 -- digits.
 
