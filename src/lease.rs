@@ -28,7 +28,7 @@ pub struct Lease {
     /// it does neither.
     watchdog: Option<Registration>,
     /// A lease handed over by a release with a short TTL: becomes true once the extension
-    /// to its own TTL is decided (see [`Lease::granted`]).
+    /// to its own TTL is decided (see [`Lease::handed_over`]).
     settling: Option<watch::Receiver<bool>>,
 }
 
@@ -60,47 +60,25 @@ impl Lease {
         }
     }
 
-    /// A lease that a release handed to this client's queued waiter (`handoff.lua`) with the
-    /// TTL `granted`, after `queued_at`: the start of the waiter's last call whose answer found
-    /// it still queued (that call reached the server before the release), from which its
-    /// validity is counted. When `granted` is shorter than the lease's own TTL, it is extended
-    /// to it at once, in the background (see [`Lease::settled`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn granted(
-        backend: Arc<Backend>,
-        name: &str,
-        key: String,
-        id: String,
-        fencing_token: u64,
-        acquired_at: String,
-        queued_at: Instant,
-        granted: Duration,
-        schedule: Schedule,
-    ) -> Lease {
-        let (ttl, sent_at) = (schedule.ttl, queued_at);
-        let mut lease = Lease::new(
-            backend,
-            name,
-            key,
-            id,
-            fencing_token,
-            acquired_at,
-            sent_at,
-            schedule,
-        );
-        if granted < ttl {
-            lease.state.extended(queued_at, granted);
-            if let Some(watchdog) = &lease.watchdog {
-                watchdog.validity_changed(&lease.state);
+    /// This lease, made with [`Lease::new`] from the start of the waiter's last call whose
+    /// answer found it still queued (that call reached the server before the release, so the
+    /// validity counted from it is never too long), as a release handed it to this client's
+    /// queued waiter (`handoff.lua`): with the TTL `granted`. When that is shorter than the
+    /// lease's own TTL, it is extended to it at once, in the background (see
+    /// [`Lease::settled`]).
+    pub(crate) fn handed_over(mut self, granted: Duration) -> Lease {
+        if granted < self.ttl {
+            self.state.extended(self.held_since, granted);
+            if let Some(watchdog) = &self.watchdog {
+                watchdog.validity_changed(&self.state);
             }
             let (settled, settling) = watch::channel(false);
-            lease.settling = Some(settling);
-            let (backend, state) = (lease.backend.clone(), lease.state.clone());
-            lease
-                .backend
-                .in_background(extend_granted(backend, state, ttl, settled));
+            self.settling = Some(settling);
+            let (backend, state) = (self.backend.clone(), self.state.clone());
+            self.backend
+                .in_background(extend_granted(backend, state, self.ttl, settled));
         }
-        lease
+        self
     }
 
     fn stop_watchdog(&self) {

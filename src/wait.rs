@@ -134,7 +134,7 @@ pub(crate) async fn wait_for(
             // A release handed us the lease, after `queued_at`: no try needed.
             let (name, key) = (&names[0], backend.settings.key_for(&names[0]));
             let schedule = schedule(options, queued_at);
-            let lease = Lease::granted(
+            let lease = Lease::new(
                 backend.clone(),
                 name,
                 key,
@@ -142,9 +142,9 @@ pub(crate) async fn wait_for(
                 token,
                 acquired_at,
                 queued_at,
-                grant_ttl(options.ttl),
                 schedule,
-            );
+            )
+            .handed_over(grant_ttl(options.ttl));
             queued.taken();
             let waited_ms = started.elapsed().as_millis() as u64;
             tracing::info!(lease = %name, attempts, waited_ms, "handed over by the release");

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use leasectl::{Acquire, LeaseClient, LeaseFormat, LeaseOptions, Settings};
+use leasectl::{Acquire, Lease, LeaseClient, LeaseFormat, LeaseOptions, Settings};
+use tokio::task::JoinHandle;
 
 use crate::leases::{acquired, connect_within, options, within, woken_only};
 use crate::process::Running;
 use crate::support::{
     command_calls, eventually, exists, fence_key, get, grants_key, hgetall, key, pttl, query,
-    queue_key, release_channel, signal, subscribers, Leasectl, RedisServer, BOUND,
+    queue_key, release_channel, signal, subscribers, url_without_publish, Leasectl, RedisServer,
+    BOUND,
 };
 
 /// How long a queued waiter keeps its place without confirming it (QUEUE_GRACE): the longest
@@ -28,33 +30,47 @@ fn queued(server: &RedisServer, name: &str) -> Vec<String> {
     server.query(&["ZRANGE", &queue_key(name), "0", "-1"])
 }
 
-/// Waits until a waiter is queued for `name`, and has made every try it
-/// makes before it waits (each held try reads the holder with HGETALL: one before it
-/// subscribes, one after); answers its place.
-fn waiting(server: &RedisServer, name: &str, tries: u64) -> String {
-    assert!(
-        eventually(BOUND, || command_calls(server, "hgetall") >= tries),
-        "the waiter never tried {tries} times"
-    );
-    queued(server, name).pop().expect("the waiter is queued")
-}
-
 /// A client whose user may not PUBLISH: its releases notify nobody (they stand all the same).
 fn without_publish(server: &RedisServer) -> Settings {
-    let _: () = server.query(&[
-        "ACL",
-        "SETUSER",
-        "nopub",
-        "reset",
-        "on",
-        ">nopub-pw",
-        "~*",
-        "&*",
-        "+@all",
-        "-publish",
-    ]);
-    let url = format!("redis://nopub:nopub-pw@127.0.0.1:{}", server.port);
-    Settings::for_endpoints(&[url]).expect("a valid URL")
+    Settings::for_endpoints(&[url_without_publish(server)]).expect("a valid URL")
+}
+
+/// A holder of `name` for five minutes (through `holder`: only a grant can end a wait within
+/// BOUND), and a waiter queued behind it (through `waiter`, with `who` as its instanceId) once it
+/// has made every try it makes before it waits (`tried` says when, on the server's command
+/// counts, reset first): the holder's lease, the waiter's client and task, and its place.
+async fn held_and_queued(
+    server: &RedisServer,
+    name: &'static str,
+    (holder, waiter): (Settings, Settings),
+    who: &'static str,
+    tried: impl Fn() -> bool,
+) -> (
+    Lease,
+    LeaseClient,
+    JoinHandle<leasectl::Result<Acquire>>,
+    String,
+) {
+    let owner = connect_within(BOUND, holder).await;
+    let held = acquired(
+        owner
+            .try_acquire(name, &options(Duration::from_secs(300)))
+            .await,
+    );
+    let client = connect_within(BOUND, waiter).await;
+    server.query::<()>(&["CONFIG", "RESETSTAT"]);
+    let task = {
+        let client = client.clone();
+        tokio::spawn(async move { client.acquire(name, &waiter_options(who), BOUND).await })
+    };
+    assert!(tokio::task::block_in_place(|| eventually(BOUND, &tried)));
+    let place = queued(server, name).pop().expect("the waiter is queued");
+    (held, client, task, place)
+}
+
+/// Each held try reads the holder with HGETALL: one before the waiter subscribes, one after.
+fn tried_twice(server: &RedisServer) -> impl Fn() -> bool + '_ {
+    || command_calls(server, "hgetall") >= 2
 }
 
 /// A waiter queued behind a holder gets the lease in the release's own script: the lease is in
@@ -65,19 +81,9 @@ fn without_publish(server: &RedisServer) -> Settings {
 async fn a_queued_waiter_is_handed_the_lease_by_the_release() {
     let server = RedisServer::start();
     let name = "handed";
-    let owner = connect_within(BOUND, server.settings()).await;
-    let held = acquired(
-        owner
-            .try_acquire(name, &options(Duration::from_secs(300)))
-            .await,
-    );
-    let client = connect_within(BOUND, server.settings()).await;
-    server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    let waiter = {
-        let client = client.clone();
-        tokio::spawn(async move { client.acquire(name, &waiter_options("w-1"), BOUND).await })
-    };
-    let place = tokio::task::block_in_place(|| waiting(&server, name, 2));
+    let both = (server.settings(), server.settings());
+    let (held, _client, waiter, place) =
+        held_and_queued(&server, name, both, "w-1", tried_twice(&server)).await;
     let request: Option<String> = server.query(&["HGET", &grants_key(name), &place]);
     assert!(request.is_some(), "the waiter left a grant request");
     server.query::<()>(&["CONFIG", "RESETSTAT"]);
@@ -135,30 +141,18 @@ async fn a_granted_waiter_whose_notification_is_lost_still_gets_the_lease() {
             true => server.settings(),
             false => without_publish(&server),
         };
-        let owner = connect_within(BOUND, settings).await;
-        // A holder for five minutes: only the grant can end the waiter's wait within BOUND.
-        let held = acquired(
-            owner
-                .try_acquire(name, &options(Duration::from_secs(300)))
-                .await,
-        );
-        let client = connect_within(BOUND, server.settings()).await;
-        server.query::<()>(&["CONFIG", "RESETSTAT"]);
-        let waiter = {
-            let client = client.clone();
-            tokio::spawn(async move { client.acquire(name, &waiter_options(name), BOUND).await })
-        };
-        let place = tokio::task::block_in_place(|| {
-            let place = waiting(&server, name, 2);
-            if cut {
-                let killed: i64 = query(
+        let both = (settings, server.settings());
+        let (held, _client, waiter, place) =
+            held_and_queued(&server, name, both, name, tried_twice(&server)).await;
+        if cut {
+            let killed: i64 = tokio::task::block_in_place(|| {
+                query(
                     &mut server.connection(),
                     &["CLIENT", "KILL", "TYPE", "pubsub"],
-                );
-                assert_eq!(killed, 1, "the waiter's pub/sub connection");
-            }
-            place
-        });
+                )
+            });
+            assert_eq!(killed, 1, "the waiter's pub/sub connection");
+        }
         assert!(within(BOUND, "the release", held.release()).await.unwrap());
         let lease = acquired(within(BOUND, "the waiter", waiter).await.unwrap());
         assert_eq!(lease.id(), place, "{name}: the lease the release handed it");
@@ -225,19 +219,9 @@ async fn a_waiter_that_gives_up_as_it_is_granted_leaves_nothing_held() {
     let server = RedisServer::start();
     let name = "given-up";
     // Releases that notify nobody: the waiter cannot learn of the grant before it is dropped.
-    let owner = connect_within(BOUND, without_publish(&server)).await;
-    let held = acquired(
-        owner
-            .try_acquire(name, &options(Duration::from_secs(300)))
-            .await,
-    );
-    let client = connect_within(BOUND, server.settings()).await;
-    server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    let waiter = {
-        let client = client.clone();
-        tokio::spawn(async move { client.acquire(name, &waiter_options(name), BOUND).await })
-    };
-    let place = tokio::task::block_in_place(|| waiting(&server, name, 2));
+    let both = (without_publish(&server), server.settings());
+    let (held, client, waiter, place) =
+        held_and_queued(&server, name, both, name, tried_twice(&server)).await;
     assert!(within(BOUND, "the release", held.release()).await.unwrap());
     assert_eq!(
         hgetall(&server, &key(name)).get("leaseId"),
@@ -269,22 +253,11 @@ async fn a_json_lease_is_handed_over_as_its_json_value() {
         lease_format: LeaseFormat::Json,
         ..server.settings()
     };
-    let owner = LeaseClient::connect(settings.clone()).await.unwrap();
-    let held = acquired(
-        owner
-            .try_acquire(name, &options(Duration::from_secs(300)))
-            .await,
-    );
-    let client = connect_within(BOUND, settings).await;
-    server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    let waiter = {
-        let client = client.clone();
-        tokio::spawn(async move { client.acquire(name, &waiter_options("json-1"), BOUND).await })
-    };
     // A held JSON lease is read with TYPE and GET (not HGETALL): once per try.
     let tried = || command_calls(&server, "type") >= 2 && !queued(&server, name).is_empty();
-    assert!(tokio::task::block_in_place(|| eventually(BOUND, tried)));
-    let place = queued(&server, name).pop().unwrap();
+    let both = (settings.clone(), settings);
+    let (held, _client, waiter, place) =
+        held_and_queued(&server, name, both, "json-1", tried).await;
     server.query::<()>(&["CONFIG", "RESETSTAT"]);
     let before = held.fencing_token();
     assert!(within(BOUND, "the release", held.release()).await.unwrap());
@@ -315,19 +288,9 @@ async fn a_json_lease_is_handed_over_as_its_json_value() {
 async fn a_try_that_does_not_wait_takes_no_place_in_the_queue() {
     let server = RedisServer::start();
     let name = "promised";
-    let owner = connect_within(BOUND, server.settings()).await;
-    let held = acquired(
-        owner
-            .try_acquire(name, &options(Duration::from_secs(300)))
-            .await,
-    );
-    let client = connect_within(BOUND, server.settings()).await;
-    server.query::<()>(&["CONFIG", "RESETSTAT"]);
-    let waiter = {
-        let client = client.clone();
-        tokio::spawn(async move { client.acquire(name, &waiter_options(name), BOUND).await })
-    };
-    let place = tokio::task::block_in_place(|| waiting(&server, name, 2));
+    let both = (server.settings(), server.settings());
+    let (held, _client, waiter, place) =
+        held_and_queued(&server, name, both, name, tried_twice(&server)).await;
     // The key goes without a release (nobody is told): free, and promised to the waiter.
     let _: i64 = server.query(&["DEL", &key(name)]);
     let other = connect_within(BOUND, server.settings()).await;

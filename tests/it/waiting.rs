@@ -220,19 +220,7 @@ async fn a_waiter_that_died_blocks_the_queue_only_briefly() {
 fn exec_keeps_its_exit_code_when_the_release_notification_is_refused() {
     let server = RedisServer::start();
     let leasectl = Leasectl::new();
-    let _: () = server.query(&[
-        "ACL",
-        "SETUSER",
-        "nopub",
-        "reset",
-        "on",
-        ">nopub-pw",
-        "~*",
-        "&*",
-        "+@all",
-        "-publish",
-    ]);
-    let url = format!("redis://nopub:nopub-pw@127.0.0.1:{}", server.port);
+    let url = crate::support::url_without_publish(&server);
     let mut command = leasectl.command();
     command
         .args(["--endpoint", &url])

@@ -38,6 +38,24 @@ impl RedisServer {
     }
 }
 
+/// The URL of a user of `server` that may do everything but PUBLISH: its releases notify
+/// nobody (they stand all the same).
+pub fn url_without_publish(server: &RedisServer) -> String {
+    let _: () = server.query(&[
+        "ACL",
+        "SETUSER",
+        "nopub",
+        "reset",
+        "on",
+        ">nopub-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-publish",
+    ]);
+    format!("redis://nopub:nopub-pw@127.0.0.1:{}", server.port)
+}
+
 pub fn hgetall(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
     server.query(&["HGETALL", key])
 }
