@@ -78,17 +78,19 @@ pub(crate) fn grant_request(
     ttl_ms: u64,
     metadata: &[(String, String)],
 ) -> String {
-    let mut request = vec![String::new(), ttl_ms.to_string()];
+    let kind = match format {
+        LeaseFormat::Hash => "h",
+        LeaseFormat::Json => "j",
+    };
+    let mut request = vec![kind.to_string(), ttl_ms.to_string()];
     match format {
         LeaseFormat::Hash => {
-            request[0] = "h".into();
             for (field, value) in metadata {
                 request.push(format!("meta_{field}"));
                 request.push(value.clone());
             }
         }
         LeaseFormat::Json => {
-            request[0] = "j".into();
             // acquiredAt comes before the metadata, and no string value can hold this text
             // (its quotes would be escaped): the first one is the field's.
             let at = "\"acquiredAt\":\"@\"";
