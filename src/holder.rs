@@ -67,6 +67,33 @@ pub struct InstanceView {
     pub error: Option<String>,
 }
 
+impl LeaseInfo {
+    /// What a forced release deletes: the holder a majority agrees on; else (quorum mode)
+    /// every different holder an instance shows. A lease left on a minority — its other
+    /// instances down, restarted or not yet reached — is not free: it comes back to a
+    /// majority when a stopped instance returns with its memory. Queued waiters are no holder.
+    pub fn holders(&self) -> Vec<&Holder> {
+        let shown: Vec<&Holder> = match &self.holder {
+            Some(holder) => vec![holder],
+            None => self
+                .instances
+                .iter()
+                .filter_map(|v| v.holder.as_ref())
+                .collect(),
+        };
+        let mut holders: Vec<&Holder> = Vec::new();
+        for holder in shown
+            .into_iter()
+            .filter(|h| !matches!(h.format, KeyFormat::Queued { .. }))
+        {
+            if !holders.iter().any(|seen| seen.same_lease(holder)) {
+                holders.push(holder);
+            }
+        }
+        holders
+    }
+}
+
 impl Holder {
     /// The stand-in holder of a free lease that queued waiters are next in line for.
     pub(crate) fn queued(waiters: u64) -> Holder {
@@ -81,6 +108,16 @@ impl Holder {
             fields: Vec::new(),
             value: None,
         }
+    }
+
+    /// Whether `other` is the same lease (as instances show it, their TTLs and raised
+    /// tokens aside): our hash by its lease id, any other key by what it stores.
+    fn same_lease(&self, other: &Holder) -> bool {
+        self.format == other.format
+            && match (&self.format, &self.lease_id, &other.lease_id) {
+                (KeyFormat::Hash, Some(a), Some(b)) => a == b,
+                _ => self.value == other.value && self.fields == other.fields,
+            }
     }
 
     /// `us-east-1 (us-east)`: the instance and region when known, else the owner or lease id.

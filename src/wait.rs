@@ -21,7 +21,7 @@ use crate::backend::keys::{check_name, grants_key, queue_keys, release_channel};
 use crate::backend::nodes::{Call, Nodes, Notifications};
 use crate::backend::{scripts, Backend};
 use crate::error::{Error, Result};
-use crate::holder::Holder;
+use crate::holder::{Holder, LeaseInfo};
 use crate::inspect::inspect;
 use crate::lease::Lease;
 use crate::options::{LeaseOptions, FALLBACK_POLL};
@@ -189,7 +189,7 @@ pub(crate) async fn wait_until_free(
             }
         };
         backoff.reset();
-        let Some(holder) = info.holder else {
+        let Some(holder) = info.holder.clone().or_else(|| blocking(&info, backend)) else {
             return Ok(None);
         };
         if waiter.is_over() {
@@ -197,6 +197,19 @@ pub(crate) async fn wait_until_free(
         }
         waiter.pause(&backend.nodes, &holder).await;
     }
+}
+
+/// Quorum mode, no holder a majority agrees on: a holder an instance shows when too few
+/// instances are free for an acquire to get a majority (the others down, or held there).
+fn blocking(info: &LeaseInfo, backend: &Backend) -> Option<Holder> {
+    let free = info.instances.iter();
+    let free = free
+        .filter(|v| v.error.is_none() && v.holder.is_none())
+        .count();
+    if info.instances.is_empty() || free >= backend.nodes.majority() {
+        return None;
+    }
+    info.holders().first().map(|holder| (*holder).clone())
 }
 
 /// Waits between tries for a held lease: woken by the release notification (subscribed

@@ -153,3 +153,52 @@ fn cli_one_instance_down_changes_nothing_and_two_give_no_quorum() {
     }
     assert!(!stderr.contains("panicked"));
 }
+
+/// A lease left on a minority (its other instances down, or never reached) is not free: an
+/// instance that comes back with its memory gives it a majority again. `inspect` says no
+/// majority agrees, `inspect --wait-free` waits, and `release --force` (or by its lease id)
+/// deletes it where it is, rather than "not held; nothing to release".
+#[test]
+fn cli_release_deletes_a_lease_left_on_a_minority() {
+    let mut quorum = Quorum::start(3);
+    let leasectl = Leasectl::new();
+    let command = |quorum: &Quorum, args: &[&str]| {
+        let mut command = leasectl.against_quorum(quorum);
+        command.args(args);
+        complete(command)
+    };
+    for server in &quorum.servers[..2] {
+        write_holder(server, RUN_LEASE, "ap-south-1");
+    }
+    quorum.servers[0].kill();
+    let shown = command(&quorum, &["inspect", RUN_LEASE]);
+    assert!(
+        shown.stdout.contains("has no holder a majority agrees on"),
+        "{shown}"
+    );
+    // Not free either: one instance free is no majority.
+    let waited = command(&quorum, &["inspect", RUN_LEASE, "--wait-free", "100ms"]);
+    assert_eq!(waited.code(), 3, "{waited}");
+
+    let forced = command(&quorum, &["release", RUN_LEASE, "--force", "--yes"]);
+    assert_eq!(forced.code(), 0, "{forced}");
+    assert!(
+        forced.stdout.contains(
+            "Force-released critical-section-lock (was held by ap-south-1 (us-east) on 1 of 3 \
+             instances)"
+        ),
+        "{forced}"
+    );
+    assert!(!exists_on(&quorum.servers[1], RUN_LEASE), "{forced}");
+
+    write_holder(&quorum.servers[1], RUN_LEASE, "ap-south-1");
+    let by_id = command(
+        &quorum,
+        &["release", RUN_LEASE, "--lease-id", "id-of-ap-south-1"],
+    );
+    assert_eq!(by_id.code(), 0, "{by_id}");
+    assert!(by_id.stdout.contains("Released"), "{by_id}");
+    assert!(!exists_on(&quorum.servers[1], RUN_LEASE), "{by_id}");
+    let free = command(&quorum, &["inspect", RUN_LEASE]);
+    assert!(free.stdout.contains("is free"), "{free}");
+}

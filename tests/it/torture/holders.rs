@@ -121,10 +121,12 @@ pub(super) fn force_release(ctx: &Ctx, deployment: &Deployment, name: &str) -> b
         .env("RedisLeasing__SyncTimeout", &timeout)
         .envs(ctx.leasectl_env.iter().map(|(k, v)| (k, v)))
         .args(["release", name, "--force", "--yes"])
-        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let from = now();
-    let released = command.status().is_ok_and(|status| status.success());
+    // Exit 0 is also "not held; nothing to release": only a deletion counts as one.
+    let released = command.output().is_ok_and(|output| {
+        output.status.success() && output.stdout.starts_with(b"Force-released")
+    });
     if released {
         ctx.deletions.lock().unwrap().push(Deletion {
             from,

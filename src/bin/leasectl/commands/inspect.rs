@@ -143,6 +143,12 @@ fn describe(info: &LeaseInfo) -> String {
         instances_table(&info.instances)
     };
     let summary = match &info.holder {
+        // Held on a minority (its other instances down or not reached): not free to take.
+        None if !info.holders().is_empty() => format!(
+            "{} {} has no holder a majority agrees on\n",
+            "◐".yellow(),
+            escape(&info.name).bold()
+        ),
         None => format!("{} {} is free\n", "○".green(), escape(&info.name).bold()),
         Some(holder) => format!(
             "{} {} is held by {}\n{}",

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use leasectl::{KeyFormat, LeaseClient};
+use leasectl::{Holder, KeyFormat, LeaseClient, LeaseInfo};
 
 use crate::cli::ReleaseArgs;
 use crate::output::{escape, exit, outln, Printer, UsageError};
@@ -25,13 +25,12 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let info = client.inspect(&args.name).await?;
-    let holder = match info.holder {
-        Some(holder) if !matches!(holder.format, KeyFormat::Queued { .. }) => holder,
-        _ => {
-            outln!("{} is not held; nothing to release", args.name)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-    };
+    let holders = info.holders();
+    if holders.is_empty() {
+        outln!("{} is not held; nothing to release", args.name)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let who = describe(&info, &holders);
     if let Some(lease_id) = &args.lease_id {
         // Matches our hash's leaseId, the .NET package's JSON leaseId, or a plain token.
         if client.release(&args.name, lease_id).await? {
@@ -39,24 +38,23 @@ pub async fn run(
             return Ok(ExitCode::SUCCESS);
         }
         outln!(
-            "{} is held by {} under another lease id; not released",
-            args.name,
-            holder.display_name()
+            "{} is held by {who} under another lease id; not released",
+            args.name
         )?;
         return Ok(ExitCode::from(exit::HELD));
     }
-    if !args.yes && !confirm(&args.name, &holder.display_name(), printer)? {
+    if !args.yes && !confirm(&args.name, &who, printer)? {
         outln!("Not released")?;
         return Ok(ExitCode::from(exit::HELD));
     }
     // Delete exactly what was shown and confirmed, compared in the same script: never a lease
     // that took its place while the prompt was open.
-    if client.force_release_shown(&args.name, &holder).await? {
-        outln!(
-            "Force-released {} (was held by {})",
-            args.name,
-            holder.display_name()
-        )?;
+    let mut released = false;
+    for holder in holders {
+        released |= client.force_release_shown(&args.name, holder).await?;
+    }
+    if released {
+        outln!("Force-released {} (was held by {who})", args.name)?;
         Ok(ExitCode::SUCCESS)
     } else {
         outln!(
@@ -65,6 +63,21 @@ pub async fn run(
         )?;
         Ok(ExitCode::from(exit::HELD))
     }
+}
+
+/// `us-east-1 (us-east)`; in quorum mode, when no majority agrees on a holder,
+/// `us-east-1 (us-east) on 1 of 3 instances`.
+fn describe(info: &LeaseInfo, holders: &[&Holder]) -> String {
+    let names: Vec<String> = holders.iter().map(|h| h.display_name()).collect();
+    let names = names.join(", ");
+    if info.holder.is_some() {
+        return names;
+    }
+    let on = info.instances.iter().filter_map(|v| v.holder.as_ref());
+    let on = on
+        .filter(|h| !matches!(h.format, KeyFormat::Queued { .. }))
+        .count();
+    format!("{names} on {on} of {} instances", info.instances.len())
 }
 
 fn confirm(name: &str, holder: &str, _printer: &Printer) -> anyhow::Result<bool> {
