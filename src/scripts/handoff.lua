@@ -19,7 +19,7 @@
 -- {1, why} when the notification was refused (the release and the grant stand).
 -- Nothing is queued, the usual case: HGET, DEL, ZRANGE and PUBLISH, as release.lua.
 
--- `holds(key, id)`: owns.lua, and `take_token`: token.lua, both prepended.
+-- `holds(key, id)`: owns.lua, `take_token`: token.lua, and `clock()`: clock.lua, prepended.
 
 local key, queue = KEYS[1], KEYS[2]
 if not holds(key, ARGV[2]) then
@@ -30,7 +30,7 @@ redis.call('DEL', key)
 local named = redis.call('ZRANGE', queue, '0', '0')[1] or ''
 if named ~= '' then
   local deadlines, grants, fence = KEYS[3], KEYS[4], KEYS[5]
-  local time = redis.call('TIME')
+  local time = clock()
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   -- Waiters that stopped confirming their place lose it first (as in acquire.lua).
   local gone = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)
