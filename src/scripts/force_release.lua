@@ -32,7 +32,7 @@ if ARGV[3] then
 end
 local deleted, refused = redis.call('DEL', KEYS[1]), ''
 if deleted == 1 then
-  local published = redis.pcall(ARGV[1], ARGV[2], redis.call('ZRANGE', KEYS[2], '0', '0')[1] or '')
+  local published = redis.pcall(ARGV[1], ARGV[2], redis.pcall('ZRANGE', KEYS[2], '0', '0')[1] or '')
   if type(published) == 'table' and published.err then
     refused = published.err
   end

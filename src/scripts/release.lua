@@ -24,7 +24,8 @@ for i = 1, #KEYS / 2 do
     redis.call('DEL', key)
     if channel ~= '' then
       -- '0' as text: a number passed to redis.call is formatted (snprintf) on every call.
-      local first = redis.call('ZRANGE', queue, '0', '0')[1] or ''
+      -- pcall: a queue of another type (something else wrote it) holds no waiter.
+      local first = redis.pcall('ZRANGE', queue, '0', '0')[1] or ''
       local published = redis.pcall(ARGV[1], channel, first)
       if type(published) == 'table' and published.err then
         refused = published.err

@@ -151,3 +151,37 @@ async fn a_corrupt_fence_counter_fails_the_acquire_and_changes_nothing() {
         "the counter is unchanged"
     );
 }
+
+/// The waiters' keys beside a lease holding something else (another program wrote them): a
+/// release, a handoff to a queued waiter and a forced release still delete the lease and say
+/// so, rather than failing after the delete (the release stands either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_stands_and_says_so_when_the_waiters_keys_hold_something_else() {
+    let server = RedisServer::start();
+    let client = connect(&server).await;
+    let mut redis = server.connection();
+    let options = options(Duration::from_secs(30));
+    let queue = crate::support::queue_key("odd");
+    let deadlines = crate::support::deadlines_key("odd");
+
+    // A queue that is a string: no waiter in it.
+    let lease = acquired(client.try_acquire("odd", &options).await);
+    let _: () = query(&mut redis, &["SET", &queue, "not-a-queue"]);
+    assert_eq!(lease.release().await.ok(), Some(true), "released");
+    assert!(!crate::support::exists(&server, &key("odd")));
+
+    // A waiter queued, its deadlines key a string: the handoff fails, the release stands.
+    let _: () = query(&mut redis, &["DEL", &queue]);
+    let lease = acquired(client.try_acquire("odd", &options).await);
+    let _: () = query(&mut redis, &["ZADD", &queue, "1", "a-waiter"]);
+    let _: () = query(&mut redis, &["SET", &deadlines, "not-a-zset"]);
+    assert_eq!(lease.release().await.ok(), Some(true), "released");
+    assert!(!crate::support::exists(&server, &key("odd")));
+
+    // A forced release with a queue that is a string.
+    let _: () = query(&mut redis, &["DEL", &queue, &deadlines]);
+    let _lease = acquired(client.try_acquire("odd", &options).await);
+    let _: () = query(&mut redis, &["SET", &queue, "not-a-queue"]);
+    assert_eq!(client.force_release("odd").await.ok(), Some(true));
+    assert!(!crate::support::exists(&server, &key("odd")));
+}
