@@ -2,7 +2,7 @@
 """What each Lua script costs the server (issue 17), measured by Redis itself.
 
 Starts a throwaway redis-server, loads the scripts from src/scripts/ as leasectl loads them
-(holder.lua + acquire_hash.lua + token.lua + clock.lua + acquire.lua, ...), and for each call below runs only that
+(holder.lua + acquire_hash.lua + token.lua + acquire.lua, ...), and for each call below runs only that
 call N times on fresh keys (CONFIG RESETSTAT before, INFO commandstats after): EVALSHA's
 usec_per_call and the commands the script called (calls per script call, and their µs).
 Two yardsticks run in the same round: a bare SET NX PX in a script, and node-redlock's
@@ -120,11 +120,10 @@ def read(src, *names):
 def calls(src):
     """name -> (script, make): make(i) gives the plain commands that prepare call i (a
     release of the last acquire, a lease to release) and call i's keys and arguments."""
-    acquire = read(src, "holder.lua", "acquire_hash.lua", "token.lua", "clock.lua", "acquire.lua")
-    json_acquire = read(src, "holder.lua", "acquire_json.lua", "token.lua", "clock.lua",
-                        "acquire.lua")
+    acquire = read(src, "holder.lua", "acquire_hash.lua", "token.lua", "acquire.lua")
+    json_acquire = read(src, "holder.lua", "acquire_json.lua", "token.lua", "acquire.lua")
     release = read(src, "owns.lua", "release.lua")
-    handoff = read(src, "owns.lua", "token.lua", "clock.lua", "handoff.lua")
+    handoff = read(src, "owns.lua", "token.lua", "handoff.lua")
     ttl, grace, at = "10000", "1500", "2026-11-29T21:00:00.000Z"
     lease_id = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     meta = ["meta_instanceId", "worker-1", "meta_region", "eu-west",
@@ -263,10 +262,10 @@ def bench(args):
     import hashlib
     sha_names = {}
     for name, script in (("acquire", read(args.src, "holder.lua", "acquire_hash.lua", "token.lua",
-                                           "clock.lua", "acquire.lua")),
+                                           "acquire.lua")),
                          ("release", read(args.src, "owns.lua", "release.lua")),
                          ("release one", read(args.src, "owns.lua", "token.lua",
-                                              "clock.lua", "handoff.lua"))):
+                                              "handoff.lua"))):
         sha_names[hashlib.sha1(script.encode()).hexdigest()] = name
     work = tempfile.mkdtemp(prefix="script-cost-")
     servers = []

@@ -106,8 +106,6 @@ impl Nodes {
             // Set by connect.rs once connected.
             retry: super::retry::Retry::NONE,
             start: Arc::default(),
-            // A cluster's keys live on many nodes: each call goes alone.
-            coalescer: None,
         };
         let nodes = Nodes {
             list: vec![node],

@@ -90,12 +90,7 @@ impl Nodes {
                 // (AbortOnConnectFail); the calls after them are.
                 retry: Retry::NONE,
                 start: Arc::default(),
-                // Single mode only: set below.
-                coalescer: None,
             });
-        }
-        if let [single] = list.as_mut_slice() {
-            single.coalescer = Some(Arc::default());
         }
         let mut nodes = Nodes {
             list,

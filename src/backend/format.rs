@@ -12,15 +12,12 @@ use super::scripts::{self, Lua};
 use crate::format::{json_value_head, LeaseFormat};
 
 static JSON_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::with_helpers(
-        &[
-            include_str!("../scripts/holder.lua"),
-            include_str!("../scripts/acquire_json.lua"),
-            include_str!("../scripts/token.lua"),
-            include_str!("../scripts/clock.lua"),
-        ],
-        include_str!("../scripts/acquire.lua"),
-    )
+    Lua::new(concat!(
+        include_str!("../scripts/holder.lua"),
+        include_str!("../scripts/acquire_json.lua"),
+        include_str!("../scripts/token.lua"),
+        include_str!("../scripts/acquire.lua")
+    ))
 });
 static JSON_EXTEND: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("../scripts/json_extend.lua")));

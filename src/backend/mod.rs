@@ -23,7 +23,6 @@
 pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod cluster_link;
-pub(crate) mod coalesce;
 pub(crate) mod connect;
 pub(crate) mod format;
 pub(crate) mod hub;

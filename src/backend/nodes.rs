@@ -16,7 +16,6 @@ use redis::{
 use tokio::time::{timeout, Instant};
 
 use super::cluster_link::Subscriber;
-use super::coalesce::Coalescer;
 use super::hub::Hub;
 use super::link::{push_connection, Link};
 use super::retry::Retry;
@@ -45,8 +44,6 @@ pub(crate) struct Node {
     pub(super) retry: Retry,
     /// How long it has been up, as this connection learned (quorum mode).
     pub(super) start: Arc<Start>,
-    /// Single mode: sends the script calls made while others are unanswered together.
-    pub(super) coalescer: Option<Arc<Coalescer>>,
 }
 
 /// One script call, sent alike to every instance.
@@ -88,33 +85,6 @@ impl Call {
     pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Call {
         self.args.extend(arg.to_redis_args());
         self
-    }
-
-    /// One call of `coalesced.lua` that makes `calls` (each of the same script) in turn.
-    pub(super) fn coalescing<'a>(calls: impl Iterator<Item = &'a Call> + Clone) -> Call {
-        let first = calls.clone().next().expect("calls to coalesce");
-        let mut together = Call::new(first.script.coalesced());
-        together
-            .args
-            .push(calls.clone().count().to_string().into_bytes());
-        let counts = calls.clone().map(|call| call.keys.len());
-        together
-            .args
-            .extend(counts.map(|n| n.to_string().into_bytes()));
-        let counts = calls.clone().map(|call| call.args.len());
-        together
-            .args
-            .extend(counts.map(|n| n.to_string().into_bytes()));
-        for call in calls {
-            together.keys.extend(call.keys.iter().cloned());
-            together.args.extend(call.args.iter().cloned());
-        }
-        together
-    }
-
-    /// Whether `other` runs the same script.
-    pub(super) fn same_script(&self, other: &Call) -> bool {
-        std::ptr::eq(self.script, other.script)
     }
 
     /// The EVAL command: the script's text instead of its hash (after a NOSCRIPT).
@@ -432,21 +402,10 @@ impl Node {
         Box::pin(async move {
             let answer = node
                 .retry
-                .run(call.deadline, || node.script_once(&call))
+                .run(call.deadline, || run_script(&call, node.connection.clone()))
                 .await;
             answer.map_err(|e| Error::from_redis(&node.address, &e, node.response_timeout))
         })
-    }
-
-    /// One try of a script call: alone, or with the calls other tasks make meanwhile.
-    async fn script_once<T: FromRedisValue>(&self, call: &Arc<Call>) -> redis::RedisResult<T> {
-        match &self.coalescer {
-            None => run_script(call, self.connection.clone()).await,
-            Some(coalescer) => match coalescer.run(call, &self.connection).await? {
-                redis::Value::ServerError(error) => Err(error.into()),
-                answer => Ok(redis::from_redis_value(answer)?),
-            },
-        }
     }
 
     /// Every key matching `pattern` here (SCAN), skipping names that are not UTF-8.
@@ -497,10 +456,7 @@ impl Node {
 
 /// One attempt at a script call: EVALSHA; once more at once when the connection had died;
 /// on NOSCRIPT, EVAL.
-pub(super) async fn run_script<T: FromRedisValue>(
-    call: &Call,
-    mut connection: Link,
-) -> redis::RedisResult<T> {
+async fn run_script<T: FromRedisValue>(call: &Call, mut connection: Link) -> redis::RedisResult<T> {
     let mut answer = call.query(&mut connection).await;
     if answer.as_ref().is_err_and(was_dropped) {
         // The connection manager reconnects only after a command failed on a dead

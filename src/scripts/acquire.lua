@@ -73,7 +73,7 @@ for i = 1, leases do
   local present = redis.call('EXISTS', key, queue)
   if present > 0 then
     local function now_ms()
-      local time = clock()
+      local time = redis.call('TIME')
       return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     end
     -- Takes (or keeps) the waiter's place in line, and notes that it is still waiting.
@@ -135,7 +135,7 @@ end
 -- counter, never less than a clock in microseconds). The clock is this server's in single
 -- mode; in quorum mode the client sends its own, so that the instances hand out the same token.
 if not quorum then
-  local time = clock()
+  local time = redis.call('TIME')
   floor = time[1] .. string.sub('00000' .. time[2], -6)
 end
 local least = tonumber(floor)
@@ -167,7 +167,7 @@ for i = 1, leases do
     if not token then
       return number
     end
-    write_lease(key, token, ARGV)
+    write_lease(key, token)
   end
   if not taken then
     return number

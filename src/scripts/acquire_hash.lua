@@ -11,8 +11,8 @@ local function our_token(key)
   return tonumber(redis.call('HGET', key, 'fencingToken'))
 end
 
--- Writes our lease into the free `key` with `token`; `args`: acquire.lua's ARGV.
-local function write_lease(key, token, args)
-  redis.call('HSET', key, 'leaseId', args[1], 'acquiredAt', args[3], 'fencingToken', token, unpack(args, 7))
-  redis.call('PEXPIRE', key, args[2])
+-- Writes our lease into the free `key` with `token`.
+local function write_lease(key, token)
+  redis.call('HSET', key, 'leaseId', ARGV[1], 'acquiredAt', ARGV[3], 'fencingToken', token, unpack(ARGV, 7))
+  redis.call('PEXPIRE', key, ARGV[2])
 end

@@ -24,7 +24,7 @@ local function our_token(key)
   return tonumber(string.match(redis.call('GET', key), '"fencingToken":(%d+)}$'))
 end
 
--- Writes our lease into the free `key` with `token`; `args`: acquire.lua's ARGV.
-local function write_lease(key, token, args)
-  redis.call('SET', key, args[7] .. token .. '}', 'NX', 'PX', args[2])
+-- Writes our lease into the free `key` with `token`.
+local function write_lease(key, token)
+  redis.call('SET', key, ARGV[7] .. token .. '}', 'NX', 'PX', ARGV[2])
 end

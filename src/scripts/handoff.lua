@@ -19,7 +19,7 @@
 -- {1, why} when the notification was refused (the release and the grant stand).
 -- Nothing is queued, the usual case: HGET, DEL, ZRANGE and PUBLISH, as release.lua.
 
--- `holds(key, id)`: owns.lua, `take_token`: token.lua, and `clock()`: clock.lua, prepended.
+-- `holds(key, id)`: owns.lua, and `take_token`: token.lua, both prepended.
 
 local key, queue = KEYS[1], KEYS[2]
 if not holds(key, ARGV[2]) then
@@ -35,7 +35,7 @@ if named ~= '' then
   -- after its DEL.
   local handed, told = pcall(function()
     local deadlines, grants, fence = KEYS[3], KEYS[4], KEYS[5]
-    local time = clock()
+    local time = redis.call('TIME')
     local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     -- Waiters that stopped confirming their place lose it first (as in acquire.lua).
     local gone = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)

@@ -8,7 +8,7 @@
 -- Returns 1 when the place was kept, 0 when it was gone, 2 when it was gone because the lease
 -- is the waiter's (held under its place as lease id).
 
--- `holds(key, id)`: owns.lua, and `clock()`: clock.lua, both prepended.
+-- `holds(key, id)`: owns.lua, prepended.
 
 local grace = tonumber(ARGV[2])
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -17,7 +17,7 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   end
   return 0
 end
-local time = clock()
+local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + grace, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], 2 * grace)

@@ -1,7 +1,6 @@
 //! The library against real `redis-server` processes: contention, renewal, loss, fencing,
 //! waiting, the key formats of SPEC 2, `inspect_all`, and bad inputs.
 
-mod coalescing;
 mod connections;
 mod contention;
 mod dropping;
