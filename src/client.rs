@@ -341,7 +341,9 @@ impl LeaseClient {
     }
 
     /// Waits up to `wait` until `name` is free, woken by its release like a waiting acquire.
-    /// Answers `None` once it is free, or the holder when the wait ran out.
+    /// Answers `None` once it is free, or the holder when the wait ran out. In quorum mode it
+    /// is free once no majority agrees on a holder and enough instances are free for an
+    /// acquire to get a majority (a lease left on a minority, its other instances down, is not).
     ///
     /// # Errors
     /// As [`LeaseClient::inspect`].
