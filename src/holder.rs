@@ -74,23 +74,28 @@ impl LeaseInfo {
     /// majority when a stopped instance returns with its memory. Queued waiters are no holder.
     pub fn holders(&self) -> Vec<&Holder> {
         let shown: Vec<&Holder> = match &self.holder {
-            Some(holder) => vec![holder],
-            None => self
-                .instances
-                .iter()
-                .filter_map(|v| v.holder.as_ref())
-                .collect(),
+            Some(holder) if !holder.is_queued() => vec![holder],
+            Some(_) => Vec::new(),
+            None => self.held_here().collect(),
         };
         let mut holders: Vec<&Holder> = Vec::new();
-        for holder in shown
-            .into_iter()
-            .filter(|h| !matches!(h.format, KeyFormat::Queued { .. }))
-        {
+        for holder in shown {
             if !holders.iter().any(|seen| seen.same_lease(holder)) {
                 holders.push(holder);
             }
         }
         holders
+    }
+
+    /// Quorum mode: on how many instances someone holds the lease.
+    pub fn held_on(&self) -> usize {
+        self.held_here().count()
+    }
+
+    /// Each instance's holder, where one holds it (queued waiters hold nothing).
+    fn held_here(&self) -> impl Iterator<Item = &Holder> {
+        let holders = self.instances.iter().filter_map(|v| v.holder.as_ref());
+        holders.filter(|holder| !holder.is_queued())
     }
 }
 
@@ -108,6 +113,11 @@ impl Holder {
             fields: Vec::new(),
             value: None,
         }
+    }
+
+    /// The stand-in for queued waiters of a free lease (see [`Holder::queued`]).
+    fn is_queued(&self) -> bool {
+        matches!(self.format, KeyFormat::Queued { .. })
     }
 
     /// Whether `other` is the same lease (as instances show it, their TTLs and raised

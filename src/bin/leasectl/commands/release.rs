@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use leasectl::{Holder, KeyFormat, LeaseClient, LeaseInfo};
+use leasectl::{Holder, LeaseClient, LeaseInfo};
 
 use crate::cli::ReleaseArgs;
 use crate::output::{escape, exit, outln, Printer, UsageError};
@@ -73,10 +73,7 @@ fn describe(info: &LeaseInfo, holders: &[&Holder]) -> String {
     if info.holder.is_some() {
         return names;
     }
-    let on = info.instances.iter().filter_map(|v| v.holder.as_ref());
-    let on = on
-        .filter(|h| !matches!(h.format, KeyFormat::Queued { .. }))
-        .count();
+    let on = info.held_on();
     format!("{names} on {on} of {} instances", info.instances.len())
 }
 
