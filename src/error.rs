@@ -183,10 +183,12 @@ impl Error {
             let detail = err.to_string();
             return Error::Connection { endpoint, detail };
         }
-        Error::Redis {
-            endpoint,
-            detail: err.to_string(),
-        }
+        // A plain `ERR` (our scripts' own refusals among them) says only its text.
+        let detail = match (code, err.detail()) {
+            ("ERR", Some(detail)) => detail.to_string(),
+            _ => err.to_string(),
+        };
+        Error::Redis { endpoint, detail }
     }
 
     /// A few words for a list of instances' answers: `connection refused`, `timed out`, ...

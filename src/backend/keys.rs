@@ -132,6 +132,41 @@ fn beside(prefix: &str, key: &str, kind: &str) -> String {
     beside
 }
 
+/// What leasectl keeps in `key` when it is one of the names [`beside`] a lease makes, and the
+/// Redis type that has (`TYPE`'s word): for an error that names a key of the wrong type.
+pub(crate) fn kept_in(key: &str) -> Option<(&'static str, &'static str)> {
+    const KEPT: [(&str, &str, &str); 5] = [
+        ("fence", "the lease's fencing counter", "string"),
+        ("queue", "the lease's queue of waiters", "zset"),
+        ("deadlines", "the lease's waiters' deadlines", "zset"),
+        ("grants", "the lease's waiters' grant requests", "hash"),
+        (
+            "longest-ttl",
+            "the longest TTL the lease was asked for",
+            "string",
+        ),
+    ];
+    if key.ends_with(":newest-token") {
+        return Some((
+            "the newest fencing token written to a protected key",
+            "string",
+        ));
+    }
+    KEPT.into_iter().find_map(|(kind, what, kept)| {
+        let mark = format!("{INTERNAL_MARK}{kind}");
+        let made_so = key.match_indices(&mark).any(|(at, _)| {
+            let (prefix, rest) = (&key[..at], &key[at + mark.len()..]);
+            let lease = match (rest.strip_prefix('{'), rest.strip_prefix(':')) {
+                (Some(tagged), _) => tagged.strip_suffix('}').unwrap_or_default().to_string(),
+                (None, Some(name)) => format!("{prefix}{name}"),
+                (None, None) => return false,
+            };
+            lease.starts_with(prefix) && beside(prefix, &lease, kind) == key
+        });
+        made_so.then_some((what, kept))
+    })
+}
+
 /// The part of `key` that Redis Cluster hashes: the first `{...}` when it is not empty, else
 /// the whole key.
 fn hashed_part(key: &str) -> &str {
@@ -226,6 +261,27 @@ mod tests {
             }
         }
         assert!(check_name("@fence{lease:job}").is_err());
+    }
+
+    #[test]
+    fn the_names_beside_a_lease_say_what_they_keep() {
+        for (prefix, name) in [
+            ("lease:", "job"),
+            ("lease:", "{job}"),
+            ("a@queue:", "b"),
+            ("", "x"),
+        ] {
+            let key = format!("{prefix}{name}");
+            let (queue, deadlines) = queue_keys(prefix, &key);
+            assert_eq!(kept_in(&fence_key(prefix, &key)).unwrap().1, "string");
+            assert_eq!(kept_in(&queue).unwrap().1, "zset", "{queue}");
+            assert_eq!(kept_in(&deadlines).unwrap().1, "zset");
+            assert_eq!(kept_in(&grants_key(prefix, &key)).unwrap().1, "hash");
+            assert_eq!(kept_in(&longest_ttl_key(prefix, &key)).unwrap().1, "string");
+            assert_eq!(kept_in(&key), None, "{key}");
+        }
+        assert_eq!(kept_in("lease:@queue{other:job}"), None);
+        assert_eq!(kept_in("orders:newest-token").unwrap().1, "string");
     }
 
     #[test]

@@ -404,7 +404,44 @@ impl Node {
                 .retry
                 .run(call.deadline, || run_script(&call, node.connection.clone()))
                 .await;
-            answer.map_err(|e| Error::from_redis(&node.address, &e, node.response_timeout))
+            match answer {
+                Err(e) if e.code() == Some("WRONGTYPE") => Err(node.wrong_type(&call, &e).await),
+                answer => {
+                    answer.map_err(|e| Error::from_redis(&node.address, &e, node.response_timeout))
+                }
+            }
+        })
+    }
+
+    /// The error for a script that met a key of another type than leasectl keeps there
+    /// (something else wrote it): which key, and what it should hold. Boxed: off the script
+    /// call's own path.
+    fn wrong_type(&self, call: &Call, error: &redis::RedisError) -> BoxFuture<'static, Error> {
+        let (node, keys) = (self.clone(), call.keys.clone());
+        let error = Error::from_redis(&self.address, error, self.response_timeout);
+        Box::pin(async move {
+            let mut types = redis::pipe();
+            for key in &keys {
+                types.cmd("TYPE").arg(key);
+            }
+            let mut connection = node.connection.clone();
+            let Ok(types) = types.query_async::<Vec<String>>(&mut connection).await else {
+                return error;
+            };
+            let odd = keys.iter().zip(types).find_map(|(key, found)| {
+                let (what, kept) = super::keys::kept_in(key)?;
+                (found != kept && found != "none").then(|| {
+                    let kept = if kept == "zset" { "sorted set" } else { kept };
+                    format!("{key} holds a {found}, where leasectl keeps {what} (a {kept}): delete that key, or use another key prefix")
+                })
+            });
+            match odd {
+                Some(detail) => Error::Redis {
+                    endpoint: node.address.clone(),
+                    detail,
+                },
+                None => error,
+            }
         })
     }
 

@@ -185,3 +185,50 @@ async fn a_release_stands_and_says_so_when_the_waiters_keys_hold_something_else(
     assert_eq!(client.force_release("odd").await.ok(), Some(true));
     assert!(!crate::support::exists(&server, &key("odd")));
 }
+
+/// A key beside a lease holding another type than leasectl keeps there (another program wrote
+/// it): the acquire's error names that key and what belongs in it, instead of Redis's bare
+/// WRONGTYPE from inside a script, and is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_names_the_key_beside_the_lease_that_holds_something_else() {
+    let server = RedisServer::start();
+    let client = connect(&server).await;
+    let mut redis = server.connection();
+    let options = options(Duration::from_secs(30));
+    let says = |outcome: leasectl::Result<Acquire>, key: &str, what: &str| match outcome {
+        Err(error @ Error::Redis { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains(key) && text.contains(what), "{text}");
+            assert!(!text.contains("WRONGTYPE"), "{text}");
+            assert!(!error.is_transient(), "{text}");
+        }
+        other => panic!("expected an error naming {key}, got {other:?}"),
+    };
+
+    let queue = crate::support::queue_key("odd");
+    let _: () = query(&mut redis, &["SET", &queue, "not-a-queue"]);
+    says(
+        client.try_acquire("odd", &options).await,
+        &queue,
+        "a sorted set",
+    );
+    let _: () = query(&mut redis, &["DEL", &queue]);
+
+    let fence = fence_key("odd");
+    let _: () = query(&mut redis, &["HSET", &fence, "not", "a-counter"]);
+    says(
+        client.try_acquire("odd", &options).await,
+        &fence,
+        "fencing counter",
+    );
+    let _: () = query(&mut redis, &["DEL", &fence]);
+
+    // A waiter joining the queue of a held lease whose deadlines key is a string.
+    let _holder = acquired(client.try_acquire("odd", &options).await);
+    let deadlines = crate::support::deadlines_key("odd");
+    let _: () = query(&mut redis, &["SET", &deadlines, "not-a-zset"]);
+    let waited = client
+        .acquire("odd", &options, Duration::from_secs(1))
+        .await;
+    says(waited, &deadlines, "a sorted set");
+}
