@@ -132,9 +132,11 @@ fn beside(prefix: &str, key: &str, kind: &str) -> String {
     beside
 }
 
-/// What leasectl keeps in `key` when it is one of the names [`beside`] a lease makes, and the
-/// Redis type that has (`TYPE`'s word): for an error that names a key of the wrong type.
-pub(crate) fn kept_in(key: &str) -> Option<(&'static str, &'static str)> {
+/// What leasectl keeps in `key` when it is one of the names [`beside`] one of `leases` (a
+/// call's keys) makes, and the Redis type that has (`TYPE`'s word): for an error that names a
+/// key of the wrong type. (Found from the lease key, not from `key` alone: under a prefix that
+/// itself holds `@queue:`, say, one name could be read two ways.)
+pub(crate) fn kept_in(key: &str, leases: &[String]) -> Option<(&'static str, &'static str)> {
     const KEPT: [(&str, &str, &str); 5] = [
         ("fence", "the lease's fencing counter", "string"),
         ("queue", "the lease's queue of waiters", "zset"),
@@ -153,15 +155,11 @@ pub(crate) fn kept_in(key: &str) -> Option<(&'static str, &'static str)> {
         ));
     }
     KEPT.into_iter().find_map(|(kind, what, kept)| {
-        let mark = format!("{INTERNAL_MARK}{kind}");
-        let made_so = key.match_indices(&mark).any(|(at, _)| {
-            let (prefix, rest) = (&key[..at], &key[at + mark.len()..]);
-            let lease = match (rest.strip_prefix('{'), rest.strip_prefix(':')) {
-                (Some(tagged), _) => tagged.strip_suffix('}').unwrap_or_default().to_string(),
-                (None, Some(name)) => format!("{prefix}{name}"),
-                (None, None) => return false,
-            };
-            lease.starts_with(prefix) && beside(prefix, &lease, kind) == key
+        let made_so = leases.iter().any(|lease| {
+            let prefixes = lease.char_indices().map(|(at, _)| &lease[..at]);
+            prefixes
+                .chain([lease.as_str()])
+                .any(|prefix| key.starts_with(prefix) && beside(prefix, lease, kind) == key)
         });
         made_so.then_some((what, kept))
     })
@@ -272,16 +270,19 @@ mod tests {
             ("", "x"),
         ] {
             let key = format!("{prefix}{name}");
+            let leases = [key.clone()];
+            let kept = |beside: &str| kept_in(beside, &leases).map(|(_, kept)| kept);
             let (queue, deadlines) = queue_keys(prefix, &key);
-            assert_eq!(kept_in(&fence_key(prefix, &key)).unwrap().1, "string");
-            assert_eq!(kept_in(&queue).unwrap().1, "zset", "{queue}");
-            assert_eq!(kept_in(&deadlines).unwrap().1, "zset");
-            assert_eq!(kept_in(&grants_key(prefix, &key)).unwrap().1, "hash");
-            assert_eq!(kept_in(&longest_ttl_key(prefix, &key)).unwrap().1, "string");
-            assert_eq!(kept_in(&key), None, "{key}");
+            assert_eq!(kept(&fence_key(prefix, &key)), Some("string"));
+            assert_eq!(kept(&queue), Some("zset"), "{queue}");
+            assert_eq!(kept(&deadlines), Some("zset"));
+            assert_eq!(kept(&grants_key(prefix, &key)), Some("hash"));
+            assert_eq!(kept(&longest_ttl_key(prefix, &key)), Some("string"));
+            assert_eq!(kept(&key), None, "{key}");
         }
-        assert_eq!(kept_in("lease:@queue{other:job}"), None);
-        assert_eq!(kept_in("orders:newest-token").unwrap().1, "string");
+        let leases = ["lease:job".to_string()];
+        assert_eq!(kept_in("lease:@queue{other:job}", &leases), None);
+        assert_eq!(kept_in("orders:newest-token", &leases).unwrap().1, "string");
     }
 
     #[test]

@@ -429,7 +429,7 @@ impl Node {
                 return error;
             };
             let odd = keys.iter().zip(types).find_map(|(key, found)| {
-                let (what, kept) = super::keys::kept_in(key)?;
+                let (what, kept) = super::keys::kept_in(key, &keys)?;
                 (found != kept && found != "none").then(|| {
                     let kept = if kept == "zset" { "sorted set" } else { kept };
                     format!("{key} holds a {found}, where leasectl keeps {what} (a {kept}): delete that key, or use another key prefix")
