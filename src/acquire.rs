@@ -31,8 +31,13 @@ pub(crate) const QUEUE_GRACE: Duration = Duration::from_millis(1500);
 pub(crate) enum Taken {
     /// One lease per name, in the order of the names.
     Acquired(Vec<Lease>),
-    /// The lease at this index is held.
-    Held { lease: usize, holder: Holder },
+    /// The lease at this index is held; `counter`: its fencing counter as the attempt found it
+    /// (single mode; 0 in quorum mode, which keeps no queue).
+    Held {
+        lease: usize,
+        holder: Holder,
+        counter: u64,
+    },
 }
 
 /// One acquire attempt for a set of checked names (one, usually); `waiter` (single mode
@@ -143,8 +148,13 @@ pub(crate) async fn attempt(
             Some(Ok(Grant::Held {
                 holder: Some(holder),
                 lease,
+                counter,
                 ..
-            })) => Ok(Taken::Held { lease, holder }),
+            })) => Ok(Taken::Held {
+                lease,
+                holder,
+                counter,
+            }),
             // Held, but the key vanished between the check and the read: it is free now.
             Some(Ok(Grant::Held { holder: None, .. })) => {
                 Box::pin(attempt(backend, names, options, waiter, splits_left)).await
@@ -190,6 +200,7 @@ pub(crate) async fn attempt(
             Ok(Taken::Held {
                 lease: *lease,
                 holder: (*holder).clone(),
+                counter: 0,
             })
         }
         _ => Err(no_quorum(backend, &votes, options.ttl, tally.counted(), "")),

@@ -57,7 +57,7 @@ impl AcquireSet {
     fn of(taken: Taken, names: &[String]) -> AcquireSet {
         match taken {
             Taken::Acquired(leases) => AcquireSet::Acquired(LeaseSet::new(leases)),
-            Taken::Held { lease, holder } => AcquireSet::Held {
+            Taken::Held { lease, holder, .. } => AcquireSet::Held {
                 name: names[lease].clone(),
                 holder,
             },

@@ -84,8 +84,12 @@ pub(crate) async fn wait_for(
         attempts += 1;
         let tried_at = Instant::now();
         let tried = attempt(backend, names, options, &place, SPLIT_RETRIES).await;
-        let (lease, holder) = match tried {
-            Ok(Taken::Held { lease, holder }) => (lease, holder),
+        let (lease, holder, counter) = match tried {
+            Ok(Taken::Held {
+                lease,
+                holder,
+                counter,
+            }) => (lease, holder, counter),
             Ok(acquired) => {
                 queued.taken();
                 let waited_ms = started.elapsed().as_millis() as u64;
@@ -106,7 +110,11 @@ pub(crate) async fn wait_for(
             queued.leave().await;
             let waited_ms = started.elapsed().as_millis() as u64;
             tracing::info!(lease = %names.join(","), attempts, waited_ms, holder = %holder.display_name(), "still held when the wait ran out");
-            return Ok(Taken::Held { lease, holder });
+            return Ok(Taken::Held {
+                lease,
+                holder,
+                counter,
+            });
         }
         observe(&names[lease], &holder);
         if waiter
@@ -124,7 +132,7 @@ pub(crate) async fn wait_for(
             continue;
         };
         // A held answer found us queued (acquire.lua queues a waiter on both held paths).
-        waiter.queued(tried_at);
+        waiter.tried(tried_at, counter);
         if let Woken::Granted {
             token,
             acquired_at,
@@ -224,6 +232,11 @@ pub(crate) struct Waiter {
     /// When the last call started whose answer found us queued: a release that hands us the
     /// lease came after it.
     queued_at: Option<Instant>,
+    /// The fencing counter our last try found: a release that handed us the lease after it
+    /// took a newer token. An older one is a late notification of a grant to our place from
+    /// before that try (the lease since deleted and taken by another, and our place taken
+    /// anew), which must not make us a second holder.
+    counter: u64,
     deadline: Instant,
     fallback_poll: Duration,
     subscribed: bool,
@@ -263,6 +276,7 @@ impl Waiter {
             place,
             grant_ttl: QUEUE_GRACE,
             queued_at: None,
+            counter: 0,
             deadline,
             fallback_poll,
             subscribed: false,
@@ -295,12 +309,22 @@ impl Waiter {
         self.queued_at = Some(at);
     }
 
+    /// A try that started at `at` found us queued, and the fencing counter at `counter`.
+    fn tried(&mut self, at: Instant, counter: u64) {
+        self.queued(at);
+        self.counter = counter;
+    }
+
     /// What a notification `payload` for us says: a lease handed to us, when it does and
     /// enough of its validity is left to hand it on as it is (else a try takes it at once:
     /// acquire.lua answers a waiter the lease held under its place).
     fn grant_in(&self, payload: &str) -> Option<Woken> {
         let (place, _) = self.place.as_ref()?;
         let (token, acquired_at) = granted(place, payload)?;
+        // (No counter: a holder of another tool's; the try tells.)
+        if token <= self.counter || self.counter == 0 {
+            return None;
+        }
         let queued_at = self.queued_at?;
         let left = crate::renew::validity_end(queued_at, self.grant_ttl)
             .saturating_duration_since(Instant::now());

@@ -302,3 +302,32 @@ async fn a_try_that_does_not_wait_takes_no_place_in_the_queue() {
     waiter.abort();
     drop(held);
 }
+
+/// A grant notification from before the waiter's last try is not trusted: a release handed
+/// the waiter's place the lease, the lease was deleted before the waiter heard of it (a forced
+/// release, a restart), another client took it, and the waiter queued again under the same
+/// place; the late notification must not make it a second holder. Its token is no newer than
+/// the counter the waiter's last try saw, so the waiter tries instead (and finds it held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_older_than_the_waiters_last_try_is_not_trusted() {
+    let server = RedisServer::start();
+    let name = "stale-grant";
+    let both = (server.settings(), server.settings());
+    let (held, _client, waiter, place) =
+        held_and_queued(&server, name, both, "w-1", tried_twice(&server)).await;
+    let stale = held.fencing_token();
+    let payload = format!("{place} {stale} 2026-11-30T00:00:00.000Z");
+    server.query::<()>(&["PUBLISH", &release_channel(name), &payload]);
+    let tried_again = || command_calls(&server, "hgetall") >= 3 || waiter.is_finished();
+    assert!(tokio::task::block_in_place(|| eventually(
+        BOUND,
+        tried_again
+    )));
+    assert!(!waiter.is_finished(), "the waiter took a stale grant");
+    // A real grant still reaches it.
+    assert!(within(BOUND, "the release", held.release()).await.unwrap());
+    let lease = acquired(within(BOUND, "the waiter", waiter).await.unwrap());
+    assert_eq!(lease.id(), place);
+    assert!(lease.fencing_token() > stale);
+    assert!(within(BOUND, "its release", lease.release()).await.unwrap());
+}
