@@ -310,9 +310,6 @@ fn check_exclusion(
                     section.name
                 ));
             } else {
-                if std::env::var_os("LEASECTL_TORTURE_DEBUG").is_some() {
-                    eprintln!("DEBUG overlap\n earlier {section:?}\n later {later:?}\n deletions {deletions:?}\n restarts {restarts:?}");
-                }
                 findings.overlaps += 1;
                 findings.example(format!(
                     "overlap on {}: {} (token {}, trusted until +{} ms) and {} (token {}, from \
